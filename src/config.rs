@@ -1,0 +1,412 @@
+//! The experiment file: one TOML document, parsed strictly (unknown keys are errors) into these
+//! types. Checking values against each other (dimensions, ranges, which keys a schedule uses)
+//! happens where each section is turned into a working object (`data`, `models`, `schedule`,
+//! `metrics`); `crate::experiment::Experiment::new` runs all of them before anything is written.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A whole experiment.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// First seed; repeat r uses seed + r.
+    #[serde(default)]
+    pub seed: u64,
+    /// Number of independent repeats (seeds seed .. seed + repeats − 1).
+    #[serde(default = "one")]
+    pub repeats: u64,
+    /// Number of generations, numbered 0 .. generations − 1; generation 0 is fitted on real data.
+    pub generations: usize,
+    /// Samples drawn from each generation's model for evaluation and for `samples/`.
+    #[serde(default = "ten_thousand")]
+    pub samples_per_generation: usize,
+    /// Write each generation's samples to `samples/seed-S/gen-GGG.npy`.
+    #[serde(default = "yes")]
+    pub save_samples: bool,
+    /// Save samples (and training sets) only every this many generations (the last is always saved).
+    #[serde(default = "one_usize")]
+    pub save_every: usize,
+    /// Also write each generation's training set to `train/seed-S/gen-GGG.npy`.
+    #[serde(default)]
+    pub save_train_sets: bool,
+    /// What the real data are.
+    pub target: TargetConfig,
+    /// The learner fitted every generation.
+    pub model: ModelConfig,
+    /// How each generation's training set is built.
+    #[serde(rename = "loop")]
+    pub schedule: LoopConfig,
+    /// Which metrics are computed and how.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+fn one() -> u64 {
+    1
+}
+fn one_usize() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn ten_thousand() -> usize {
+    10_000
+}
+
+/// A scalar, or one value per item (e.g. one standard deviation per mixture component).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// The same value for every item.
+    One(f64),
+    /// One value per item.
+    Many(Vec<f64>),
+}
+
+/// `[target]`: a known distribution or a real data set.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TargetConfig {
+    /// N(mean, std² I) or N(mean, cov).
+    Gaussian {
+        dim: usize,
+        /// Mean; shorter than `dim` is padded with zeros (default: 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mean: Option<Vec<f64>>,
+        /// Isotropic standard deviation (default 1 when `cov` is absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        std: Option<f64>,
+        /// Full covariance matrix, dim × dim.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cov: Option<Vec<Vec<f64>>>,
+    },
+    /// Gaussian mixture Σ_k w_k N(μ_k, Σ_k).
+    Gmm {
+        dim: usize,
+        /// Component means; each shorter than `dim` is padded with zeros.
+        means: Vec<Vec<f64>>,
+        /// Isotropic standard deviation, one for all or one per component (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        std: Option<OneOrMany>,
+        /// Full covariance per component (instead of `std`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        covs: Option<Vec<Vec<Vec<f64>>>>,
+        /// Component weights (normalised; default uniform).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weights: Option<Vec<f64>>,
+    },
+    /// `components` isotropic Gaussians with means evenly spaced on a circle of `radius` in the
+    /// first two coordinates.
+    RingGmm {
+        #[serde(default = "two")]
+        dim: usize,
+        components: usize,
+        radius: f64,
+        std: f64,
+    },
+    /// Concentric circles in 2-D with radial noise.
+    Rings {
+        radii: Vec<f64>,
+        #[serde(default = "default_ring_noise")]
+        noise: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weights: Option<Vec<f64>>,
+    },
+    /// Two interleaving half circles in 2-D.
+    Moons {
+        #[serde(default = "default_moons_noise")]
+        noise: f64,
+    },
+    /// Multivariate Student-t (heavy tails).
+    StudentT {
+        dim: usize,
+        df: f64,
+        #[serde(default = "one_f64")]
+        scale: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mean: Option<Vec<f64>>,
+    },
+    /// scikit-learn's 8×8 digits (1 797 × 64, 10 classes), shipped with ouro.
+    Digits(RealDataConfig),
+    /// Old Faithful (272 × 2), shipped with ouro.
+    Faithful(RealDataConfig),
+    /// Palmer penguins bill length and depth (342 × 2, 3 species), shipped with ouro.
+    Penguins(RealDataConfig),
+    /// A CSV file of numeric columns.
+    Csv(CsvConfig),
+    /// A `.npy` file with a 2-D [n, d] array.
+    Npy(NpyConfig),
+}
+
+fn two() -> usize {
+    2
+}
+fn one_f64() -> f64 {
+    1.0
+}
+fn default_ring_noise() -> f64 {
+    0.05
+}
+fn default_moons_noise() -> f64 {
+    0.1
+}
+fn default_heldout() -> f64 {
+    0.2
+}
+
+/// Options shared by every finite real data set.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealDataConfig {
+    /// Share of the points held out for evaluation (never trained on).
+    #[serde(default = "default_heldout")]
+    pub heldout_fraction: f64,
+    /// Scale every column to mean 0, standard deviation 1 (statistics of the whole data set).
+    #[serde(default)]
+    pub standardize: bool,
+}
+
+impl Default for RealDataConfig {
+    fn default() -> Self {
+        RealDataConfig {
+            heldout_fraction: default_heldout(),
+            standardize: false,
+        }
+    }
+}
+
+/// `kind = "csv"`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvConfig {
+    pub path: PathBuf,
+    /// Columns to use (names, or 0-based indices as strings without a header); default: all but
+    /// the label column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// Column holding class labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// Whether the first line holds column names.
+    #[serde(default = "yes")]
+    pub header: bool,
+    /// Skip rows with missing values (`NA`, empty, `nan`) instead of failing.
+    #[serde(default)]
+    pub skip_missing: bool,
+    #[serde(default = "default_heldout")]
+    pub heldout_fraction: f64,
+    #[serde(default)]
+    pub standardize: bool,
+}
+
+/// `kind = "npy"`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpyConfig {
+    pub path: PathBuf,
+    /// Optional `.npy` file of integer class labels, one per row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PathBuf>,
+    #[serde(default = "default_heldout")]
+    pub heldout_fraction: f64,
+    #[serde(default)]
+    pub standardize: bool,
+}
+
+/// A KDE bandwidth: a number, or a rule of thumb.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum BandwidthConfig {
+    /// A fixed bandwidth in data units.
+    Fixed(f64),
+    /// `"scott"` or `"silverman"`.
+    Rule(String),
+}
+
+/// Covariance structure of the Gaussian MLE learner.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CovarianceKind {
+    /// Full d×d covariance.
+    #[default]
+    Full,
+    /// Diagonal covariance.
+    Diag,
+    /// σ² I with σ² the mean per-coordinate variance.
+    Isotropic,
+}
+
+/// `[model]`: the learner.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ModelConfig {
+    /// Maximum-likelihood Gaussian (covariance divided by n).
+    Gaussian {
+        #[serde(default)]
+        covariance: CovarianceKind,
+    },
+    /// Gaussian mixture fitted by EM.
+    Gmm {
+        components: usize,
+        #[serde(default = "default_em_iter")]
+        max_iter: usize,
+        /// Stop when the mean log-likelihood improves by less than this.
+        #[serde(default = "default_em_tol")]
+        tol: f64,
+        /// Added to every covariance diagonal.
+        #[serde(default = "default_reg_covar")]
+        reg_covar: f64,
+    },
+    /// Gaussian kernel density estimate.
+    Kde { bandwidth: BandwidthConfig },
+}
+
+fn default_em_iter() -> usize {
+    100
+}
+fn default_em_tol() -> f64 {
+    1e-3
+}
+fn default_reg_covar() -> f64 {
+    1e-6
+}
+
+/// The schedule names of `loop.schedule`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    Replace,
+    Augment,
+    Fresh,
+    Accumulate,
+    AccumulateSubsample,
+}
+
+/// `[loop]`: how each generation's training set is built.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopConfig {
+    pub schedule: ScheduleKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_fraction: Option<f64>,
+    /// Fit generation t starting from generation t − 1's model (where the learner iterates).
+    #[serde(default)]
+    pub warm_start: bool,
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Metric columns to compute; default: every metric that applies to the target and model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
+    /// At most this many samples (and reference points) enter the pairwise metrics (`mmd2`,
+    /// `memorized`); moments use every sample.
+    #[serde(default = "default_eval_samples")]
+    pub eval_samples: usize,
+    /// `memorized` counts samples whose nearest training point is closer than this ratio times
+    /// the second nearest.
+    #[serde(default = "default_memorization_ratio")]
+    pub memorization_ratio: f64,
+}
+
+fn default_eval_samples() -> usize {
+    2000
+}
+fn default_memorization_ratio() -> f64 {
+    1.0 / 3.0
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            names: None,
+            eval_samples: default_eval_samples(),
+            memorization_ratio: default_memorization_ratio(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document, applies `key=value` overrides (dotted keys, TOML values; a value
+    /// that is not valid TOML is taken as a string), and checks it against the schema.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Config> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            Error::config(format!("not valid TOML: {}", e.message().trim()))
+        })?;
+        for item in overrides {
+            apply_override(&mut table, item)?;
+        }
+        let result: std::result::Result<Config, _> =
+            serde_path_to_error::deserialize(toml::Value::Table(table));
+        result.map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().message().trim().to_string();
+            if path == "." {
+                Error::config(inner)
+            } else {
+                Error::config(format!("{path}: {inner}"))
+            }
+        })
+    }
+
+    /// Reads and parses a config file (see [`Config::parse`]).
+    pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
+        Config::parse(&text, overrides).map_err(|e| match e {
+            Error::Config(m) => Error::config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// The resolved config as TOML (every default filled in), enough to rerun the experiment.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+}
+
+/// Sets `a.b.c = value` in `table`, creating tables on the way.
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
+    let (key, raw) = item.split_once('=').ok_or_else(|| {
+        Error::config(format!(
+            "--set `{item}`: expected KEY=VALUE, e.g. loop.fresh_fraction=0.1"
+        ))
+    })?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::config(format!(
+            "--set `{item}`: `{key}` is not a valid dotted key"
+        )));
+    }
+    let mut t = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| Error::config(format!("--set `{item}`: `{p}` is not a table")))?;
+    }
+    t.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}

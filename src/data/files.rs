@@ -1,0 +1,292 @@
+//! Reading user data files (CSV, NPY) into a [`Dataset`], and writing NPY outputs.
+
+use super::Dataset;
+use crate::error::{Error, Result};
+use ndarray::{Array1, Array2};
+use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt};
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::Path;
+
+/// Cells read as missing values.
+const MISSING: [&str; 5] = ["", "NA", "na", "NaN", "nan"];
+
+/// Reads a CSV file of numeric columns. `columns` picks columns by header name (or by 0-based
+/// index when `header` is false); `None` takes every column except the label column.
+/// `label_column` names a column of class labels: integers are kept, other strings are numbered
+/// in sorted order. Rows with a missing cell (`NA`, empty, `nan`) are skipped when
+/// `skip_missing`, and are an error otherwise.
+pub fn read_csv(
+    path: &Path,
+    header: bool,
+    columns: Option<&[String]>,
+    label_column: Option<&str>,
+    skip_missing: bool,
+) -> Result<Dataset> {
+    let bytes = std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+    parse_csv(
+        &bytes,
+        &path.display().to_string(),
+        header,
+        columns,
+        label_column,
+        skip_missing,
+    )
+}
+
+pub(super) fn parse_csv(
+    bytes: &[u8],
+    name: &str,
+    header: bool,
+    columns: Option<&[String]>,
+    label_column: Option<&str>,
+    skip_missing: bool,
+) -> Result<Dataset> {
+    let err = |m: String| Error::data(name, m);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(header)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let records: Vec<csv::StringRecord> = reader
+        .records()
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| err(format!("malformed CSV: {e}")))?;
+    let width = records
+        .first()
+        .map(|r| r.len())
+        .ok_or_else(|| err("no data rows".into()))?;
+    let names: Vec<String> = if header {
+        let h = reader
+            .headers()
+            .map_err(|e| err(format!("malformed header: {e}")))?;
+        h.iter().map(str::to_string).collect()
+    } else {
+        (0..width).map(|i| i.to_string()).collect()
+    };
+    let find = |c: &str| {
+        names.iter().position(|n| n == c).ok_or_else(|| {
+            err(format!(
+                "no column `{c}`; the columns are: {}",
+                names.join(", ")
+            ))
+        })
+    };
+    let label_idx = label_column.map(find).transpose()?;
+    let value_idx: Vec<usize> = match columns {
+        Some(cols) => cols.iter().map(|c| find(c)).collect::<Result<_>>()?,
+        None => (0..names.len()).filter(|&i| Some(i) != label_idx).collect(),
+    };
+    if value_idx.is_empty() {
+        return Err(err("no numeric columns selected".into()));
+    }
+    let mut values = Vec::with_capacity(records.len() * value_idx.len());
+    let mut raw_labels = Vec::new();
+    let mut rows = 0;
+    'rows: for (r, rec) in records.iter().enumerate() {
+        let line = r + 1 + header as usize;
+        let used = value_idx.iter().chain(label_idx.iter());
+        for &c in used {
+            let cell = rec.get(c).unwrap_or("");
+            if MISSING.contains(&cell) {
+                if skip_missing {
+                    continue 'rows;
+                }
+                return Err(err(format!(
+                    "line {line}, column `{}`: missing value `{cell}` (expected a number)",
+                    names[c]
+                )));
+            }
+        }
+        for &c in &value_idx {
+            let cell = rec.get(c).unwrap_or("");
+            let v: f32 = cell.parse().map_err(|_| {
+                err(format!(
+                    "line {line}, column `{}`: `{cell}` is not a number",
+                    names[c]
+                ))
+            })?;
+            if !v.is_finite() {
+                return Err(err(format!(
+                    "line {line}, column `{}`: `{cell}` is not finite",
+                    names[c]
+                )));
+            }
+            values.push(v);
+        }
+        if let Some(c) = label_idx {
+            raw_labels.push(rec.get(c).unwrap_or("").to_string());
+        }
+        rows += 1;
+    }
+    if rows == 0 {
+        return Err(err("no complete data rows".into()));
+    }
+    let points = Array2::from_shape_vec((rows, value_idx.len()), values)
+        .map_err(|e| err(format!("ragged rows: {e}")))?;
+    let labels = label_idx.map(|_| number_labels(&raw_labels));
+    Ok(Dataset { points, labels })
+}
+
+/// Class ids for label strings: the integers themselves when every label is a non-negative
+/// integer, otherwise the rank of each distinct string in sorted order.
+fn number_labels(raw: &[String]) -> Vec<u32> {
+    if let Ok(ids) = raw
+        .iter()
+        .map(|s| s.parse::<u32>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+    {
+        return ids;
+    }
+    let mut distinct: Vec<&String> = raw.iter().collect();
+    distinct.sort();
+    distinct.dedup();
+    raw.iter()
+        .map(|s| distinct.binary_search(&s).expect("present") as u32)
+        .collect()
+}
+
+/// Reads a `.npy` file holding a 1-D (n points of dimension 1) or 2-D [n, d] array of any float,
+/// integer or unsigned dtype, as f32 points. NaN or infinite values are an error.
+pub fn read_npy(path: &Path) -> Result<Array2<f32>> {
+    let points = read_any_npy(path)?;
+    if let Some(pos) = points.iter().position(|v| !v.is_finite()) {
+        let (r, c) = (pos / points.ncols().max(1), pos % points.ncols().max(1));
+        return Err(Error::data(
+            path,
+            format!("value at row {r}, column {c} is NaN or infinite"),
+        ));
+    }
+    if points.nrows() == 0 {
+        return Err(Error::data(path, "the array has no rows"));
+    }
+    Ok(points)
+}
+
+fn read_any_npy(path: &Path) -> Result<Array2<f32>> {
+    macro_rules! try_types {
+        ($($t:ty),*) => {
+            $(
+                match read_as::<$t>(path)? {
+                    Some(a) => return Ok(a.mapv(|v| v as f32)),
+                    None => {}
+                }
+            )*
+        };
+    }
+    try_types!(f32, f64, i64, i32, i16, i8, u64, u32, u16, u8);
+    Err(Error::data(
+        path,
+        "unsupported dtype (expected a float, signed or unsigned integer array)",
+    ))
+}
+
+/// `Ok(None)` when the file's dtype is not `T`.
+fn read_as<T: ReadableElement>(path: &Path) -> Result<Option<Array2<T>>> {
+    let open = || {
+        File::open(path)
+            .map(BufReader::new)
+            .map_err(|e| Error::data(path, format!("cannot open: {e}")))
+    };
+    let describe = |e: ReadNpyError| Error::data(path, format!("not a valid .npy array: {e}"));
+    match Array2::<T>::read_npy(open()?) {
+        Ok(a) => Ok(Some(a)),
+        Err(ReadNpyError::WrongDescriptor(_)) => Ok(None),
+        Err(ReadNpyError::WrongNdim(_, 1)) => match Array1::<T>::read_npy(open()?) {
+            Ok(a) => {
+                let n = a.len();
+                Ok(Some(a.into_shape_with_order((n, 1)).expect("n×1")))
+            }
+            Err(ReadNpyError::WrongDescriptor(_)) => Ok(None),
+            Err(e) => Err(describe(e)),
+        },
+        Err(ReadNpyError::WrongNdim(_, k)) => Err(Error::data(
+            path,
+            format!("the array has {k} dimensions; expected a 2-D [n, d] (or 1-D) array"),
+        )),
+        Err(e) => Err(describe(e)),
+    }
+}
+
+/// Writes `points` as a little-endian f32 `.npy` file of shape [n, d].
+pub fn write_npy(path: &Path, points: &Array2<f32>) -> Result<()> {
+    let file = File::create(path)
+        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    points
+        .write_npy(BufWriter::new(file))
+        .map_err(|e| Error::Run(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn npy_round_trip_and_other_dtypes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        let a = array![[1.0f32, 2.0], [3.0, 4.5]];
+        write_npy(&p, &a).unwrap();
+        assert_eq!(read_npy(&p).unwrap(), a);
+        let q = dir.path().join("b.npy");
+        array![1.0f64, 2.0, 3.0]
+            .write_npy(File::create(&q).unwrap())
+            .unwrap();
+        assert_eq!(read_npy(&q).unwrap(), array![[1.0f32], [2.0], [3.0]]);
+        let r = dir.path().join("c.npy");
+        array![[1u8, 2], [3, 4]]
+            .write_npy(File::create(&r).unwrap())
+            .unwrap();
+        assert_eq!(read_npy(&r).unwrap(), array![[1.0f32, 2.0], [3.0, 4.0]]);
+    }
+
+    #[test]
+    fn bad_npy_files_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("junk.npy");
+        std::fs::write(&p, b"hello").unwrap();
+        let msg = read_npy(&p).unwrap_err().to_string();
+        assert!(
+            msg.contains("junk.npy") && msg.contains("not a valid .npy"),
+            "{msg}"
+        );
+        let q = dir.path().join("nan.npy");
+        array![[1.0f32, f32::NAN]]
+            .write_npy(File::create(&q).unwrap())
+            .unwrap();
+        let msg = read_npy(&q).unwrap_err().to_string();
+        assert!(msg.contains("row 0, column 1"), "{msg}");
+        let msg = read_npy(&dir.path().join("missing.npy"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("cannot open"), "{msg}");
+    }
+
+    #[test]
+    fn csv_errors_name_line_and_column() {
+        let text = b"a,b\n1,2\n3,x\n";
+        let msg = parse_csv(text, "t.csv", true, None, None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("line 3") && msg.contains("`b`") && msg.contains("`x`"),
+            "{msg}"
+        );
+        let cols = ["c".to_string()];
+        let msg = parse_csv(text, "t.csv", true, Some(&cols), None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("no column `c`"), "{msg}");
+        let ok = parse_csv(
+            b"a,b,y\n1,2,cat\n3,NA,dog\n5,6,ant\n",
+            "t.csv",
+            true,
+            None,
+            Some("y"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(ok.points, array![[1.0f32, 2.0], [5.0, 6.0]]);
+        assert_eq!(ok.labels.unwrap(), vec![1, 0]);
+    }
+}

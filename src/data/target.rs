@@ -1,0 +1,464 @@
+//! The target a loop is measured against: a known distribution (unlimited draws, exact moments)
+//! or a finite real data set (a seeded train/held-out split; fresh draws without replacement).
+
+use super::{Dataset, digits, faithful, penguins, read_csv, read_npy};
+use crate::config::{OneOrMany, RealDataConfig, TargetConfig};
+use crate::distributions::{Distribution, Gaussian, GaussianMixture, Moons, Rings, StudentT};
+use crate::error::{Error, Result};
+use crate::linalg;
+use crate::rng::{Role, stream};
+use ndarray::{Array1, Array2, Axis};
+use rand::seq::SliceRandom;
+
+/// The real distribution of an experiment.
+pub enum Target {
+    /// A distribution with a known form; real points are fresh draws.
+    Known(Box<dyn Distribution>),
+    /// A finite data set, split per seed into a training pool and a held-out evaluation set.
+    Finite {
+        /// Name used in messages (`digits`, or the file path).
+        name: String,
+        /// All points (already standardised if asked).
+        data: Dataset,
+        /// Share of points held out.
+        heldout_fraction: f64,
+    },
+}
+
+impl Target {
+    /// Builds and checks the target described by `[target]`, loading any data file.
+    pub fn from_config(cfg: &TargetConfig) -> Result<Target> {
+        Ok(match cfg {
+            TargetConfig::Gaussian {
+                dim,
+                mean,
+                std,
+                cov,
+            } => {
+                let d = positive_dim(*dim)?;
+                let mu = padded("target.mean", mean.as_deref(), d)?;
+                let sigma = match (std, cov) {
+                    (Some(_), Some(_)) => {
+                        return Err(Error::config("target: give `std` or `cov`, not both"));
+                    }
+                    (_, Some(c)) => matrix("target.cov", c, d)?,
+                    (s, None) => Array2::eye(d) * positive("target.std", s.unwrap_or(1.0))?.powi(2),
+                };
+                Target::Known(Box::new(Gaussian::new(mu, sigma)))
+            }
+            TargetConfig::Gmm {
+                dim,
+                means,
+                std,
+                covs,
+                weights,
+            } => {
+                let d = positive_dim(*dim)?;
+                let k = means.len();
+                if k == 0 {
+                    return Err(Error::config("target.means: expected at least one mean"));
+                }
+                let mus = means
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| padded(&format!("target.means[{i}]"), Some(m), d))
+                    .collect::<Result<Vec<_>>>()?;
+                let sigmas: Vec<Array2<f64>> = match (std, covs) {
+                    (Some(_), Some(_)) => {
+                        return Err(Error::config("target: give `std` or `covs`, not both"));
+                    }
+                    (_, Some(cs)) => {
+                        if cs.len() != k {
+                            return Err(Error::config(format!(
+                                "target.covs: {} matrices for {k} means; expected one per component",
+                                cs.len()
+                            )));
+                        }
+                        cs.iter()
+                            .enumerate()
+                            .map(|(i, c)| matrix(&format!("target.covs[{i}]"), c, d))
+                            .collect::<Result<_>>()?
+                    }
+                    (s, None) => per_component("target.std", s.as_ref(), k)?
+                        .into_iter()
+                        .map(|s| Array2::eye(d) * (s * s))
+                        .collect(),
+                };
+                let w = weights_for("target.weights", weights.as_deref(), k)?;
+                let comps = mus
+                    .into_iter()
+                    .zip(sigmas)
+                    .map(|(m, s)| Gaussian::new(m, s))
+                    .collect();
+                Target::Known(Box::new(GaussianMixture::new(w, comps)))
+            }
+            TargetConfig::RingGmm {
+                dim,
+                components,
+                radius,
+                std,
+            } => {
+                let d = positive_dim(*dim)?;
+                if d < 2 || *components == 0 {
+                    return Err(Error::config(
+                        "target (ring-gmm): expected dim ≥ 2 and components ≥ 1",
+                    ));
+                }
+                let s = positive("target.std", *std)?;
+                let comps = (0..*components)
+                    .map(|k| {
+                        let a = 2.0 * std::f64::consts::PI * k as f64 / *components as f64;
+                        let mut m = Array1::zeros(d);
+                        m[0] = radius * a.cos();
+                        m[1] = radius * a.sin();
+                        Gaussian::isotropic(m, s)
+                    })
+                    .collect();
+                Target::Known(Box::new(GaussianMixture::new(
+                    vec![1.0; *components],
+                    comps,
+                )))
+            }
+            TargetConfig::Rings {
+                radii,
+                noise,
+                weights,
+            } => {
+                if radii.is_empty() || radii.iter().any(|r| !(r.is_finite() && *r >= 0.0)) {
+                    return Err(Error::config(
+                        "target.radii: expected one or more radii ≥ 0",
+                    ));
+                }
+                let w = weights_for("target.weights", weights.as_deref(), radii.len())?;
+                Target::Known(Box::new(Rings::new(
+                    radii.clone(),
+                    w,
+                    non_negative("target.noise", *noise)?,
+                )))
+            }
+            TargetConfig::Moons { noise } => {
+                Target::Known(Box::new(Moons::new(non_negative("target.noise", *noise)?)))
+            }
+            TargetConfig::StudentT {
+                dim,
+                df,
+                scale,
+                mean,
+            } => {
+                let d = positive_dim(*dim)?;
+                let mu = padded("target.mean", mean.as_deref(), d)?;
+                Target::Known(Box::new(StudentT::new(
+                    mu,
+                    positive("target.scale", *scale)?,
+                    positive("target.df", *df)?,
+                )))
+            }
+            TargetConfig::Digits(o) => finite("digits", digits()?, o)?,
+            TargetConfig::Faithful(o) => finite("faithful", faithful()?, o)?,
+            TargetConfig::Penguins(o) => finite("penguins", penguins()?, o)?,
+            TargetConfig::Csv(c) => {
+                let data = read_csv(
+                    &c.path,
+                    c.header,
+                    c.columns.as_deref(),
+                    c.label_column.as_deref(),
+                    c.skip_missing,
+                )?;
+                let o = RealDataConfig {
+                    heldout_fraction: c.heldout_fraction,
+                    standardize: c.standardize,
+                };
+                finite(&c.path.display().to_string(), data, &o)?
+            }
+            TargetConfig::Npy(c) => {
+                let points = read_npy(&c.path)?;
+                let labels = match &c.labels {
+                    None => None,
+                    Some(p) => {
+                        let l = read_npy(p)?;
+                        if l.ncols() != 1 || l.nrows() != points.nrows() {
+                            return Err(Error::data(
+                                p,
+                                format!(
+                                    "expected {} labels (one per row of {}), found shape [{}, {}]",
+                                    points.nrows(),
+                                    c.path.display(),
+                                    l.nrows(),
+                                    l.ncols()
+                                ),
+                            ));
+                        }
+                        if l.iter().any(|&v| v < 0.0 || v.fract() != 0.0) {
+                            return Err(Error::data(p, "labels must be non-negative integers"));
+                        }
+                        Some(l.iter().map(|&v| v as u32).collect())
+                    }
+                };
+                let o = RealDataConfig {
+                    heldout_fraction: c.heldout_fraction,
+                    standardize: c.standardize,
+                };
+                finite(
+                    &c.path.display().to_string(),
+                    Dataset { points, labels },
+                    &o,
+                )?
+            }
+        })
+    }
+
+    /// Dimension of a point.
+    pub fn dim(&self) -> usize {
+        match self {
+            Target::Known(d) => d.dim(),
+            Target::Finite { data, .. } => data.dim(),
+        }
+    }
+
+    /// Size of the training pool of a finite data set (after the held-out split); `None` when
+    /// draws are unlimited.
+    pub fn pool_size(&self) -> Option<usize> {
+        match self {
+            Target::Known(_) => None,
+            Target::Finite {
+                data,
+                heldout_fraction,
+                ..
+            } => Some(data.len() - heldout_count(data.len(), *heldout_fraction)),
+        }
+    }
+
+    /// The known distribution, if the target is one.
+    pub fn distribution(&self) -> Option<&dyn Distribution> {
+        match self {
+            Target::Known(d) => Some(d.as_ref()),
+            Target::Finite { .. } => None,
+        }
+    }
+
+    /// The real data of one seed: its training pool (or stream of fresh draws), its evaluation
+    /// reference set (held-out split, or `reference_size` draws from the known distribution),
+    /// and the target's mean and covariance (exact where known, otherwise from all real points).
+    pub fn realize(&self, seed: u64, reference_size: usize) -> RealData<'_> {
+        match self {
+            Target::Known(dist) => {
+                let reference = dist.sample(reference_size, &mut stream(seed, 0, Role::Reference));
+                let mean = dist
+                    .mean()
+                    .unwrap_or_else(|| linalg::mean(reference.view()));
+                let cov = dist
+                    .covariance()
+                    .unwrap_or_else(|| linalg::covariance(reference.view(), 1));
+                RealData {
+                    target: self,
+                    seed,
+                    pool: None,
+                    next: 0,
+                    reference,
+                    mean,
+                    cov,
+                }
+            }
+            Target::Finite {
+                data,
+                heldout_fraction,
+                ..
+            } => {
+                let n = data.len();
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut stream(seed, 0, Role::Split));
+                let h = heldout_count(n, *heldout_fraction);
+                let reference = data.points.select(Axis(0), &order[..h]);
+                let pool = data.points.select(Axis(0), &order[h..]);
+                let mean = linalg::mean(data.points.view());
+                let cov = linalg::covariance(data.points.view(), 1);
+                RealData {
+                    target: self,
+                    seed,
+                    pool: Some(pool),
+                    next: 0,
+                    reference,
+                    mean,
+                    cov,
+                }
+            }
+        }
+    }
+}
+
+/// Number of held-out points for a data set of `n` points.
+fn heldout_count(n: usize, fraction: f64) -> usize {
+    ((n as f64) * fraction).round() as usize
+}
+
+/// The real data seen by one seed of an experiment.
+pub struct RealData<'a> {
+    target: &'a Target,
+    seed: u64,
+    /// Shuffled training split of a finite data set; draws take its rows in order.
+    pool: Option<Array2<f32>>,
+    next: usize,
+    /// Real points for evaluation, never trained on.
+    pub reference: Array2<f32>,
+    /// The target's mean.
+    pub mean: Array1<f64>,
+    /// The target's covariance.
+    pub cov: Array2<f64>,
+}
+
+impl RealData<'_> {
+    /// `n` real points for `generation`: fresh draws from the stream (seed, generation, role) for
+    /// a known distribution, or the next `n` unused points of a finite training pool.
+    pub fn draw(&mut self, n: usize, generation: usize, role: Role) -> Result<Array2<f32>> {
+        match (&self.pool, self.target) {
+            (None, Target::Known(dist)) => {
+                Ok(dist.sample(n, &mut stream(self.seed, generation as u64, role)))
+            }
+            (Some(pool), Target::Finite { name, .. }) => {
+                let left = pool.nrows() - self.next;
+                if n > left {
+                    return Err(Error::Run(format!(
+                        "the training split of {name} ran out of unused real points: generation \
+                         {generation} needs {n}, {left} are left (of {}); use fewer generations, a \
+                         smaller train_size or fresh_fraction, or a smaller heldout_fraction",
+                        pool.nrows()
+                    )));
+                }
+                let rows = pool
+                    .slice(ndarray::s![self.next..self.next + n, ..])
+                    .to_owned();
+                self.next += n;
+                Ok(rows)
+            }
+            _ => unreachable!("pool exists exactly for finite targets"),
+        }
+    }
+
+    /// The target as a Gaussian, when it is one.
+    pub fn gaussian(&self) -> Option<&Gaussian> {
+        self.target.distribution().and_then(|d| d.as_gaussian())
+    }
+}
+
+fn finite(name: &str, mut data: Dataset, o: &RealDataConfig) -> Result<Target> {
+    if !(0.0..1.0).contains(&o.heldout_fraction) {
+        return Err(Error::config(format!(
+            "target.heldout_fraction = {}: expected a number in [0, 1)",
+            o.heldout_fraction
+        )));
+    }
+    let h = heldout_count(data.len(), o.heldout_fraction);
+    if h == 0 || h >= data.len() {
+        return Err(Error::config(format!(
+            "target.heldout_fraction = {} leaves {h} of {} points held out; expected at least one \
+             held-out and one training point",
+            o.heldout_fraction,
+            data.len()
+        )));
+    }
+    if o.standardize {
+        let mu = linalg::mean(data.points.view());
+        let sd = linalg::covariance(data.points.view(), 1)
+            .diag()
+            .mapv(f64::sqrt);
+        for mut row in data.points.rows_mut() {
+            for ((v, m), s) in row.iter_mut().zip(&mu).zip(&sd) {
+                *v = if *s > 0.0 {
+                    ((*v as f64 - m) / s) as f32
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    Ok(Target::Finite {
+        name: name.to_string(),
+        data,
+        heldout_fraction: o.heldout_fraction,
+    })
+}
+
+fn positive_dim(d: usize) -> Result<usize> {
+    if d == 0 {
+        Err(Error::config("target.dim: expected a dimension ≥ 1"))
+    } else {
+        Ok(d)
+    }
+}
+
+fn positive(key: &str, v: f64) -> Result<f64> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::config(format!("{key} = {v}: expected a number > 0")))
+    }
+}
+
+fn non_negative(key: &str, v: f64) -> Result<f64> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::config(format!("{key} = {v}: expected a number ≥ 0")))
+    }
+}
+
+/// A vector of length `d` from a prefix (padded with zeros); default all zeros.
+fn padded(key: &str, v: Option<&[f64]>, d: usize) -> Result<Array1<f64>> {
+    let v = v.unwrap_or(&[]);
+    if v.len() > d {
+        return Err(Error::config(format!(
+            "{key} has {} entries but target.dim = {d}; expected at most {d}",
+            v.len()
+        )));
+    }
+    let mut out = Array1::zeros(d);
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = *x;
+    }
+    Ok(out)
+}
+
+/// A d×d symmetric positive semi-definite matrix from nested lists.
+fn matrix(key: &str, rows: &[Vec<f64>], d: usize) -> Result<Array2<f64>> {
+    if rows.len() != d || rows.iter().any(|r| r.len() != d) {
+        return Err(Error::config(format!(
+            "{key}: expected a {d}×{d} matrix (target.dim = {d})"
+        )));
+    }
+    let m = Array2::from_shape_fn((d, d), |(i, j)| rows[i][j]);
+    let symmetric = (0..d)
+        .all(|i| (0..d).all(|j| (m[[i, j]] - m[[j, i]]).abs() <= 1e-9 * (1.0 + m[[i, j]].abs())));
+    let eig = linalg::to_na(&m).symmetric_eigen();
+    if !symmetric || eig.eigenvalues.iter().any(|&l| l < -1e-9) {
+        return Err(Error::config(format!(
+            "{key}: expected a symmetric positive semi-definite matrix"
+        )));
+    }
+    Ok(m)
+}
+
+fn per_component(key: &str, v: Option<&OneOrMany>, k: usize) -> Result<Vec<f64>> {
+    let vals = match v {
+        None => vec![1.0; k],
+        Some(OneOrMany::One(s)) => vec![*s; k],
+        Some(OneOrMany::Many(s)) if s.len() == k => s.clone(),
+        Some(OneOrMany::Many(s)) => {
+            return Err(Error::config(format!(
+                "{key}: {} values for {k} components; expected one number or one per component",
+                s.len()
+            )));
+        }
+    };
+    vals.into_iter().map(|s| positive(key, s)).collect()
+}
+
+fn weights_for(key: &str, w: Option<&[f64]>, k: usize) -> Result<Vec<f64>> {
+    match w {
+        None => Ok(vec![1.0; k]),
+        Some(w) if w.len() != k => Err(Error::config(format!(
+            "{key}: {} weights for {k} components; expected one per component",
+            w.len()
+        ))),
+        Some(w) => w.iter().map(|&x| positive(key, x)).collect(),
+    }
+}

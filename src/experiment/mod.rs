@@ -1,0 +1,156 @@
+//! An experiment: a checked config turned into target, learner, schedule and metrics, and the
+//! generation loop that runs it for one seed. [`run_dir`] writes a whole run to a folder.
+
+pub mod run_dir;
+
+use crate::config::Config;
+use crate::data::Target;
+use crate::distributions::Distribution;
+use crate::error::{Error, Result};
+use crate::metrics::{Context, MetricSet};
+use crate::models::{Learner, Model};
+use crate::rng::{Role, stream};
+use crate::schedule::{LoopState, Schedule};
+use ndarray::Array2;
+
+/// A fully checked experiment, ready to run.
+pub struct Experiment {
+    /// The resolved configuration.
+    pub config: Config,
+    /// The real data.
+    pub target: Target,
+    /// The learner fitted every generation.
+    pub learner: Learner,
+    /// How training sets are built.
+    pub schedule: Schedule,
+    /// What is measured.
+    pub metrics: MetricSet,
+}
+
+/// What one generation of one seed produced; handed to the caller's observer.
+pub struct Generation<'a> {
+    /// The seed of this repeat.
+    pub seed: u64,
+    /// The generation number (0 = fitted on real data).
+    pub generation: usize,
+    /// The training set the model was fitted on.
+    pub train: &'a Array2<f32>,
+    /// The fitted model.
+    pub model: &'a Model,
+    /// Its evaluation samples.
+    pub samples: &'a Array2<f32>,
+    /// The metric values, in the order of [`MetricSet::names`].
+    pub metrics: &'a [f64],
+}
+
+impl Experiment {
+    /// Checks every part of `config` (loading data files) so that a run cannot fail on bad input
+    /// after it has started.
+    pub fn new(config: Config) -> Result<Experiment> {
+        if config.generations == 0 {
+            return Err(Error::config("generations: expected at least 1"));
+        }
+        if config.repeats == 0 {
+            return Err(Error::config("repeats: expected at least 1"));
+        }
+        if config.samples_per_generation < 2 {
+            return Err(Error::config("samples_per_generation: expected at least 2"));
+        }
+        if config.save_every == 0 {
+            return Err(Error::config("save_every: expected at least 1"));
+        }
+        let target = Target::from_config(&config.target)?;
+        let learner = Learner::from_config(&config.model)?;
+        let schedule = Schedule::from_config(&config.schedule, &target)?;
+        if let Some(pool) = target.pool_size() {
+            let need = schedule.real_points_needed(config.generations);
+            if need > pool {
+                return Err(Error::config(format!(
+                    "loop: {} generations of this schedule draw {need} real points without replacement, \
+                     but the training split has {pool}; use fewer generations, a smaller train_size, \
+                     real_size or fresh_fraction, or a smaller target.heldout_fraction",
+                    config.generations
+                )));
+            }
+        }
+        if schedule.min_train_size() < learner.min_points() {
+            return Err(Error::config(format!(
+                "loop: training sets of {} points are too small for this model (needs at least {})",
+                schedule.min_train_size(),
+                learner.min_points()
+            )));
+        }
+        let gaussians = target
+            .distribution()
+            .and_then(|d| d.as_gaussian())
+            .is_some()
+            && matches!(learner, Learner::Gaussian(_));
+        let metrics = MetricSet::from_config(&config.metrics, gaussians)?;
+        Ok(Experiment {
+            config,
+            target,
+            learner,
+            schedule,
+            metrics,
+        })
+    }
+
+    /// The seeds of the repeats.
+    pub fn seeds(&self) -> std::ops::Range<u64> {
+        self.config.seed..self.config.seed + self.config.repeats
+    }
+
+    /// Runs every generation of `seed`, calling `observe` after each, and returns the metric
+    /// rows (one per generation). Every random draw comes from the (seed, generation, role)
+    /// streams, so the result depends on nothing else.
+    pub fn run_seed(
+        &self,
+        seed: u64,
+        observe: &mut dyn FnMut(&Generation) -> Result<()>,
+    ) -> Result<Vec<Vec<f64>>> {
+        let mut real = self.target.realize(seed, self.metrics.eval_samples);
+        let mut state = LoopState::default();
+        let mut previous: Option<Model> = None;
+        let mut rows = Vec::with_capacity(self.config.generations);
+        for g in 0..self.config.generations {
+            let train =
+                self.schedule
+                    .training_set(seed, g, &mut real, previous.as_ref(), &mut state)?;
+            let warm = if self.config.schedule.warm_start {
+                previous.as_ref()
+            } else {
+                None
+            };
+            let model =
+                self.learner
+                    .fit(train.view(), warm, &mut stream(seed, g as u64, Role::Fit))?;
+            let samples = model.sample(
+                self.config.samples_per_generation,
+                &mut stream(seed, g as u64, Role::Samples),
+            );
+            let ctx = Context {
+                samples: samples.view(),
+                train: train.view(),
+                reference: real.reference.view(),
+                target_mean: &real.mean,
+                target_cov: &real.cov,
+                target_gaussian: real.gaussian(),
+                model: &model,
+                eval_samples: self.metrics.eval_samples,
+                memorization_ratio: self.metrics.memorization_ratio,
+            };
+            let values = self.metrics.evaluate(&ctx);
+            observe(&Generation {
+                seed,
+                generation: g,
+                train: &train,
+                model: &model,
+                samples: &samples,
+                metrics: &values,
+            })?;
+            rows.push(values);
+            previous = Some(model);
+        }
+        Ok(rows)
+    }
+}

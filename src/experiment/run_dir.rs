@@ -1,0 +1,177 @@
+//! Writing a run folder:
+//! `config.toml` (resolved config), `metrics.csv` (one row per seed and generation),
+//! `samples/seed-S/gen-GGG.npy`, optionally `train/seed-S/gen-GGG.npy`, and `metrics.png`.
+//! The run is written to a hidden sibling folder and renamed into place only when complete, so a
+//! failed run never leaves a half-written folder behind.
+
+use super::{Experiment, Generation};
+use crate::data::write_npy;
+use crate::error::{Error, Result};
+use crate::report;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// How to run an experiment into a folder.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Replace `out` if it already exists.
+    pub force: bool,
+    /// Worker threads (0: all cores). Results do not depend on it.
+    pub threads: usize,
+    /// Draw a progress bar (only shown when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// The metric rows of a finished run.
+pub struct RunResult {
+    /// Metric column names.
+    pub names: Vec<&'static str>,
+    /// (seed, generation, values) in seed, then generation order.
+    pub rows: Vec<(u64, usize, Vec<f64>)>,
+    /// Where the plot was written.
+    pub plot: PathBuf,
+}
+
+/// Runs `exp` and writes its run folder at `out`.
+pub fn run(exp: &Experiment, out: &Path, opts: &RunOptions) -> Result<RunResult> {
+    if out.exists() && !opts.force && !is_empty_dir(out) {
+        return Err(Error::Run(format!(
+            "{} already exists; choose another --out or pass --force to replace it",
+            out.display()
+        )));
+    }
+    if out.exists() && !out.is_dir() {
+        return Err(Error::Run(format!(
+            "{} exists and is not a folder",
+            out.display()
+        )));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = write_into(exp, &tmp, opts);
+    match result {
+        Ok(mut r) => {
+            if out.exists() {
+                std::fs::remove_dir_all(out)
+                    .map_err(|e| Error::io(format!("cannot replace {}", out.display()), e))?;
+            }
+            std::fs::rename(&tmp, out)
+                .map_err(|e| Error::io(format!("cannot move the run into {}", out.display()), e))?;
+            r.plot = out.join(r.plot.file_name().expect("plot file"));
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).map_err(|e| Error::io(format!("cannot create {}", p.display()), e))
+}
+
+fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResult> {
+    mkdir(dir)?;
+    std::fs::write(dir.join("config.toml"), exp.config.to_toml())
+        .map_err(|e| Error::io("cannot write config.toml", e))?;
+    let cfg = &exp.config;
+    let seeds: Vec<u64> = exp.seeds().collect();
+    let bar = if opts.progress {
+        ProgressBar::with_draw_target(
+            Some((seeds.len() * cfg.generations) as u64),
+            ProgressDrawTarget::stderr(),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} generations  {elapsed} (eta {eta})")
+            .expect("valid template"),
+    );
+    let saved = |g: usize| g % cfg.save_every == 0 || g + 1 == cfg.generations;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| Error::Run(format!("cannot start worker threads: {e}")))?;
+    let per_seed: Vec<Result<Vec<Vec<f64>>>> = pool.install(|| {
+        seeds
+            .par_iter()
+            .map(|&seed| {
+                let sample_dir = dir.join("samples").join(format!("seed-{seed}"));
+                let train_dir = dir.join("train").join(format!("seed-{seed}"));
+                if cfg.save_samples {
+                    mkdir(&sample_dir)?;
+                }
+                if cfg.save_train_sets {
+                    mkdir(&train_dir)?;
+                }
+                let mut observe = |g: &Generation| -> Result<()> {
+                    let file = format!("gen-{:03}.npy", g.generation);
+                    if saved(g.generation) {
+                        if cfg.save_samples {
+                            write_npy(&sample_dir.join(&file), g.samples)?;
+                        }
+                        if cfg.save_train_sets {
+                            write_npy(&train_dir.join(&file), g.train)?;
+                        }
+                    }
+                    bar.inc(1);
+                    Ok(())
+                };
+                exp.run_seed(seed, &mut observe)
+                    .map_err(|e| Error::Run(format!("seed {seed}: {e}")))
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    let names = exp.metrics.names();
+    let mut rows = Vec::new();
+    for (seed, result) in seeds.iter().zip(per_seed) {
+        for (g, values) in result?.into_iter().enumerate() {
+            rows.push((*seed, g, values));
+        }
+    }
+    std::fs::write(dir.join("metrics.csv"), metrics_csv(&names, &rows))
+        .map_err(|e| Error::io("cannot write metrics.csv", e))?;
+    let plot = dir.join("metrics.png");
+    report::plot_metrics(&plot, &names, &rows)?;
+    Ok(RunResult { names, rows, plot })
+}
+
+/// `seed,generation,<metrics…>` with one row per seed and generation; numbers in Rust's shortest
+/// round-trip form (`inf`, `NaN` where undefined), which pandas and numpy read as floats.
+pub fn metrics_csv(names: &[&str], rows: &[(u64, usize, Vec<f64>)]) -> String {
+    let mut s = String::from("seed,generation");
+    for n in names {
+        s.push(',');
+        s.push_str(n);
+    }
+    s.push('\n');
+    for (seed, g, values) in rows {
+        write!(s, "{seed},{g}").expect("string write");
+        for v in values {
+            write!(s, ",{v}").expect("string write");
+        }
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,198 @@
+//! Small dense linear algebra and distance kernels shared by models and metrics.
+//!
+//! Data live in `Array2<f32>` (rows are points); anything that accumulates is done in f64.
+//! Decompositions of d×d matrices go through nalgebra; point-to-point distances go through one
+//! GEMM per block (`matrixmultiply` via ndarray), using ‖x − y‖² = ‖x‖² + ‖y‖² − 2 x·y.
+
+use nalgebra::DMatrix;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, s};
+use rayon::prelude::*;
+
+/// Rows per block in blocked distance computations; fixed so results never depend on thread count.
+pub const BLOCK_ROWS: usize = 256;
+/// Columns (reference points) per block in blocked distance computations.
+pub const BLOCK_COLS: usize = 2048;
+
+/// Column means of `x` (n×d), accumulated in f64.
+pub fn mean(x: ArrayView2<f32>) -> Array1<f64> {
+    let mut m = Array1::<f64>::zeros(x.ncols());
+    for row in x.rows() {
+        for (a, &v) in m.iter_mut().zip(row) {
+            *a += v as f64;
+        }
+    }
+    m / x.nrows().max(1) as f64
+}
+
+/// Covariance of the rows of `x` around their mean, divided by n − `ddof`
+/// (ddof = 0: maximum-likelihood estimate; ddof = 1: unbiased).
+pub fn covariance(x: ArrayView2<f32>, ddof: usize) -> Array2<f64> {
+    let mu = mean(x);
+    let c = centred(x, mu.view());
+    let denom = (x.nrows().saturating_sub(ddof)).max(1) as f64;
+    c.t().dot(&c) / denom
+}
+
+/// `x − μ` row by row, in f64.
+pub fn centred(x: ArrayView2<f32>, mu: ArrayView1<f64>) -> Array2<f64> {
+    let mut c = x.mapv(|v| v as f64);
+    c -= &mu;
+    c
+}
+
+/// Mean squared norm E‖x‖² of the rows of `x`.
+pub fn second_moment(x: ArrayView2<f32>) -> f64 {
+    let total: f64 = x
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
+        .sum();
+    total / x.nrows().max(1) as f64
+}
+
+/// An ndarray matrix as a nalgebra matrix.
+pub fn to_na(a: &Array2<f64>) -> DMatrix<f64> {
+    DMatrix::from_fn(a.nrows(), a.ncols(), |i, j| a[[i, j]])
+}
+
+/// A nalgebra matrix as an ndarray matrix.
+pub fn from_na(a: &DMatrix<f64>) -> Array2<f64> {
+    Array2::from_shape_fn((a.nrows(), a.ncols()), |(i, j)| a[(i, j)])
+}
+
+/// Symmetric part (A + Aᵀ)/2, to remove rounding asymmetry before a decomposition.
+pub fn symmetrize(a: &DMatrix<f64>) -> DMatrix<f64> {
+    (a + a.transpose()) * 0.5
+}
+
+/// Principal square root of a symmetric positive semi-definite matrix, by symmetric
+/// eigendecomposition: U diag(√max(λ, 0)) Uᵀ.
+pub fn sqrtm_psd(a: &DMatrix<f64>) -> DMatrix<f64> {
+    let eig = symmetrize(a).symmetric_eigen();
+    let sqrt_vals = eig.eigenvalues.map(|l| l.max(0.0).sqrt());
+    &eig.eigenvectors * DMatrix::from_diagonal(&sqrt_vals) * eig.eigenvectors.transpose()
+}
+
+/// A factor A with A Aᵀ = Σ for a symmetric PSD Σ: the Cholesky factor when Σ is positive
+/// definite, otherwise U diag(√max(λ, 0)) (so singular, collapsed covariances still sample).
+pub fn psd_factor(cov: &DMatrix<f64>) -> DMatrix<f64> {
+    let sym = symmetrize(cov);
+    if let Some(ch) = sym.clone().cholesky() {
+        return ch.l();
+    }
+    let eig = sym.symmetric_eigen();
+    let sqrt_vals = eig.eigenvalues.map(|l| l.max(0.0).sqrt());
+    eig.eigenvectors * DMatrix::from_diagonal(&sqrt_vals)
+}
+
+/// Squared row norms ‖x_i‖² in f64.
+pub fn row_sq_norms(x: ArrayView2<f64>) -> Array1<f64> {
+    x.map_axis(Axis(1), |r| r.dot(&r))
+}
+
+/// Squared Euclidean distances between every row of `a` and every row of `b` (one GEMM),
+/// given their squared norms; clamped at 0 against rounding.
+pub fn sq_dist_block(
+    a: ArrayView2<f64>,
+    a_norms: ArrayView1<f64>,
+    b: ArrayView2<f64>,
+    b_norms: ArrayView1<f64>,
+) -> Array2<f64> {
+    let mut d = Array2::<f64>::zeros((a.nrows(), b.nrows()));
+    ndarray::linalg::general_mat_mul(-2.0, &a, &b.t(), 0.0, &mut d);
+    for (i, mut row) in d.rows_mut().into_iter().enumerate() {
+        let an = a_norms[i];
+        for (v, &bn) in row.iter_mut().zip(b_norms) {
+            *v = (*v + an + bn).max(0.0);
+        }
+    }
+    d
+}
+
+/// For each row of `queries`, the squared distances to its nearest and second-nearest row of
+/// `points` (∞ where `points` has fewer rows). Blocked over both sets so memory stays at
+/// `BLOCK_ROWS × BLOCK_COLS` per thread; rows are independent, so the result is the same
+/// whatever the thread count.
+pub fn two_nearest_sq(queries: ArrayView2<f32>, points: ArrayView2<f32>) -> Vec<(f64, f64)> {
+    let p = points.mapv(|v| v as f64);
+    let p_norms = row_sq_norms(p.view());
+    let q = queries.mapv(|v| v as f64);
+    let q_norms = row_sq_norms(q.view());
+    let n = q.nrows();
+    let blocks: Vec<Vec<(f64, f64)>> = (0..n.div_ceil(BLOCK_ROWS))
+        .into_par_iter()
+        .map(|b| {
+            let r0 = b * BLOCK_ROWS;
+            let r1 = (r0 + BLOCK_ROWS).min(n);
+            let qb = q.slice(s![r0..r1, ..]);
+            let qn = q_norms.slice(s![r0..r1]);
+            let mut best = vec![(f64::INFINITY, f64::INFINITY); r1 - r0];
+            let mut c0 = 0;
+            while c0 < p.nrows() {
+                let c1 = (c0 + BLOCK_COLS).min(p.nrows());
+                let d = sq_dist_block(qb, qn, p.slice(s![c0..c1, ..]), p_norms.slice(s![c0..c1]));
+                for (row, slot) in d.rows().into_iter().zip(best.iter_mut()) {
+                    for &v in row {
+                        if v < slot.0 {
+                            *slot = (v, slot.0);
+                        } else if v < slot.1 {
+                            slot.1 = v;
+                        }
+                    }
+                }
+                c0 = c1;
+            }
+            best
+        })
+        .collect();
+    blocks.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn covariance_matches_hand_computation() {
+        let x = array![[1.0f32, 2.0], [3.0, 0.0], [5.0, 4.0]];
+        let c = covariance(x.view(), 1);
+        // means (3, 2); deviations (-2,0),(0,-2),(2,2)
+        assert!((c[[0, 0]] - 4.0).abs() < 1e-12);
+        assert!((c[[1, 1]] - 4.0).abs() < 1e-12);
+        assert!((c[[0, 1]] - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sqrtm_squares_back() {
+        let a = DMatrix::from_row_slice(2, 2, &[2.0, 0.5, 0.5, 1.0]);
+        let r = sqrtm_psd(&a);
+        assert!((&r * &r - &a).abs().max() < 1e-12);
+        let f = psd_factor(&a);
+        assert!((&f * f.transpose() - &a).abs().max() < 1e-12);
+        let singular = DMatrix::from_row_slice(2, 2, &[1.0, 1.0, 1.0, 1.0]);
+        let f = psd_factor(&singular);
+        assert!((&f * f.transpose() - &singular).abs().max() < 1e-12);
+    }
+
+    #[test]
+    fn two_nearest_matches_brute_force() {
+        let q = Array2::from_shape_fn((300, 3), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.3);
+        let p = Array2::from_shape_fn((2500, 3), |(i, j)| ((i * 5 + j * 13) % 17) as f32 * 0.2);
+        let got = two_nearest_sq(q.view(), p.view());
+        for (i, qr) in q.rows().into_iter().enumerate().step_by(37) {
+            let mut d: Vec<f64> = p
+                .rows()
+                .into_iter()
+                .map(|pr| {
+                    qr.iter()
+                        .zip(pr)
+                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                        .sum()
+                })
+                .collect();
+            d.sort_by(f64::total_cmp);
+            assert!((got[i].0 - d[0]).abs() < 1e-9 && (got[i].1 - d[1]).abs() < 1e-9);
+        }
+    }
+}

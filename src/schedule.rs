@@ -1,0 +1,235 @@
+//! Schedules: how generation t's training set is built from real data and earlier models.
+//!
+//! Generation 0 is always fitted on real data only. With S_t = samples of model t − 1:
+//! - `replace`: S_t only, `train_size` points (fully synthetic);
+//! - `augment`: a fixed real set D of `real_size` points plus ⌊λ·|D|⌋ (or `synthetic_size`)
+//!   points of S_t (Bertrand et al. 2024; Fu et al. 2024);
+//! - `fresh`: `train_size` points, of which round(α·train_size) are new real draws and the rest
+//!   S_t (Khelifa et al. 2026; Alemohammad et al.'s fresh-data loop);
+//! - `accumulate`: D ∪ S_1 ∪ … ∪ S_t with |S_t| = `train_size` (Gerstgrasser et al. 2024);
+//! - `accumulate-subsample`: the same pool, subsampled without replacement to `train_size`.
+
+use crate::config::{LoopConfig, ScheduleKind};
+use crate::data::{RealData, Target};
+use crate::distributions::Distribution;
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::rng::{Role, stream};
+use ndarray::{Array2, Axis, concatenate};
+use rand::seq::index::sample;
+
+/// A checked schedule with its sizes resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Schedule {
+    /// Fully synthetic.
+    Replace { train_size: usize },
+    /// Fixed real set plus synthetic points.
+    Augment {
+        real_size: usize,
+        synthetic_size: usize,
+    },
+    /// A fraction of fresh real points each generation.
+    Fresh {
+        train_size: usize,
+        fresh_size: usize,
+    },
+    /// Real data plus every synthetic set so far.
+    Accumulate { train_size: usize },
+    /// The accumulated pool subsampled to `train_size`.
+    AccumulateSubsample { train_size: usize },
+}
+
+/// What a schedule carries from one generation to the next for one seed.
+#[derive(Default)]
+pub struct LoopState {
+    /// The real set drawn at generation 0 (kept by `augment` and the accumulating schedules).
+    real: Option<Array2<f32>>,
+    /// Every synthetic set so far (accumulating schedules).
+    synthetic: Vec<Array2<f32>>,
+}
+
+impl Schedule {
+    /// Checks `[loop]` against the target and resolves sizes; keys a schedule does not use are
+    /// an error, so a typo in intent is caught before a run.
+    pub fn from_config(cfg: &LoopConfig, target: &Target) -> Result<Schedule> {
+        let name = serde_plain_name(cfg.schedule);
+        let unused = |key: &str, present: bool| -> Result<()> {
+            if present {
+                Err(Error::config(format!(
+                    "loop.{key} is not used by schedule = \"{name}\"; remove it"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let pool = target.pool_size();
+        let size = |key: &str, v: Option<usize>, default: Option<usize>| -> Result<usize> {
+            match v.or(default) {
+                Some(0) => Err(Error::config(format!(
+                    "loop.{key}: expected at least 1 point"
+                ))),
+                Some(n) => Ok(n),
+                None => Err(Error::config(format!(
+                    "loop.{key} is missing: schedule = \"{name}\" needs it (a number of points)"
+                ))),
+            }
+        };
+        let s = match cfg.schedule {
+            ScheduleKind::Replace
+            | ScheduleKind::Accumulate
+            | ScheduleKind::AccumulateSubsample => {
+                unused("real_size", cfg.real_size.is_some())?;
+                unused("synthetic_ratio", cfg.synthetic_ratio.is_some())?;
+                unused("synthetic_size", cfg.synthetic_size.is_some())?;
+                unused("fresh_fraction", cfg.fresh_fraction.is_some())?;
+                let train_size = size("train_size", cfg.train_size, pool)?;
+                match cfg.schedule {
+                    ScheduleKind::Replace => Schedule::Replace { train_size },
+                    ScheduleKind::Accumulate => Schedule::Accumulate { train_size },
+                    _ => Schedule::AccumulateSubsample { train_size },
+                }
+            }
+            ScheduleKind::Augment => {
+                unused("train_size", cfg.train_size.is_some())?;
+                unused("fresh_fraction", cfg.fresh_fraction.is_some())?;
+                let real_size = size("real_size", cfg.real_size, pool)?;
+                let synthetic_size = match (cfg.synthetic_ratio, cfg.synthetic_size) {
+                    (Some(_), Some(_)) => {
+                        return Err(Error::config(
+                            "loop: give synthetic_ratio or synthetic_size, not both",
+                        ));
+                    }
+                    (Some(l), None) if l.is_finite() && l >= 0.0 => {
+                        (l * real_size as f64).floor() as usize
+                    }
+                    (Some(l), None) => {
+                        return Err(Error::config(format!(
+                            "loop.synthetic_ratio = {l}: expected a number ≥ 0 (synthetic points per real point)"
+                        )));
+                    }
+                    (None, Some(m)) => m,
+                    (None, None) => {
+                        return Err(Error::config(
+                            "loop: schedule = \"augment\" needs synthetic_ratio (λ ≥ 0) or synthetic_size",
+                        ));
+                    }
+                };
+                Schedule::Augment {
+                    real_size,
+                    synthetic_size,
+                }
+            }
+            ScheduleKind::Fresh => {
+                unused("real_size", cfg.real_size.is_some())?;
+                unused("synthetic_ratio", cfg.synthetic_ratio.is_some())?;
+                unused("synthetic_size", cfg.synthetic_size.is_some())?;
+                let train_size = size("train_size", cfg.train_size, None)?;
+                let alpha = cfg.fresh_fraction.ok_or_else(|| {
+                    Error::config(
+                        "loop.fresh_fraction is missing: schedule = \"fresh\" needs α in [0, 1]",
+                    )
+                })?;
+                if !(0.0..=1.0).contains(&alpha) {
+                    return Err(Error::config(format!(
+                        "loop.fresh_fraction = {alpha}: expected a number in [0, 1]"
+                    )));
+                }
+                Schedule::Fresh {
+                    train_size,
+                    fresh_size: (alpha * train_size as f64).round() as usize,
+                }
+            }
+        };
+        Ok(s)
+    }
+
+    /// Real points drawn over `generations` generations (to check a finite pool up front).
+    pub fn real_points_needed(&self, generations: usize) -> usize {
+        match *self {
+            Schedule::Replace { train_size }
+            | Schedule::Accumulate { train_size }
+            | Schedule::AccumulateSubsample { train_size } => train_size,
+            Schedule::Augment { real_size, .. } => real_size,
+            Schedule::Fresh {
+                train_size,
+                fresh_size,
+            } => train_size + generations.saturating_sub(1) * fresh_size,
+        }
+    }
+
+    /// Size of the smallest training set the schedule produces.
+    pub fn min_train_size(&self) -> usize {
+        match *self {
+            Schedule::Replace { train_size }
+            | Schedule::Fresh { train_size, .. }
+            | Schedule::Accumulate { train_size }
+            | Schedule::AccumulateSubsample { train_size } => train_size,
+            Schedule::Augment { real_size, .. } => real_size,
+        }
+    }
+
+    /// The training set of `generation` for `seed`. `previous` is model `generation − 1`
+    /// (`None` at generation 0).
+    pub fn training_set(
+        &self,
+        seed: u64,
+        generation: usize,
+        real: &mut RealData,
+        previous: Option<&Model>,
+        state: &mut LoopState,
+    ) -> Result<Array2<f32>> {
+        let g = generation as u64;
+        let synthetic = |n: usize| -> Array2<f32> {
+            let model = previous.expect("generation ≥ 1 has a previous model");
+            model.sample(n, &mut stream(seed, g, Role::Synthetic))
+        };
+        let Some(_) = previous else {
+            let n = self.min_train_size();
+            let set = real.draw(n, 0, Role::RealInit)?;
+            state.real = Some(set.clone());
+            return Ok(set);
+        };
+        Ok(match *self {
+            Schedule::Replace { train_size } => synthetic(train_size),
+            Schedule::Augment { synthetic_size, .. } => {
+                let d = state.real.as_ref().expect("set at generation 0");
+                concatenate![Axis(0), *d, synthetic(synthetic_size)]
+            }
+            Schedule::Fresh {
+                train_size,
+                fresh_size,
+            } => {
+                let fresh = real.draw(fresh_size, generation, Role::Fresh)?;
+                concatenate![Axis(0), fresh, synthetic(train_size - fresh_size)]
+            }
+            Schedule::Accumulate { train_size } | Schedule::AccumulateSubsample { train_size } => {
+                state.synthetic.push(synthetic(train_size));
+                let mut parts = vec![state.real.as_ref().expect("set at generation 0").view()];
+                parts.extend(state.synthetic.iter().map(|s| s.view()));
+                let pool = ndarray::concatenate(Axis(0), &parts).expect("same dimension");
+                if let Schedule::AccumulateSubsample { .. } = self {
+                    let idx = sample(
+                        &mut stream(seed, g, Role::Subsample),
+                        pool.nrows(),
+                        train_size,
+                    )
+                    .into_vec();
+                    pool.select(Axis(0), &idx)
+                } else {
+                    pool
+                }
+            }
+        })
+    }
+}
+
+/// The TOML spelling of a schedule kind.
+fn serde_plain_name(kind: ScheduleKind) -> &'static str {
+    match kind {
+        ScheduleKind::Replace => "replace",
+        ScheduleKind::Augment => "augment",
+        ScheduleKind::Fresh => "fresh",
+        ScheduleKind::Accumulate => "accumulate",
+        ScheduleKind::AccumulateSubsample => "accumulate-subsample",
+    }
+}
