@@ -86,7 +86,10 @@ pub fn main_with(cli: Cli) -> Result<()> {
             force,
             quiet,
         } => {
-            let exp = Experiment::new(Config::load(&config, &set)?)?;
+            let exp = Experiment::new(Config::load(&config, &set)?).map_err(|e| match e {
+                Error::Config(m) => Error::config(format!("{}: {m}", config.display())),
+                other => other,
+            })?;
             let opts = RunOptions {
                 force,
                 threads,

@@ -139,10 +139,12 @@ pub fn plot_metrics(path: &Path, names: &[&str], rows: &[(u64, usize, Vec<f64>)]
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))
             .map_err(|e| err(e.to_string()))?;
+        let tiny = (hi - lo).abs().max(hi.abs()) * 1e-9;
         chart
             .configure_mesh()
             .x_desc("generation")
-            .y_label_formatter(&|v| fmt(*v))
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| if v.abs() <= tiny { "0".into() } else { fmt(*v) })
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| err(e.to_string()))?;

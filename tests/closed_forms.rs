@@ -196,7 +196,7 @@ fn augment_mle_mean_is_ar1_with_coefficient_lambda_over_one_plus_lambda() {
     for lambda in [0.5, 1.0, 2.0] {
         let exp = experiment(AUGMENT, &[&format!("loop.synthetic_ratio={lambda}")]);
         let mut series: Vec<Vec<(f64, f64)>> = vec![Vec::new(); 8];
-        let mut xbar = vec![0.0; 8];
+        let mut xbar = [0.0; 8];
         each_generation(&exp, |g| {
             let (mu, var) = model_gaussian(g);
             let s = (g.seed - exp.config.seed) as usize;

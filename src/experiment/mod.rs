@@ -109,6 +109,7 @@ impl Experiment {
         observe: &mut dyn FnMut(&Generation) -> Result<()>,
     ) -> Result<Vec<Vec<f64>>> {
         let mut real = self.target.realize(seed, self.metrics.eval_samples);
+        let reference = self.metrics.reference(real.reference.view());
         let mut state = LoopState::default();
         let mut previous: Option<Model> = None;
         let mut rows = Vec::with_capacity(self.config.generations);
@@ -131,7 +132,7 @@ impl Experiment {
             let ctx = Context {
                 samples: samples.view(),
                 train: train.view(),
-                reference: real.reference.view(),
+                reference: &reference,
                 target_mean: &real.mean,
                 target_cov: &real.cov,
                 target_gaussian: real.gaussian(),

@@ -25,6 +25,7 @@ pub struct RunOptions {
 }
 
 /// The metric rows of a finished run.
+#[derive(Debug)]
 pub struct RunResult {
     /// Metric column names.
     pub names: Vec<&'static str>,
@@ -58,8 +59,16 @@ pub fn run(exp: &Experiment, out: &Path, opts: &RunOptions) -> Result<RunResult>
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    // leftovers of an interrupted earlier run into the same folder
+    let stale = format!(".{name}.partial-");
+    if let Ok(entries) = std::fs::read_dir(&parent) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&stale) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let tmp = parent.join(format!("{stale}{}", std::process::id()));
     let result = write_into(exp, &tmp, opts);
     match result {
         Ok(mut r) => {
@@ -107,7 +116,7 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
         ProgressStyle::with_template("{bar:40} {pos}/{len} generations  {elapsed} (eta {eta})")
             .expect("valid template"),
     );
-    let saved = |g: usize| g % cfg.save_every == 0 || g + 1 == cfg.generations;
+    let saved = |g: usize| g.is_multiple_of(cfg.save_every) || g + 1 == cfg.generations;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()

@@ -11,7 +11,7 @@ pub fn kl_gaussians(p: &Gaussian, q: &Gaussian) -> f64 {
         return f64::INFINITY;
     };
     let logdet = |l: nalgebra::DMatrix<f64>| 2.0 * l.diagonal().iter().map(|v| v.ln()).sum::<f64>();
-    let diff = nalgebra::DVector::from_iterator(d, (q.mu() - p.mu()).into_iter());
+    let diff = nalgebra::DVector::from_iterator(d, q.mu() - p.mu());
     let trace = cq.solve(&sp).trace();
     let maha = diff.dot(&cq.solve(&diff));
     0.5 * (trace + maha - d as f64 + logdet(cq.l()) - logdet(cp.l()))

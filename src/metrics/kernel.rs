@@ -56,19 +56,33 @@ fn kernel_sum(a: &Array2<f64>, b: &Array2<f64>, sigma: f64, skip_diagonal: bool)
     parts.iter().sum()
 }
 
+/// 1/(m(m−1)) Σ_{i≠j} k(x_i, x_j): the within-set term of the unbiased MMD² (NaN for m < 2).
+pub fn self_kernel_mean(x: ArrayView2<f32>, sigma: f64) -> f64 {
+    let m = x.nrows() as f64;
+    if m < 2.0 {
+        return f64::NAN;
+    }
+    let a = x.mapv(|v| v as f64);
+    kernel_sum(&a, &a, sigma, true) / (m * (m - 1.0))
+}
+
 /// Unbiased MMD² (Gretton et al. 2012, eq. 3) between samples `x` (m rows) and `y` (n rows)
 /// with the RBF kernel of bandwidth σ:
 /// 1/(m(m−1)) Σ_{i≠j} k(x_i,x_j) + 1/(n(n−1)) Σ_{i≠j} k(y_i,y_j) − 2/(mn) Σ k(x_i,y_j).
 pub fn mmd2_unbiased(x: ArrayView2<f32>, y: ArrayView2<f32>, sigma: f64) -> f64 {
+    mmd2_unbiased_with(x, y, sigma, self_kernel_mean(y, sigma))
+}
+
+/// [`mmd2_unbiased`] given `y`'s within-set term ([`self_kernel_mean`]), so a fixed reference
+/// set's term is computed once for all generations.
+pub fn mmd2_unbiased_with(x: ArrayView2<f32>, y: ArrayView2<f32>, sigma: f64, y_term: f64) -> f64 {
     let (m, n) = (x.nrows() as f64, y.nrows() as f64);
     if m < 2.0 || n < 2.0 {
         return f64::NAN;
     }
     let a = x.mapv(|v| v as f64);
     let b = y.mapv(|v| v as f64);
-    kernel_sum(&a, &a, sigma, true) / (m * (m - 1.0))
-        + kernel_sum(&b, &b, sigma, true) / (n * (n - 1.0))
-        - 2.0 * kernel_sum(&a, &b, sigma, false) / (m * n)
+    self_kernel_mean(x, sigma) + y_term - 2.0 * kernel_sum(&a, &b, sigma, false) / (m * n)
 }
 
 #[cfg(test)]

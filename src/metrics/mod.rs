@@ -6,7 +6,7 @@ mod kernel;
 mod memorization;
 
 pub use closed_form::{kl_gaussians, w2_gaussians};
-pub use kernel::{median_bandwidth, mmd2_unbiased};
+pub use kernel::{median_bandwidth, mmd2_unbiased, mmd2_unbiased_with, self_kernel_mean};
 pub use memorization::memorized_share;
 
 use crate::config::MetricsConfig;
@@ -22,8 +22,8 @@ pub struct Context<'a> {
     pub samples: ArrayView2<'a, f32>,
     /// The generation's training set.
     pub train: ArrayView2<'a, f32>,
-    /// Real evaluation points (held-out split or fresh draws from the target).
-    pub reference: ArrayView2<'a, f32>,
+    /// Real evaluation points and what is computed from them once per seed.
+    pub reference: &'a Reference,
     /// Mean of the target.
     pub target_mean: &'a Array1<f64>,
     /// Covariance of the target.
@@ -45,18 +45,23 @@ impl Context<'_> {
             .slice(s![..self.samples.nrows().min(self.eval_samples), ..])
     }
 
-    /// The first `eval_samples` reference points.
-    fn reference_view(&self) -> ArrayView2<'_, f32> {
-        self.reference
-            .slice(s![..self.reference.nrows().min(self.eval_samples), ..])
-    }
-
     fn gaussian_pair(&self) -> Option<(&Gaussian, &Gaussian)> {
         Some((
             self.target_gaussian?,
             self.model.distribution().as_gaussian()?,
         ))
     }
+}
+
+/// The real reference set of one seed (at most `eval_samples` points) with the quantities that
+/// do not change across generations: the MMD bandwidth (median heuristic) and its MMD² term.
+pub struct Reference {
+    /// Reference points.
+    pub points: Array2<f32>,
+    /// RBF bandwidth σ for `mmd2`.
+    pub mmd_bandwidth: f64,
+    /// 1/(n(n−1)) Σ_{i≠j} k(y_i, y_j) over the reference points.
+    pub mmd_self_term: f64,
 }
 
 /// A named per-generation measurement.
@@ -98,8 +103,13 @@ pub const ALL: &[Metric] = &[
         description: "unbiased MMD² to the real reference set, RBF kernel, median-heuristic bandwidth",
         needs_gaussians: false,
         compute: |c| {
-            let reference = c.reference_view();
-            mmd2_unbiased(c.eval_view(), reference, median_bandwidth(reference))
+            let r = c.reference;
+            mmd2_unbiased_with(
+                c.eval_view(),
+                r.points.view(),
+                r.mmd_bandwidth,
+                r.mmd_self_term,
+            )
         },
     },
     Metric {
@@ -187,6 +197,24 @@ impl MetricSet {
     /// Column names, in order.
     pub fn names(&self) -> Vec<&'static str> {
         self.chosen.iter().map(|&i| ALL[i].name).collect()
+    }
+
+    /// The reference set of one seed, with its cached terms (computed only if `mmd2` is chosen).
+    pub fn reference(&self, points: ArrayView2<f32>) -> Reference {
+        let points = points
+            .slice(s![..points.nrows().min(self.eval_samples), ..])
+            .to_owned();
+        let (mmd_bandwidth, mmd_self_term) = if self.names().contains(&"mmd2") {
+            let bw = median_bandwidth(points.view());
+            (bw, self_kernel_mean(points.view(), bw))
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        Reference {
+            points,
+            mmd_bandwidth,
+            mmd_self_term,
+        }
     }
 
     /// One value per chosen metric.

@@ -85,9 +85,7 @@ impl Learner {
                 if *max_iter == 0 {
                     return Err(Error::config("model.max_iter: expected at least 1"));
                 }
-                if !(tol.is_finite() && *tol >= 0.0)
-                    || !(reg_covar.is_finite() && *reg_covar >= 0.0)
-                {
+                if !(tol.is_finite() && *tol >= 0.0 && reg_covar.is_finite() && *reg_covar >= 0.0) {
                     return Err(Error::config(
                         "model.tol and model.reg_covar: expected numbers ≥ 0",
                     ));

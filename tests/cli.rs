@@ -1,0 +1,171 @@
+//! Bad input through the `ouro` binary: one clear line on stderr, exit status 2, no panic, and no
+//! run folder (or leftover) written.
+
+use std::path::Path;
+use std::process::Command;
+
+const GOOD: &str = r#"
+seed = 0
+generations = 2
+samples_per_generation = 100
+[target]
+kind = "gaussian"
+dim = 2
+[model]
+kind = "gaussian"
+[loop]
+schedule = "augment"
+real_size = 50
+synthetic_ratio = 1.0
+"#;
+
+/// Runs `ouro run` on `config` with extra arguments; returns (status, stderr).
+fn run(dir: &Path, config: &str, extra: &[&str]) -> (i32, String) {
+    let cfg = dir.join("exp.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let out = dir.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_ouro"))
+        .arg("run")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quiet")
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn assert_rejected(config: &str, extra: &[&str], fragments: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = run(dir.path(), config, extra);
+    assert_eq!(code, 2, "expected failure, got {code}: {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(
+        err.starts_with("error: ") && !err.contains("panicked"),
+        "{err}"
+    );
+    for f in fragments {
+        assert!(err.contains(f), "`{f}` missing from: {err}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("exp.toml")],
+        "files left behind"
+    );
+}
+
+#[test]
+fn a_good_config_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = run(dir.path(), GOOD, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dir.path().join("out/metrics.csv").exists());
+}
+
+#[test]
+fn config_mistakes_name_the_key() {
+    assert_rejected(
+        &GOOD.replace("dim = 2", "dim = 2\nmeans = [1]"),
+        &[],
+        &["unknown field `means`", "target"],
+    );
+    assert_rejected(
+        &GOOD.replace("generations = 2\n", ""),
+        &[],
+        &["missing field `generations`"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "loop.synthetic_ratio=-0.5"],
+        &["loop.synthetic_ratio", "≥ 0"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "loop.synthetic_size=-5"],
+        &["loop.synthetic_size"],
+    );
+    let fresh = GOOD.replace("augment", "fresh").replace(
+        "real_size = 50\nsynthetic_ratio = 1.0",
+        "train_size = 50\nfresh_fraction = 1.2",
+    );
+    assert_rejected(&fresh, &[], &["loop.fresh_fraction = 1.2", "[0, 1]"]);
+    assert_rejected(
+        &GOOD.replace("dim = 2", "dim = 2\nmean = [1, 2, 3]"),
+        &[],
+        &["target.mean", "target.dim = 2"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "loop.fresh_fraction=0.5"],
+        &["loop.fresh_fraction is not used", "augment"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "model.kind=vae"],
+        &["model.kind", "unknown variant `vae`"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "metrics.names=[\"fid\"]"],
+        &["unknown metric `fid`"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "nonsense"],
+        &["--set `nonsense`", "KEY=VALUE"],
+    );
+    assert_rejected("generations = [", &[], &["not valid TOML"]);
+}
+
+#[test]
+fn data_file_problems_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.npy");
+    let cfg = |kind: &str, p: &Path| {
+        GOOD.replace(
+            "kind = \"gaussian\"\ndim = 2",
+            &format!("kind = \"{kind}\"\npath = \"{}\"", p.display()),
+        )
+    };
+    assert_rejected(&cfg("npy", &missing), &[], &["nope.npy", "cannot open"]);
+    let junk = dir.path().join("junk.npy");
+    std::fs::write(&junk, b"\x93NUMPY garbage").unwrap();
+    assert_rejected(&cfg("npy", &junk), &[], &["junk.npy", "not a valid .npy"]);
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(&csv, "a,b\n1,2\n3,oops\n").unwrap();
+    assert_rejected(&cfg("csv", &csv), &[], &["bad.csv", "line 3", "`oops`"]);
+    assert_rejected(
+        &cfg("csv", &dir.path().join("absent.csv")),
+        &[],
+        &["absent.csv", "cannot read"],
+    );
+}
+
+#[test]
+fn a_finite_data_set_that_would_run_out_is_refused_up_front() {
+    let cfg = r#"
+generations = 10
+[target]
+kind = "faithful"
+[model]
+kind = "kde"
+bandwidth = "scott"
+[loop]
+schedule = "fresh"
+train_size = 100
+fresh_fraction = 0.5
+"#;
+    assert_rejected(
+        cfg,
+        &[],
+        &["draw 550 real points", "training split has 218"],
+    );
+}

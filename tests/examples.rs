@@ -1,0 +1,23 @@
+//! Every committed example config parses and passes all checks (running them is the README's job).
+
+#[test]
+fn every_example_is_a_valid_experiment() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let cfg = ouro::config::Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            ouro::experiment::Experiment::new(cfg)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 3);
+}
+
+#[test]
+fn the_demo_config_is_valid() {
+    let cfg = ouro::config::Config::parse(ouro::cli::DEMO_CONFIG, &[]).unwrap();
+    ouro::experiment::Experiment::new(cfg).unwrap();
+}
