@@ -169,3 +169,22 @@ fresh_fraction = 0.5
         &["draw 550 real points", "training split has 218"],
     );
 }
+
+#[test]
+fn a_fit_that_breaks_down_says_which_key_to_change_and_leaves_nothing() {
+    // some digit pixels are always 0, so an unregularised mixture covariance is singular
+    let cfg = r#"
+generations = 2
+samples_per_generation = 100
+[target]
+kind = "digits"
+[model]
+kind = "gmm"
+components = 2
+reg_covar = 0.0
+[loop]
+schedule = "replace"
+train_size = 500
+"#;
+    assert_rejected(cfg, &[], &["seed 0", "model.reg_covar"]);
+}

@@ -1,5 +1,6 @@
 use crate::distributions::{Gaussian, GaussianMixture};
-use crate::linalg::{self, from_na, symmetrize, to_na};
+use crate::error::{Error, Result};
+use crate::linalg::{from_na, symmetrize, to_na};
 use crate::rng::Stream;
 use nalgebra::DMatrix;
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
@@ -42,7 +43,7 @@ impl MixtureEm {
         data: ArrayView2<f32>,
         init: Option<&GaussianMixture>,
         rng: &mut Stream,
-    ) -> GaussianMixture {
+    ) -> Result<GaussianMixture> {
         let x = data.mapv(|v| v as f64);
         let k = self.components;
         let mut params = match init {
@@ -57,7 +58,12 @@ impl MixtureEm {
         };
         let mut last = f64::NEG_INFINITY;
         for _ in 0..self.max_iter {
-            let (resp, ll) = e_step(&x, &params);
+            let (resp, ll) = e_step(&x, &params).ok_or_else(|| {
+                Error::Run(format!(
+                    "EM: a component's covariance became singular; raise model.reg_covar (now {})",
+                    self.reg_covar
+                ))
+            })?;
             params = self.m_step(&x, &resp);
             if (ll - last).abs() < self.tol {
                 break;
@@ -70,7 +76,7 @@ impl MixtureEm {
             .zip(params.covs)
             .map(|(m, c)| Gaussian::new(m, c))
             .collect();
-        GaussianMixture::new(params.weights, comps)
+        Ok(GaussianMixture::new(params.weights, comps))
     }
 
     /// k-means++ seeding (Arthur & Vassilvitskii 2007), Lloyd refinement, then one M step on the
@@ -145,15 +151,20 @@ impl MixtureEm {
             nk += a;
             sx += b;
         }
-        let global_mean = linalg::mean(x.mapv(|v| v as f32).view());
-        let mut means = Vec::with_capacity(k);
-        for c in 0..k {
-            means.push(if nk[c] > 1e-10 {
-                sx.row(c).to_owned() / nk[c]
-            } else {
-                global_mean.clone()
-            });
-        }
+        // a component that lost all its points restarts from the data's mean and covariance
+        let empty = |c: usize| nk[c] <= 1e-10;
+        let global = (0..k).any(empty).then(|| {
+            let mu = x.mean_axis(Axis(0)).expect("non-empty data");
+            let dev = x - &mu;
+            let cov = dev.t().dot(&dev) / n as f64;
+            (mu, cov)
+        });
+        let means: Vec<Array1<f64>> = (0..k)
+            .map(|c| match &global {
+                Some((mu, _)) if empty(c) => mu.clone(),
+                _ => sx.row(c).to_owned() / nk[c],
+            })
+            .collect();
         let covs_parts: Vec<Vec<Array2<f64>>> = chunks
             .par_iter()
             .map(|&(a, b)| {
@@ -174,12 +185,10 @@ impl MixtureEm {
             }
         }
         let reg = Array2::<f64>::eye(d) * self.reg_covar;
-        let fallback = linalg::covariance(x.mapv(|v| v as f32).view(), 0);
-        for c in 0..k {
-            covs[c] = if nk[c] > 1e-10 {
-                &covs[c] / nk[c] + &reg
-            } else {
-                &fallback + &reg
+        for (c, cov) in covs.iter_mut().enumerate() {
+            *cov = match &global {
+                Some((_, g)) if empty(c) => g + &reg,
+                _ => &*cov / nk[c] + &reg,
             };
         }
         let weights = nk.iter().map(|&v| (v / n as f64).max(1e-12)).collect();
@@ -191,26 +200,22 @@ impl MixtureEm {
     }
 }
 
-/// Responsibilities r_ik ∝ w_k N(x_i | μ_k, Σ_k) and the mean log-likelihood per point.
-fn e_step(x: &Array2<f64>, p: &Params) -> (Array2<f64>, f64) {
+/// Responsibilities r_ik ∝ w_k N(x_i | μ_k, Σ_k) and the mean log-likelihood per point; `None`
+/// when a covariance is not positive definite.
+fn e_step(x: &Array2<f64>, p: &Params) -> Option<(Array2<f64>, f64)> {
     let (n, d) = x.dim();
     let k = p.weights.len();
     // per component: L⁻ᵀ and the constant log w − ½(d log 2π + log det Σ)
     let prepared: Vec<(Array2<f64>, f64)> = (0..k)
         .map(|c| {
-            let chol = symmetrize(&to_na(&p.covs[c]))
-                .cholesky()
-                .expect("covariances are regularised positive definite");
-            let l = chol.l();
+            let l = symmetrize(&to_na(&p.covs[c])).cholesky()?.l();
             let log_det = 2.0 * l.diagonal().iter().map(|v| v.ln()).sum::<f64>();
-            let linv = l
-                .solve_lower_triangular(&DMatrix::identity(d, d))
-                .expect("non-singular");
+            let linv = l.solve_lower_triangular(&DMatrix::identity(d, d))?;
             let cst =
                 p.weights[c].ln() - 0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det);
-            (from_na(&linv.transpose()), cst)
+            Some((from_na(&linv.transpose()), cst))
         })
-        .collect();
+        .collect::<Option<_>>()?;
     let parts: Vec<(Array2<f64>, f64)> = (0..n)
         .step_by(CHUNK)
         .collect::<Vec<_>>()
@@ -241,7 +246,7 @@ fn e_step(x: &Array2<f64>, p: &Params) -> (Array2<f64>, f64) {
         resp.slice_mut(s![a..a + r.nrows(), ..]).assign(&r);
         ll += l;
     }
-    (resp, ll / n as f64)
+    Some((resp, ll / n as f64))
 }
 
 /// Index of and squared distance to the nearest row of `centres`, for every row of `x`.
@@ -285,7 +290,9 @@ mod tests {
             tol: 1e-8,
             reg_covar: 1e-6,
         };
-        let fit = em.fit(x.view(), None, &mut stream(0, 0, Role::Fit));
+        let fit = em
+            .fit(x.view(), None, &mut stream(0, 0, Role::Fit))
+            .unwrap();
         let (a, b) = if fit.components()[0].mu()[0] < 0.0 {
             (0, 1)
         } else {
@@ -299,7 +306,9 @@ mod tests {
         let cb = &fit.components()[b];
         assert!((cb.sigma()[[0, 0]] - 0.64).abs() < 0.04);
         // warm start from the fit converges to the same place
-        let again = em.fit(x.view(), Some(&fit), &mut stream(0, 1, Role::Fit));
+        let again = em
+            .fit(x.view(), Some(&fit), &mut stream(0, 1, Role::Fit))
+            .unwrap();
         assert!((again.weights()[a] - fit.weights()[a]).abs() < 1e-4);
     }
 }

@@ -154,7 +154,7 @@ impl Learner {
                     Some(Model::Mixture(m)) => Some(m),
                     _ => None,
                 };
-                Model::Mixture(l.fit(data, init, rng))
+                Model::Mixture(l.fit(data, init, rng)?)
             }
             Learner::Kde(l) => Model::Kde(l.fit(data)),
         })
