@@ -46,7 +46,7 @@ pub struct Generation<'a> {
 impl Experiment {
     /// Checks every part of `config` (loading data files) so that a run cannot fail on bad input
     /// after it has started.
-    pub fn new(config: Config) -> Result<Experiment> {
+    pub fn new(mut config: Config) -> Result<Experiment> {
         if config.generations == 0 {
             return Err(Error::config("generations: expected at least 1"));
         }
@@ -86,6 +86,12 @@ impl Experiment {
             .is_some()
             && matches!(learner, Learner::Gaussian(_));
         let metrics = MetricSet::from_config(&config.metrics, gaussians)?;
+        // record the defaults that were resolved, so config.toml says exactly what ran
+        config.metrics.names = Some(metrics.names().iter().map(|n| n.to_string()).collect());
+        match schedule {
+            Schedule::Augment { real_size, .. } => config.schedule.real_size = Some(real_size),
+            _ => config.schedule.train_size = Some(schedule.min_train_size()),
+        }
         Ok(Experiment {
             config,
             target,
