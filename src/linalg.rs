@@ -127,16 +127,25 @@ pub fn two_nearest_sq(queries: ArrayView2<f32>, points: ArrayView2<f32>) -> Vec<
             let qb = q.slice(s![r0..r1, ..]);
             let qn = q_norms.slice(s![r0..r1]);
             let mut best = vec![(f64::INFINITY, f64::INFINITY); r1 - r0];
+            // one buffer per row block holds −2 q·p; the norms are added while scanning, so each
+            // distance is written once and read once
+            let mut cross = Array2::<f64>::zeros((r1 - r0, BLOCK_COLS));
             let mut c0 = 0;
             while c0 < p.nrows() {
                 let c1 = (c0 + BLOCK_COLS).min(p.nrows());
-                let d = sq_dist_block(qb, qn, p.slice(s![c0..c1, ..]), p_norms.slice(s![c0..c1]));
-                for (row, slot) in d.rows().into_iter().zip(best.iter_mut()) {
-                    for &v in row {
-                        if v < slot.0 {
-                            *slot = (v, slot.0);
-                        } else if v < slot.1 {
-                            slot.1 = v;
+                let mut block = cross.slice_mut(s![.., ..c1 - c0]);
+                let pb = p.slice(s![c0..c1, ..]);
+                ndarray::linalg::general_mat_mul(-2.0, &qb, &pb.t(), 0.0, &mut block);
+                let pn = p_norms.slice(s![c0..c1]);
+                for ((row, slot), &an) in block.rows().into_iter().zip(best.iter_mut()).zip(qn) {
+                    for (&c, &bn) in row.iter().zip(pn) {
+                        let v = (c + an + bn).max(0.0);
+                        if v < slot.1 {
+                            if v < slot.0 {
+                                *slot = (v, slot.0);
+                            } else {
+                                slot.1 = v;
+                            }
                         }
                     }
                 }
