@@ -85,6 +85,18 @@ pub fn psd_factor(cov: &DMatrix<f64>) -> DMatrix<f64> {
     eig.eigenvectors * DMatrix::from_diagonal(&sqrt_vals)
 }
 
+/// For a positive-definite Σ (d×d) with Cholesky factor L: L⁻ᵀ (so that ‖(x − μ) L⁻ᵀ‖² is the
+/// squared Mahalanobis distance) and the Gaussian normaliser −½(d ln 2π + ln det Σ);
+/// `None` when Σ is not positive definite.
+pub fn gaussian_whitener(cov: &Array2<f64>) -> Option<(Array2<f64>, f64)> {
+    let d = cov.nrows();
+    let l = symmetrize(&to_na(cov)).cholesky()?.l();
+    let log_det = 2.0 * l.diagonal().iter().map(|v| v.ln()).sum::<f64>();
+    let linv = l.solve_lower_triangular(&DMatrix::identity(d, d))?;
+    let log_norm = -0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det);
+    Some((from_na(&linv.transpose()), log_norm))
+}
+
 /// Squared row norms ‖x_i‖² in f64.
 pub fn row_sq_norms(x: ArrayView2<f64>) -> Array1<f64> {
     x.map_axis(Axis(1), |r| r.dot(&r))

@@ -1,7 +1,6 @@
 use super::{Distribution, standard_normals};
-use crate::linalg::{from_na, psd_factor, symmetrize, to_na};
+use crate::linalg::{from_na, gaussian_whitener, psd_factor, to_na};
 use crate::rng::Stream;
-use nalgebra::DMatrix;
 use ndarray::{Array1, Array2, ArrayView2};
 
 /// A multivariate normal N(μ, Σ). Σ may be singular (a collapsed model); it is then sampled
@@ -44,17 +43,8 @@ impl Gaussian {
 
     /// Log density log N(x | μ, Σ) of each row of `x`; `None` when Σ is singular.
     pub fn log_density(&self, x: ArrayView2<f32>) -> Option<Array1<f64>> {
-        let d = self.mean.len();
-        let chol = symmetrize(&to_na(&self.cov)).cholesky()?;
-        let l = chol.l();
-        let log_det: f64 = 2.0 * l.diagonal().iter().map(|v| v.ln()).sum::<f64>();
-        let linv_t = from_na(
-            &l.solve_lower_triangular(&DMatrix::identity(d, d))?
-                .transpose(),
-        );
-        let centred = crate::linalg::centred(x, self.mean.view());
-        let y = centred.dot(&linv_t);
-        let c = -0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det);
+        let (linv_t, c) = gaussian_whitener(&self.cov)?;
+        let y = crate::linalg::centred(x, self.mean.view()).dot(&linv_t);
         Some(y.map_axis(ndarray::Axis(1), |r| c - 0.5 * r.dot(&r)))
     }
 }

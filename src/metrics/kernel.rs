@@ -58,12 +58,15 @@ fn kernel_sum(a: &Array2<f64>, b: &Array2<f64>, sigma: f64, skip_diagonal: bool)
 
 /// 1/(m(m−1)) Σ_{i≠j} k(x_i, x_j): the within-set term of the unbiased MMD² (NaN for m < 2).
 pub fn self_kernel_mean(x: ArrayView2<f32>, sigma: f64) -> f64 {
-    let m = x.nrows() as f64;
+    self_term(&x.mapv(|v| v as f64), sigma)
+}
+
+fn self_term(a: &Array2<f64>, sigma: f64) -> f64 {
+    let m = a.nrows() as f64;
     if m < 2.0 {
         return f64::NAN;
     }
-    let a = x.mapv(|v| v as f64);
-    kernel_sum(&a, &a, sigma, true) / (m * (m - 1.0))
+    kernel_sum(a, a, sigma, true) / (m * (m - 1.0))
 }
 
 /// Unbiased MMD² (Gretton et al. 2012, eq. 3) between samples `x` (m rows) and `y` (n rows)
@@ -82,7 +85,7 @@ pub fn mmd2_unbiased_with(x: ArrayView2<f32>, y: ArrayView2<f32>, sigma: f64, y_
     }
     let a = x.mapv(|v| v as f64);
     let b = y.mapv(|v| v as f64);
-    self_kernel_mean(x, sigma) + y_term - 2.0 * kernel_sum(&a, &b, sigma, false) / (m * n)
+    self_term(&a, sigma) + y_term - 2.0 * kernel_sum(&a, &b, sigma, false) / (m * n)
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 use crate::distributions::{Gaussian, GaussianMixture};
 use crate::error::{Error, Result};
-use crate::linalg::{from_na, symmetrize, to_na};
+use crate::linalg::gaussian_whitener;
 use crate::rng::Stream;
-use nalgebra::DMatrix;
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use rand::RngExt;
 use rayon::prelude::*;
@@ -203,17 +202,13 @@ impl MixtureEm {
 /// Responsibilities r_ik ∝ w_k N(x_i | μ_k, Σ_k) and the mean log-likelihood per point; `None`
 /// when a covariance is not positive definite.
 fn e_step(x: &Array2<f64>, p: &Params) -> Option<(Array2<f64>, f64)> {
-    let (n, d) = x.dim();
+    let n = x.nrows();
     let k = p.weights.len();
     // per component: L⁻ᵀ and the constant log w − ½(d log 2π + log det Σ)
     let prepared: Vec<(Array2<f64>, f64)> = (0..k)
         .map(|c| {
-            let l = symmetrize(&to_na(&p.covs[c])).cholesky()?.l();
-            let log_det = 2.0 * l.diagonal().iter().map(|v| v.ln()).sum::<f64>();
-            let linv = l.solve_lower_triangular(&DMatrix::identity(d, d))?;
-            let cst =
-                p.weights[c].ln() - 0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det);
-            Some((from_na(&linv.transpose()), cst))
+            let (linv_t, log_norm) = gaussian_whitener(&p.covs[c])?;
+            Some((linv_t, p.weights[c].ln() + log_norm))
         })
         .collect::<Option<_>>()?;
     let parts: Vec<(Array2<f64>, f64)> = (0..n)
