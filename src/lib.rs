@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod diffusion;
 pub mod distributions;
 pub mod error;
 pub mod experiment;

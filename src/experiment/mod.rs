@@ -61,6 +61,9 @@ impl Experiment {
         }
         let target = Target::from_config(&config.target)?;
         let learner = Learner::from_config(&config.model)?;
+        if let Learner::Diffusion(l) = &learner {
+            config.model = crate::config::ModelConfig::Diffusion(Box::new(l.resolved_config()));
+        }
         let schedule = Schedule::from_config(&config.schedule, &target)?;
         if let Some(pool) = target.pool_size() {
             let need = schedule.real_points_needed(config.generations);

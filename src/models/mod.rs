@@ -10,6 +10,7 @@ pub use mle::GaussianMle;
 pub use smoothing::{Bandwidth, KdeLearner};
 
 use crate::config::{BandwidthConfig, ModelConfig};
+use crate::diffusion::{DiffusionLearner, DiffusionModel};
 use crate::distributions::{Distribution, Gaussian, GaussianMixture, Kde};
 use crate::error::{Error, Result};
 use crate::rng::Stream;
@@ -24,6 +25,8 @@ pub enum Model {
     Mixture(GaussianMixture),
     /// A kernel density estimate (from [`KdeLearner`]).
     Kde(Kde),
+    /// A diffusion model (from [`DiffusionLearner`]).
+    Diffusion(DiffusionModel),
 }
 
 impl Model {
@@ -33,6 +36,7 @@ impl Model {
             Model::Gaussian(g) => g,
             Model::Mixture(m) => m,
             Model::Kde(k) => k,
+            Model::Diffusion(m) => m,
         }
     }
 }
@@ -64,6 +68,8 @@ pub enum Learner {
     Mixture(MixtureEm),
     /// Gaussian KDE.
     Kde(KdeLearner),
+    /// Diffusion model.
+    Diffusion(Box<DiffusionLearner>),
 }
 
 impl Learner {
@@ -115,6 +121,9 @@ impl Learner {
                 };
                 Learner::Kde(KdeLearner { bandwidth })
             }
+            ModelConfig::Diffusion(cfg) => {
+                Learner::Diffusion(Box::new(DiffusionLearner::from_config(cfg)?))
+            }
         })
     }
 
@@ -124,12 +133,19 @@ impl Learner {
             Learner::Gaussian(_) => 2,
             Learner::Mixture(m) => m.components,
             Learner::Kde(_) => 1,
+            Learner::Diffusion(l) => l.min_points(),
         }
     }
 
     /// Whether `warm_start` changes what `fit` does (only for iterative learners).
     pub fn uses_warm_start(&self) -> bool {
-        matches!(self, Learner::Mixture(_))
+        match self {
+            Learner::Mixture(_) => true,
+            Learner::Diffusion(l) => {
+                matches!(l.denoiser, crate::diffusion::learner::DenoiserSpec::Mlp(_))
+            }
+            _ => false,
+        }
     }
 
     /// Fits `data` (rows are points). `previous` is the last generation's model when warm
@@ -157,6 +173,13 @@ impl Learner {
                 Model::Mixture(l.fit(data, init, rng)?)
             }
             Learner::Kde(l) => Model::Kde(l.fit(data)),
+            Learner::Diffusion(l) => {
+                let init = match previous {
+                    Some(Model::Diffusion(m)) => Some(m),
+                    _ => None,
+                };
+                Model::Diffusion(l.fit(data, init, rng)?)
+            }
         })
     }
 }

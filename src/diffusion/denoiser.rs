@@ -1,0 +1,150 @@
+//! The denoiser abstraction D(x, σ) ≈ E[x₀ | x₀ + σ ε = x], and the "imperfect score" wrapper.
+//!
+//! The score of the noisy marginal follows from it by Tweedie's formula,
+//! ∇ log p_σ(x) = (D(x, σ) − x)/σ², so a denoiser is all a sampler needs.
+
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
+
+/// A denoiser in noise-level space.
+pub trait Denoiser: Send + Sync {
+    /// Dimension of the points.
+    fn dim(&self) -> usize;
+
+    /// Writes D(x_i, σ) into row i of `out` for every row x_i of `x` (σ > 0, data units).
+    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>);
+}
+
+impl<D: Denoiser + ?Sized> Denoiser for std::sync::Arc<D> {
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
+        (**self).denoise(x, sigma, out)
+    }
+}
+
+/// Controlled error added to another denoiser, for error-propagation experiments
+/// (Khelifa et al.): D'(x, σ) = x + s·(D(x, σ) − x) + b + τ·f(x), where s scales the score
+/// (s = 1: unchanged), b is a constant bias and f is a fixed smooth random field with unit
+/// variance per coordinate (M random Fourier features of length scale ℓ, drawn once from a seed).
+/// The score error this implies is ((s − 1)(D − x) + b + τ f(x))/σ².
+pub struct Imperfect<D> {
+    inner: D,
+    scale: f64,
+    bias: Array1<f64>,
+    noise: f64,
+    /// Random Fourier features: frequencies (M × d), phases (M), amplitudes (M × d).
+    freqs: Array2<f64>,
+    phases: Array1<f64>,
+    amps: Array2<f64>,
+}
+
+/// Number of random Fourier features in [`Imperfect`]'s error field.
+const FEATURES: usize = 64;
+
+impl<D: Denoiser> Imperfect<D> {
+    /// Wraps `inner`. `bias` has one entry per coordinate (or is empty for none); the error
+    /// field has amplitude `noise` and length scale `length_scale`, drawn from `rng`.
+    pub fn new(
+        inner: D,
+        scale: f64,
+        bias: &[f64],
+        noise: f64,
+        length_scale: f64,
+        rng: &mut crate::rng::Stream,
+    ) -> Self {
+        use rand::RngExt;
+        let d = inner.dim();
+        let mut b = Array1::zeros(d);
+        for (v, &x) in b.iter_mut().zip(bias) {
+            *v = x;
+        }
+        let normals = crate::distributions::standard_normals(FEATURES, 2 * d, rng);
+        let freqs = Array2::from_shape_fn((FEATURES, d), |(m, j)| normals[[m, j]] / length_scale);
+        let amps = Array2::from_shape_fn((FEATURES, d), |(m, j)| {
+            normals[[m, d + j]] * (2.0 / FEATURES as f64).sqrt()
+        });
+        let phases =
+            Array1::from_shape_fn(FEATURES, |_| rng.random::<f64>() * std::f64::consts::TAU);
+        Imperfect {
+            inner,
+            scale,
+            bias: b,
+            noise,
+            freqs,
+            phases,
+            amps,
+        }
+    }
+}
+
+impl<D: Denoiser> Denoiser for Imperfect<D> {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, mut out: ArrayViewMut2<f32>) {
+        self.inner.denoise(x, sigma, out.view_mut());
+        let field = if self.noise != 0.0 {
+            let xf = x.mapv(|v| v as f64);
+            let mut proj = xf.dot(&self.freqs.t());
+            proj += &self.phases;
+            proj.mapv_inplace(f64::cos);
+            Some(proj.dot(&self.amps))
+        } else {
+            None
+        };
+        for (i, (mut o, xr)) in out.rows_mut().into_iter().zip(x.rows()).enumerate() {
+            for j in 0..o.len() {
+                let xv = xr[j] as f64;
+                let mut v = xv + self.scale * (o[j] as f64 - xv) + self.bias[j];
+                if let Some(f) = &field {
+                    v += self.noise * f[[i, j]];
+                }
+                o[j] = v as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The identity "denoiser" D(x, σ) = x, for checking wrappers.
+    pub(crate) struct Identity(pub usize);
+    impl Denoiser for Identity {
+        fn dim(&self) -> usize {
+            self.0
+        }
+        fn denoise(&self, x: ArrayView2<f32>, _sigma: f64, mut out: ArrayViewMut2<f32>) {
+            out.assign(&x);
+        }
+    }
+
+    #[test]
+    fn imperfect_field_has_unit_variance_and_bias_adds() {
+        let mut rng = crate::rng::stream(1, 0, crate::rng::Role::Fit);
+        let den = Imperfect::new(Identity(3), 1.0, &[0.5, 0.0, -1.0], 2.0, 1.0, &mut rng);
+        let x =
+            crate::distributions::standard_normals(4000, 3, &mut rng).mapv(|v| (10.0 * v) as f32);
+        let mut out = Array2::zeros((4000, 3));
+        den.denoise(x.view(), 1.0, out.view_mut());
+        let err = &out - &x;
+        let mean = err.mean_axis(ndarray::Axis(0)).unwrap();
+        // Field: mean 0, variance τ² = 4 per coordinate (over x spread far beyond ℓ).
+        for (j, b) in [0.5f32, 0.0, -1.0].into_iter().enumerate() {
+            assert!((mean[j] - b).abs() < 0.2, "mean {mean}");
+            let var = err
+                .column(j)
+                .mapv(|v| (v - mean[j]).powi(2))
+                .mean()
+                .unwrap();
+            assert!((var - 4.0).abs() < 1.2, "var {var}");
+        }
+        // Deterministic: same input, same output.
+        let mut again = Array2::zeros((4000, 3));
+        den.denoise(x.view(), 1.0, again.view_mut());
+        assert_eq!(out, again);
+    }
+}
