@@ -49,6 +49,30 @@ enum Command {
     },
     /// List the metrics that `[metrics] names` accepts.
     Metrics,
+    /// Time the reference workload of bench/torch_reference.py (MLP denoiser, D + 32 → 3×256 SiLU).
+    Bench {
+        /// "train" (Adam steps/s, batch 512) or "sample" (DDPM samples/s, extrapolated to 1000 steps).
+        #[arg(value_parser = ["train", "sample"])]
+        mode: String,
+        /// Data dimension D.
+        #[arg(long, default_value_t = 2)]
+        dim: usize,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Timed training steps, or timed sampling steps (of 1000).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Untimed warm-up training steps.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        /// Points sampled.
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 /// The built-in demo experiment.
@@ -104,6 +128,39 @@ pub fn main_with(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo { out, threads } => demo(&out, threads),
+        Command::Bench {
+            mode,
+            dim,
+            threads,
+            steps,
+            warmup,
+            n,
+            seed,
+        } => {
+            if dim == 0 || threads == 0 {
+                return Err(Error::Run(
+                    "--dim and --threads: expected at least 1".into(),
+                ));
+            }
+            use crate::diffusion::bench;
+            if mode == "train" {
+                let steps = steps.unwrap_or(200).max(1);
+                let (el, loss) = bench::train(dim, warmup, steps, seed, threads)?;
+                println!(
+                    "ouro mlp D={dim} threads={threads} steps={steps} time={el:.3}s steps_per_s={:.2} final_loss={loss:.6}",
+                    steps as f64 / el
+                );
+            } else {
+                let steps = steps.unwrap_or(50).clamp(1, 1000);
+                let el = bench::sample(dim, n, steps, seed, threads)?;
+                let full = el * 1000.0 / steps as f64;
+                println!(
+                    "ouro sample D={dim} threads={threads} n={n} steps={steps} time={el:.3}s extrap_1000_steps={full:.2}s samples_per_s={:.1}",
+                    n as f64 / full
+                );
+            }
+            Ok(())
+        }
         Command::Metrics => {
             for m in crate::metrics::ALL {
                 println!("{:<16} {}", m.name, m.description);

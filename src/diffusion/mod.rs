@@ -7,6 +7,7 @@
 //! - `denoiser`: the trait and the imperfect-score wrapper (Khelifa et al.).
 //! - `network` and `trained`: the MLP denoiser and its Adam training.
 
+pub mod bench;
 pub mod closed_form;
 pub mod denoiser;
 pub mod learner;

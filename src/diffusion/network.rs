@@ -72,6 +72,8 @@ pub fn exp_f32(x: f32) -> f32 {
     p * f32::from_bits(bits as u32)
 }
 
+/// matrixmultiply's sgemm: on this workload (2-core AMD EPYC, AVX2+FMA) it ran at ~64 GFLOP/s
+/// and the `gemm` crate (faer's kernels) measured within 3% of it, so the smaller dependency stays.
 /// C = α·A·B + β·C for row-major slices with explicit strides (A: m×k, B: k×n, C: m×n).
 /// `a_t`/`b_t` read A or B transposed from their stored row-major matrices.
 #[allow(clippy::too_many_arguments)]
@@ -120,6 +122,34 @@ fn gemm(
         );
     }
 }
+
+/// Defines `$name` that runs `$body` compiled for AVX2 when the CPU has it (checked at run time)
+/// and for the baseline target otherwise. The default x86-64 target only has SSE2, which left the
+/// SiLU pass at 4 lanes and ~20% of sampling time; with AVX2 the loops run 8 lanes wide. Rust
+/// never contracts a·b + c into an FMA by itself, so both versions give the same bits.
+macro_rules! simd_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above).
+                    unsafe { wide($($arg),*) };
+                    return;
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_dispatch;
 
 /// PyTorch's default `nn.Linear` initialisation: W, b ~ U(−1/√in, 1/√in).
 pub fn init_params(shape: &MlpShape, rng: &mut crate::rng::Stream) -> Vec<f32> {
@@ -184,8 +214,8 @@ impl Workspace {
     }
 }
 
+simd_dispatch! {
 /// Adds the bias to `z` (rows × width) and applies SiLU in place, storing sigmoid(z) in `sig`.
-#[inline]
 fn bias_silu_train(z: &mut [f32], sig: &mut [f32], bias: &[f32]) {
     let w = bias.len();
     for (zr, sr) in z.chunks_exact_mut(w).zip(sig.chunks_exact_mut(w)) {
@@ -197,9 +227,10 @@ fn bias_silu_train(z: &mut [f32], sig: &mut [f32], bias: &[f32]) {
         }
     }
 }
+}
 
+simd_dispatch! {
 /// Adds the bias to `z` and applies SiLU in place (inference: nothing stored).
-#[inline]
 fn bias_silu(z: &mut [f32], bias: &[f32]) {
     let w = bias.len();
     for zr in z.chunks_exact_mut(w) {
@@ -208,6 +239,7 @@ fn bias_silu(z: &mut [f32], bias: &[f32]) {
             *zv = v / (1.0 + exp_f32(-v));
         }
     }
+}
 }
 
 #[inline]
@@ -299,21 +331,26 @@ pub fn backward(shape: &MlpShape, params: &[f32], ws: &mut Workspace) {
         let (h, s) = (&ws.h[l - 1], &ws.sig[l - 1]);
         let boff = shape.weight_offset(l - 1) + shape.widths[l - 1] * i;
         let gb_prev = &mut ws.grads[boff..boff + i];
-        gb_prev.fill(0.0);
-        for ((dr, hr), sr) in ws.grad_b[..rows * i]
-            .chunks_exact_mut(i)
-            .zip(h.chunks_exact(i))
-            .zip(s.chunks_exact(i))
-        {
-            for (((d, &hv), &sv), g) in dr.iter_mut().zip(hr).zip(sr).zip(gb_prev.iter_mut()) {
-                let v = *d * (sv + hv * (1.0 - sv));
-                *d = v;
-                *g += v;
-            }
-        }
+        silu_backward(&mut ws.grad_b[..rows * i], h, s, gb_prev);
         std::mem::swap(&mut ws.grad_a, &mut ws.grad_b);
         dz_is_out = false;
     }
+}
+
+simd_dispatch! {
+/// dZ = dH ⊙ silu'(z) in place, with silu'(z) = s + h(1 − s) from the stored s = sigmoid(z) and
+/// h = z·s; `db` receives the column sums of dZ.
+fn silu_backward(dh: &mut [f32], h: &[f32], s: &[f32], db: &mut [f32]) {
+    let w = db.len();
+    db.fill(0.0);
+    for ((dr, hr), sr) in dh.chunks_exact_mut(w).zip(h.chunks_exact(w)).zip(s.chunks_exact(w)) {
+        for (((d, &hv), &sv), g) in dr.iter_mut().zip(hr).zip(sr).zip(db.iter_mut()) {
+            let v = *d * (sv + hv * (1.0 - sv));
+            *d = v;
+            *g += v;
+        }
+    }
+}
 }
 
 /// Inference buffers for up to `rows` rows.

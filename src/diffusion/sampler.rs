@@ -6,6 +6,7 @@
 //! on σ_s = 0 returns D for every sampler.
 
 use super::denoiser::Denoiser;
+use super::network::simd_dispatch;
 use super::noise::NoiseSchedule;
 use crate::rng::Stream;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
@@ -126,16 +127,36 @@ fn run_chunk(
     }
 }
 
-/// x ← D + keep·(x − D) + noise·z with z ~ N(0, I) drawn row by row from `rng`.
+/// x ← D + keep·(x − D) + noise·z with z ~ N(0, I) drawn in row order from `rng`.
 fn update(mut x: ArrayViewMut2<f32>, d: ArrayView2<f32>, keep: f32, noise: f32, rng: &mut Stream) {
-    for (xv, &dv) in x.iter_mut().zip(d.iter()) {
-        let mut v = dv + keep * (*xv - dv);
-        if noise > 0.0 {
-            let z: f32 = StandardNormal.sample(rng);
-            v += noise * z;
-        }
-        *xv = v;
+    let (xs, ds) = (
+        x.as_slice_mut().expect("contiguous rows"),
+        d.as_slice().expect("contiguous rows"),
+    );
+    if noise > 0.0 {
+        let z: Vec<f32> = (0..xs.len()).map(|_| StandardNormal.sample(rng)).collect();
+        blend_noise(xs, ds, keep, noise, &z);
+    } else {
+        blend(xs, ds, keep);
     }
+}
+
+simd_dispatch! {
+/// x ← d + keep·(x − d).
+fn blend(x: &mut [f32], d: &[f32], keep: f32) {
+    for (xv, &dv) in x.iter_mut().zip(d) {
+        *xv = dv + keep * (*xv - dv);
+    }
+}
+}
+
+simd_dispatch! {
+/// x ← d + keep·(x − d) + noise·z.
+fn blend_noise(x: &mut [f32], d: &[f32], keep: f32, noise: f32, z: &[f32]) {
+    for ((xv, &dv), &zv) in x.iter_mut().zip(d).zip(z) {
+        *xv = dv + keep * (*xv - dv) + noise * zv;
+    }
+}
 }
 
 /// Everything needed to turn a denoiser into samples: schedule, rule, number of steps and where
