@@ -47,6 +47,27 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// Reconstruction sweep (Yamaguchi & Fukuda): fit the diffusion model on the real training set,
+    /// noise those points to each time t and sample back; writes reconstruction.csv and the sets.
+    Reconstruct {
+        /// The experiment file ([model] kind = "diffusion").
+        config: PathBuf,
+        /// Times in the schedule's units, e.g. 0,100,200,500,1000 (diffusion steps for VP schedules).
+        #[arg(long, value_delimiter = ',', required = true)]
+        steps: Vec<f64>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Override a config key (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Worker threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Replace the output folder if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// List the metrics that `[metrics] names` accepts.
     Metrics,
     /// Time the reference workload of bench/torch_reference.py (MLP denoiser, D + 32 → 3×256 SiLU).
@@ -128,6 +149,38 @@ pub fn main_with(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo { out, threads } => demo(&out, threads),
+        Command::Reconstruct {
+            config,
+            steps,
+            out,
+            set,
+            threads,
+            force,
+        } => {
+            let exp = Experiment::new(Config::load(&config, &set)?).map_err(|e| match e {
+                Error::Config(m) => Error::config(format!("{}: {m}", config.display())),
+                other => other,
+            })?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| Error::Run(format!("cannot start worker threads: {e}")))?;
+            let sweep = pool.install(|| {
+                crate::experiment::reconstruct::reconstruct(&exp, &steps, &out, force)
+            })?;
+            println!(
+                "{:>10} {:>10} {:>13} {:>11} {:>15} {:>11} {:>10}",
+                "t", "sigma", "rms_distance", "mean_shift", "cov_trace_ratio", "mmd2", "memorized"
+            );
+            for (t, sigma, v) in &sweep.rows {
+                println!(
+                    "{t:>10} {sigma:>10.4} {:>13.4} {:>11.4} {:>15.4} {:>11.2e} {:>10.4}",
+                    v[0], v[1], v[2], v[3], v[4]
+                );
+            }
+            println!("folder: {}", out.display());
+            Ok(())
+        }
         Command::Bench {
             mode,
             dim,

@@ -1,6 +1,7 @@
 //! An experiment: a checked config turned into target, learner, schedule and metrics, and the
 //! generation loop that runs it for one seed. [`run_dir`] writes a whole run to a folder.
 
+pub mod reconstruct;
 pub mod run_dir;
 
 use crate::config::Config;

@@ -37,7 +37,20 @@ pub struct RunResult {
 
 /// Runs `exp` and writes its run folder at `out`.
 pub fn run(exp: &Experiment, out: &Path, opts: &RunOptions) -> Result<RunResult> {
-    if out.exists() && !opts.force && !is_empty_dir(out) {
+    let mut r = write_atomically(out, opts.force, |tmp| write_into(exp, tmp, opts))?;
+    r.plot = out.join(r.plot.file_name().expect("plot file"));
+    Ok(r)
+}
+
+/// Creates the folder `out` by running `write` on a hidden sibling `.NAME.partial-PID` and renaming
+/// it into place only when `write` succeeds, so a failed or interrupted command never leaves a
+/// half-written folder under `out`. An existing non-empty `out` is an error unless `force`.
+pub fn write_atomically<T>(
+    out: &Path,
+    force: bool,
+    write: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    if out.exists() && !force && !is_empty_dir(out) {
         return Err(Error::Run(format!(
             "{} already exists; choose another --out or pass --force to replace it",
             out.display()
@@ -69,16 +82,14 @@ pub fn run(exp: &Experiment, out: &Path, opts: &RunOptions) -> Result<RunResult>
         }
     }
     let tmp = parent.join(format!("{stale}{}", std::process::id()));
-    let result = write_into(exp, &tmp, opts);
-    match result {
-        Ok(mut r) => {
+    match write(&tmp) {
+        Ok(r) => {
             if out.exists() {
                 std::fs::remove_dir_all(out)
                     .map_err(|e| Error::io(format!("cannot replace {}", out.display()), e))?;
             }
             std::fs::rename(&tmp, out)
                 .map_err(|e| Error::io(format!("cannot move the run into {}", out.display()), e))?;
-            r.plot = out.join(r.plot.file_name().expect("plot file"));
             Ok(r)
         }
         Err(e) => {
@@ -127,6 +138,12 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
             .map(|&seed| {
                 let sample_dir = dir.join("samples").join(format!("seed-{seed}"));
                 let train_dir = dir.join("train").join(format!("seed-{seed}"));
+                let weights_dir = dir.join("weights").join(format!("seed-{seed}"));
+                let save_weights =
+                    matches!(&exp.learner, crate::models::Learner::Diffusion(l) if l.save_weights);
+                if save_weights {
+                    mkdir(&weights_dir)?;
+                }
                 if cfg.save_samples {
                     mkdir(&sample_dir)?;
                 }
@@ -141,6 +158,12 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                         }
                         if cfg.save_train_sets {
                             write_npy(&train_dir.join(&file), g.train)?;
+                        }
+                        if let (true, crate::models::Model::Diffusion(m)) = (save_weights, g.model)
+                        {
+                            let path =
+                                weights_dir.join(format!("gen-{:03}.safetensors", g.generation));
+                            crate::diffusion::weights::save(m, &path)?;
                         }
                     }
                     bar.inc(1);

@@ -2,8 +2,8 @@
 //! description, and a function of the evaluation [`Context`]. Adding a metric is adding an entry.
 
 mod closed_form;
-mod kernel;
-mod memorization;
+pub mod kernel;
+pub mod memorization;
 
 pub use closed_form::{kl_gaussians, w2_gaussians};
 pub use kernel::{median_bandwidth, mmd2_unbiased, mmd2_unbiased_with, self_kernel_mean};
