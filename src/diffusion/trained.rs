@@ -142,8 +142,11 @@ pub struct MlpDenoiser {
     pub best_eval_loss: Option<f64>,
 }
 
+/// Per-thread inference scratch: network buffers, the scaled input and the time embedding.
+type Scratch = (InferenceBuffers, Vec<f32>, Vec<f32>);
+
 thread_local! {
-    static BUFFERS: RefCell<Option<(InferenceBuffers, Vec<f32>, Vec<f32>)>> = const { RefCell::new(None) };
+    static BUFFERS: RefCell<Option<Scratch>> = const { RefCell::new(None) };
 }
 
 impl MlpDenoiser {
