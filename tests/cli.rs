@@ -188,3 +188,77 @@ train_size = 500
 "#;
     assert_rejected(cfg, &[], &["seed 0", "model.reg_covar"]);
 }
+
+const DIFFUSION: &str = r#"
+seed = 0
+generations = 1
+samples_per_generation = 100
+[target]
+kind = "gaussian"
+dim = 2
+[model]
+kind = "diffusion"
+denoiser = "kde"
+bandwidth = 0.3
+sample_steps = 20
+[loop]
+schedule = "replace"
+train_size = 50
+"#;
+
+#[test]
+fn diffusion_keys_that_do_not_apply_are_rejected() {
+    assert_rejected(
+        DIFFUSION,
+        &["--set", "model.hidden=[64]"],
+        &["model.hidden", "denoiser = \"mlp\""],
+    );
+    assert_rejected(
+        DIFFUSION,
+        &["--set", "model.sampler=\"leapfrog\""],
+        &["model.sampler", "leapfrog", "euler-maruyama"],
+    );
+    assert_rejected(
+        DIFFUSION,
+        &["--set", "model.eta=0.5"],
+        &["model.eta", "ddim"],
+    );
+    assert_rejected(
+        DIFFUSION,
+        &["--set", "model.t_min=5000"],
+        &["model.t_min", "1000"],
+    );
+}
+
+#[test]
+fn reconstruct_rejects_times_outside_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("exp.toml");
+    std::fs::write(&cfg, DIFFUSION).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ouro"))
+        .arg("reconstruct")
+        .arg(&cfg)
+        .args(["--steps", "0,2000", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--steps: 2000") && err.contains("0 … 1000"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out").exists());
+    // A good sweep writes the csv with one row per time.
+    let o = Command::new(env!("CARGO_BIN_EXE_ouro"))
+        .arg("reconstruct")
+        .arg(&cfg)
+        .args(["--steps", "0,500,1000", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(dir.path().join("out/reconstruction.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("t,sigma,rms_distance"));
+}

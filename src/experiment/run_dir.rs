@@ -82,6 +82,7 @@ pub fn write_atomically<T>(
         }
     }
     let tmp = parent.join(format!("{stale}{}", std::process::id()));
+    mkdir(&tmp)?;
     match write(&tmp) {
         Ok(r) => {
             if out.exists() {
