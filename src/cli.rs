@@ -131,10 +131,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
             force,
             quiet,
         } => {
-            let exp = Experiment::new(Config::load(&config, &set)?).map_err(|e| match e {
-                Error::Config(m) => Error::config(format!("{}: {m}", config.display())),
-                other => other,
-            })?;
+            let exp = load_experiment(&config, &set)?;
             let opts = RunOptions {
                 force,
                 threads,
@@ -157,17 +154,10 @@ pub fn main_with(cli: Cli) -> Result<()> {
             threads,
             force,
         } => {
-            let exp = Experiment::new(Config::load(&config, &set)?).map_err(|e| match e {
-                Error::Config(m) => Error::config(format!("{}: {m}", config.display())),
-                other => other,
-            })?;
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map_err(|e| Error::Run(format!("cannot start worker threads: {e}")))?;
-            let sweep = pool.install(|| {
+            let exp = load_experiment(&config, &set)?;
+            let sweep = crate::experiment::with_threads(threads, || {
                 crate::experiment::reconstruct::reconstruct(&exp, &steps, &out, force)
-            })?;
+            })??;
             println!(
                 "{:>10} {:>10} {:>13} {:>11} {:>15} {:>11} {:>10}",
                 "t", "sigma", "rms_distance", "mean_shift", "cov_trace_ratio", "mmd2", "memorized"
@@ -221,6 +211,14 @@ pub fn main_with(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Loads and checks an experiment file; config errors are prefixed with the file's path.
+fn load_experiment(config: &std::path::Path, set: &[String]) -> Result<Experiment> {
+    Experiment::new(Config::load(config, set)?).map_err(|e| match e {
+        Error::Config(m) => Error::config(format!("{}: {m}", config.display())),
+        other => other,
+    })
 }
 
 fn demo(out: &std::path::Path, threads: usize) -> Result<()> {

@@ -9,7 +9,8 @@ use super::noise::NoiseSchedule;
 use super::sampler::{Sampler, run};
 use super::trained::{MlpDenoiser, Objective, TrainConfig};
 use crate::distributions::standard_normals;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::experiment::with_threads;
 use crate::rng::{Role, stream};
 use ndarray::Array2;
 use rand::RngExt;
@@ -52,15 +53,6 @@ pub fn reference_data(d: usize, seed: u64) -> Array2<f32> {
     Array2::from_shape_fn((NDATA, d), |(i, j)| {
         (centres[[idx[i], j]] + 0.1 * noise[[i, j]]) as f32
     })
-}
-
-/// Runs `f` on a pool of `threads` worker threads.
-fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Run(format!("cannot start worker threads: {e}")))?;
-    Ok(pool.install(f))
 }
 
 /// Training throughput: `warmup` untimed steps, then `steps` timed ones. Returns (seconds, last

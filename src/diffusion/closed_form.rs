@@ -180,11 +180,43 @@ impl Denoiser for MixtureDenoiser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::ArrayView1;
 
     fn denoise(den: &dyn Denoiser, x: &Array2<f32>, sigma: f64) -> Array2<f32> {
         let mut out = Array2::zeros(x.dim());
         den.denoise(x.view(), sigma, out.view_mut());
         out
+    }
+
+    /// The KDE denoiser computed directly, one point at a time: softmax weights over all training
+    /// points with s² = σ² + h², then x̄_w + h²/s² (x − x̄_w).
+    fn direct_kde_denoiser(pts: &Array2<f32>, x: ArrayView1<f32>, sigma: f64, h: f64) -> Vec<f64> {
+        let s2 = sigma * sigma + h * h;
+        let lw: Vec<f64> = pts
+            .rows()
+            .into_iter()
+            .map(|p| {
+                -p.iter()
+                    .zip(x)
+                    .map(|(&a, &b)| ((b - a) as f64).powi(2))
+                    .sum::<f64>()
+                    / (2.0 * s2)
+            })
+            .collect();
+        let mx = lw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = lw.iter().map(|l| (l - mx).exp()).collect();
+        let tot: f64 = w.iter().sum();
+        (0..x.len())
+            .map(|j| {
+                let mean: f64 = w
+                    .iter()
+                    .zip(pts.rows())
+                    .map(|(w, p)| w * p[j] as f64)
+                    .sum::<f64>()
+                    / tot;
+                mean + h * h / s2 * (x[j] as f64 - mean)
+            })
+            .collect()
     }
 
     #[test]
@@ -194,29 +226,11 @@ mod tests {
         for (sigma, h) in [(0.7, 0.0), (1.5, 0.3), (0.5, 2.0)] {
             let den = KernelDenoiser::new(pts.view(), h);
             let out = denoise(&den, &x, sigma);
-            let s2 = sigma * sigma + h * h;
             for i in 0..x.nrows() {
-                let lw: Vec<f64> = pts
-                    .rows()
-                    .into_iter()
-                    .map(|p| {
-                        -((x[[i, 0]] - p[0]) as f64).powi(2) / (2.0 * s2)
-                            - ((x[[i, 1]] - p[1]) as f64).powi(2) / (2.0 * s2)
-                    })
-                    .collect();
-                let mx = lw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let w: Vec<f64> = lw.iter().map(|l| (l - mx).exp()).collect();
-                let tot: f64 = w.iter().sum();
+                let want = direct_kde_denoiser(&pts, x.row(i), sigma, h);
                 for j in 0..2 {
-                    let mean: f64 = w
-                        .iter()
-                        .zip(pts.rows())
-                        .map(|(w, p)| w * p[j] as f64)
-                        .sum::<f64>()
-                        / tot;
-                    let want = mean + h * h / s2 * (x[[i, j]] as f64 - mean);
                     assert!(
-                        (out[[i, j]] as f64 - want).abs() < 1e-5,
+                        (out[[i, j]] as f64 - want[j]).abs() < 1e-5,
                         "{sigma} {h} {i} {j}"
                     );
                 }
@@ -238,28 +252,9 @@ mod tests {
         let den = KernelDenoiser::new(pts.view(), 0.1);
         let out = denoise(&den, &x, 0.2);
         for i in 0..7 {
-            let lw: Vec<f64> = pts
-                .rows()
-                .into_iter()
-                .map(|p| {
-                    -(0..3)
-                        .map(|j| ((x[[i, j]] - p[j]) as f64).powi(2))
-                        .sum::<f64>()
-                        / (2.0 * 0.05)
-                })
-                .collect();
-            let mx = lw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let w: Vec<f64> = lw.iter().map(|l| (l - mx).exp()).collect();
-            let tot: f64 = w.iter().sum();
+            let want = direct_kde_denoiser(&pts, x.row(i), 0.2, 0.1);
             for j in 0..3 {
-                let mean: f64 = w
-                    .iter()
-                    .zip(pts.rows())
-                    .map(|(w, p)| w * p[j] as f64)
-                    .sum::<f64>()
-                    / tot;
-                let want = mean + 0.01 / 0.05 * (x[[i, j]] as f64 - mean);
-                assert!((out[[i, j]] as f64 - want).abs() < 1e-5);
+                assert!((out[[i, j]] as f64 - want[j]).abs() < 1e-5);
             }
         }
     }

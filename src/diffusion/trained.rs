@@ -142,8 +142,9 @@ pub struct MlpDenoiser {
     pub best_eval_loss: Option<f64>,
 }
 
-/// Per-thread inference scratch: network buffers, the scaled input and the time embedding.
-type Scratch = (InferenceBuffers, Vec<f32>, Vec<f32>);
+/// Per-thread inference scratch: network buffers, the scaled input, the time embedding and the
+/// network output.
+type Scratch = (InferenceBuffers, Vec<f32>, Vec<f32>, Vec<f32>);
 
 thread_local! {
     static BUFFERS: RefCell<Option<Scratch>> = const { RefCell::new(None) };
@@ -287,9 +288,10 @@ impl Denoiser for MlpDenoiser {
         let temb = self.shape.widths[0] - d;
         BUFFERS.with(|cell| {
             let mut cell = cell.borrow_mut();
-            let (bufs, input, tail) = cell.get_or_insert_with(|| {
+            let (bufs, input, tail, f) = cell.get_or_insert_with(|| {
                 (
                     InferenceBuffers::new(&self.shape, rows),
+                    Vec::new(),
                     Vec::new(),
                     Vec::new(),
                 )
@@ -298,9 +300,9 @@ impl Denoiser for MlpDenoiser {
             input.extend(x.iter().map(|&v| (c_in * v as f64) as f32));
             tail.resize(temb, 0.0);
             time_embedding(self.schedule.network_time(sigma), tail);
-            let mut f = vec![0.0f32; rows * d];
-            forward_shared_tail(&self.shape, &self.params, input, d, tail, &mut f, bufs);
-            for ((o, &xv), &fv) in out.iter_mut().zip(x.iter()).zip(&f) {
+            f.resize(rows * d, 0.0);
+            forward_shared_tail(&self.shape, &self.params, input, d, tail, f, bufs);
+            for ((o, &xv), &fv) in out.iter_mut().zip(x.iter()).zip(f.iter()) {
                 *o = (c_skip * xv as f64 + c_out * fv as f64) as f32;
             }
         });

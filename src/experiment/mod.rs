@@ -165,3 +165,12 @@ impl Experiment {
         Ok(rows)
     }
 }
+
+/// Runs `f` on a pool of `threads` worker threads (0: one per core).
+pub fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Run(format!("cannot start worker threads: {e}")))?;
+    Ok(pool.install(f))
+}

@@ -129,11 +129,7 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
             .expect("valid template"),
     );
     let saved = |g: usize| g.is_multiple_of(cfg.save_every) || g + 1 == cfg.generations;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .build()
-        .map_err(|e| Error::Run(format!("cannot start worker threads: {e}")))?;
-    let per_seed: Vec<Result<Vec<Vec<f64>>>> = pool.install(|| {
+    let per_seed: Vec<Result<Vec<Vec<f64>>>> = super::with_threads(opts.threads, || {
         seeds
             .par_iter()
             .map(|&seed| {
@@ -174,7 +170,7 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                     .map_err(|e| Error::Run(format!("seed {seed}: {e}")))
             })
             .collect()
-    });
+    })?;
     bar.finish_and_clear();
     let names = exp.metrics.names();
     let mut rows = Vec::new();
