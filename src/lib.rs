@@ -20,6 +20,7 @@ pub mod experiment;
 pub mod linalg;
 pub mod metrics;
 pub mod models;
+pub mod nn;
 pub mod report;
 pub mod rng;
 pub mod schedule;

@@ -4,13 +4,13 @@
 //! sampling of 10 000 points timed over a few steps and extrapolated to 1 000.
 
 use super::learner::Fitted;
-use super::network::{MlpShape, init_params};
 use super::noise::NoiseSchedule;
 use super::sampler::{Sampler, run};
 use super::trained::{MlpDenoiser, Objective, TrainConfig};
 use crate::distributions::standard_normals;
 use crate::error::Result;
 use crate::experiment::with_threads;
+use crate::nn::mlp::{MlpShape, init_params};
 use crate::rng::{Role, stream};
 use ndarray::Array2;
 use rand::RngExt;

@@ -5,13 +5,12 @@
 //! - `sampler`: DDPM ancestral, DDIM(η), Euler–Maruyama, probability-flow Euler and Heun.
 //! - `closed_form`: the empirical-optimal (Yi et al.), KDE and Gaussian-mixture denoisers.
 //! - `denoiser`: the trait and the imperfect-score wrapper (Khelifa et al.).
-//! - `network` and `trained`: the MLP denoiser and its Adam training.
+//! - `trained`: the MLP denoiser (network in [`crate::nn`]) and its Adam training.
 
 pub mod bench;
 pub mod closed_form;
 pub mod denoiser;
 pub mod learner;
-pub mod network;
 pub mod noise;
 pub mod sampler;
 pub mod trained;

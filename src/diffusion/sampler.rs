@@ -6,8 +6,8 @@
 //! on σ_s = 0 returns D for every sampler.
 
 use super::denoiser::Denoiser;
-use super::network::simd_dispatch;
 use super::noise::NoiseSchedule;
+use crate::nn::simd_dispatch;
 use crate::rng::Stream;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use rand::{Rng, SeedableRng};

@@ -3,12 +3,12 @@
 //! trained with Adam on the ε, x₀, v or one-step-noise objective.
 
 use super::denoiser::Denoiser;
-use super::network::{
-    Adam, InferenceBuffers, MlpShape, Workspace, backward, forward_shared_tail, forward_train,
-    init_params, loss_grad,
-};
 use super::noise::NoiseSchedule;
 use crate::error::{Error, Result};
+use crate::nn::mlp::{
+    Adam, InferenceBuffers, MlpShape, PackedWeights, Workspace, backward, forward_shared_tail,
+    forward_train, init_params, loss_grad,
+};
 use crate::rng::Stream;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rand::seq::SliceRandom;
@@ -131,6 +131,8 @@ const TRAIN_CHUNK: usize = 256;
 pub struct MlpDenoiser {
     shape: MlpShape,
     params: Vec<f32>,
+    /// `params` packed for inference.
+    packed: PackedWeights,
     schedule: NoiseSchedule,
     objective: Objective,
     dim: usize,
@@ -167,6 +169,7 @@ impl MlpDenoiser {
             )));
         }
         Ok(MlpDenoiser {
+            packed: PackedWeights::new(&shape, &params, false),
             shape,
             params,
             schedule,
@@ -227,19 +230,20 @@ impl MlpDenoiser {
         let (held_idx, train_idx) = order.split_at(held);
         let mut trainer = Trainer::new(&net, cfg, data, train_idx.to_vec(), rng);
         let eval = (held > 0).then(|| EvalSet::new(&trainer, data, held_idx, rng));
-        let mut ema = cfg.ema.map(|_| net.params.clone());
+        let mut params = std::mem::take(&mut net.params);
+        let mut ema = cfg.ema.map(|_| params.clone());
         let mut best: Option<(f64, Vec<f32>)> = None;
         let mut since_best = 0;
         let mut recent = std::collections::VecDeque::with_capacity(100);
         for step in 0..cfg.steps {
-            let loss = trainer.step(&mut net.params, step);
+            let loss = trainer.step(&mut params, step);
             if recent.len() == 100 {
                 recent.pop_front();
             }
             recent.push_back(loss);
             if let (Some(e), Some(decay)) = (ema.as_mut(), cfg.ema) {
                 let (a, b) = (decay as f32, 1.0 - decay as f32);
-                for (e, &p) in e.iter_mut().zip(&net.params) {
+                for (e, &p) in e.iter_mut().zip(&params) {
                     *e = a * *e + b * p;
                 }
             }
@@ -247,7 +251,7 @@ impl MlpDenoiser {
             if let (Some(ev), Some(es)) = (&eval, &cfg.early_stopping)
                 && ((step + 1) % es.every == 0 || step + 1 == cfg.steps)
             {
-                let current = ema.as_deref().unwrap_or(&net.params);
+                let current = ema.as_deref().unwrap_or(&params);
                 let l = ev.loss(&trainer, current);
                 if best.as_ref().is_none_or(|(b, _)| l < *b) {
                     best = Some((l, current.to_vec()));
@@ -269,10 +273,12 @@ impl MlpDenoiser {
         net.final_loss = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
         if let Some((l, p)) = best {
             net.best_eval_loss = Some(l);
-            net.params = p;
+            params = p;
         } else if let Some(e) = ema {
-            net.params = e;
+            params = e;
         }
+        net.packed.update(&net.shape, &params);
+        net.params = params;
         Ok(net)
     }
 }
@@ -301,7 +307,16 @@ impl Denoiser for MlpDenoiser {
             tail.resize(temb, 0.0);
             time_embedding(self.schedule.network_time(sigma), tail);
             f.resize(rows * d, 0.0);
-            forward_shared_tail(&self.shape, &self.params, input, d, tail, f, bufs);
+            forward_shared_tail(
+                &self.shape,
+                &self.params,
+                &self.packed,
+                input,
+                d,
+                tail,
+                f,
+                bufs,
+            );
             for ((o, &xv), &fv) in out.iter_mut().zip(x.iter()).zip(f.iter()) {
                 *o = (c_skip * xv as f64 + c_out * fv as f64) as f32;
             }
@@ -323,6 +338,8 @@ struct Trainer<'a> {
     /// Time embeddings of the discrete steps (DiscreteVp), one row per step.
     emb_table: Option<Vec<f32>>,
     adam: Adam,
+    /// The current weights packed for the forward and backward products.
+    packed: PackedWeights,
     dim: usize,
 }
 
@@ -368,6 +385,7 @@ impl<'a> Trainer<'a> {
             workers,
             emb_table,
             adam: Adam::new(net.params.len()),
+            packed: PackedWeights::new(&net.shape, &net.params, true),
             dim: net.dim,
         }
     }
@@ -396,6 +414,8 @@ impl<'a> Trainer<'a> {
             emb_table: self.emb_table.as_deref(),
             data: self.data,
         };
+        self.packed.update(&self.shape, params);
+        let packed = &self.packed;
         let p: &[f32] = params;
         let losses: Vec<f64> = self
             .workers
@@ -404,9 +424,9 @@ impl<'a> Trainer<'a> {
             .map(|(c, (ws, wrng))| {
                 let start = c * TRAIN_CHUNK;
                 ctx.fill(ws, &rows[start..start + ws.rows()], wrng);
-                forward_train(ctx.shape, p, ws);
+                forward_train(ctx.shape, p, packed, ws);
                 let l = loss_grad(ws, 1.0 / n_out);
-                backward(ctx.shape, p, ws);
+                backward(ctx.shape, packed, ws);
                 l
             })
             .collect();
@@ -544,6 +564,7 @@ impl EvalSet {
 
     fn loss(&self, trainer: &Trainer, params: &[f32]) -> f64 {
         let shape = &trainer.shape;
+        let packed = PackedWeights::new(shape, params, false);
         let total: f64 = self
             .workers
             .par_iter()
@@ -551,7 +572,7 @@ impl EvalSet {
                 let mut w = Workspace::new(shape, ws.rows());
                 w.input.copy_from_slice(&ws.input);
                 w.target.copy_from_slice(&ws.target);
-                forward_train(shape, params, &mut w);
+                forward_train(shape, params, &packed, &mut w);
                 loss_grad(&mut w, 1.0)
             })
             .collect::<Vec<_>>()

@@ -5,8 +5,8 @@
 //! units: `objective`, `time_embedding`, `dim`, `shift` (JSON list) and `scale`.
 
 use super::learner::DiffusionModel;
-use super::network::MlpShape;
 use crate::error::{Error, Result};
+use crate::nn::mlp::MlpShape;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::Path;

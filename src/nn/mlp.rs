@@ -1,11 +1,12 @@
 //! A small MLP with SiLU activations, written for speed on a CPU: one flat parameter buffer,
-//! preallocated workspaces, one GEMM per layer and direction, bias + SiLU fused into one pass that
-//! stores sigmoid(z) and h = z·sigmoid(z) so that the backward pass needs no exp.
+//! preallocated workspaces, one [`matmul`] per layer and direction with bias + SiLU fused into its
+//! epilogue, storing sigmoid(z) and h = z·sigmoid(z) so that the backward pass needs no exp.
 //!
-//! Layer l maps `in_l` → `out_l`: Z = X W_l + b_l with W_l stored row-major (`in_l × out_l`), so
-//! every product is a plain row-major GEMM: X·W forward, Xᵀ·dZ for dW and dZ·Wᵀ for dX (the
-//! transposes are strides, never copies).
+//! Layer l maps `in_l` → `out_l`: Z = X W_l + b_l with W_l stored row-major (`in_l × out_l`):
+//! X·W forward, Xᵀ·dZ for dW and dZ·Wᵀ for dX, with W and Wᵀ packed once per parameter update
+//! ([`PackedWeights`]).
 
+use super::gemm::{Epilogue, PackedB, matmul};
 use rand::RngExt;
 
 /// Layer sizes of an MLP: input → hidden… → output.
@@ -47,110 +48,6 @@ impl MlpShape {
     }
 }
 
-/// e^x in f32 to about 2 ulp for x ∈ [−87, 88] (clamped outside), written so that a loop of it
-/// vectorises: round(x·log₂e) by the 1.5·2²³ trick and 2ⁿ by integer bit shifts (a float-to-int
-/// `as` cast would block AVX2 vectorisation), then a degree-6 Taylor polynomial on
-/// |r| ≤ ln2/2. std's exp is a libm call per element; this made the fused SiLU pass about 6×
-/// faster on this workload.
-#[inline(always)]
-pub fn exp_f32(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.0, 88.0);
-    let t = x * std::f32::consts::LOG2_E + MAGIC;
-    let n = t - MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let bits = (t.to_bits() as i32)
-        .wrapping_sub(0x4B40_0000)
-        .wrapping_add(127)
-        << 23;
-    p * f32::from_bits(bits as u32)
-}
-
-/// matrixmultiply's sgemm: on this workload (2-core AMD EPYC, AVX2+FMA) it ran at ~64 GFLOP/s
-/// and the `gemm` crate (faer's kernels) measured within 3% of it, so the smaller dependency stays.
-/// C = α·A·B + β·C for row-major slices with explicit strides (A: m×k, B: k×n, C: m×n).
-/// `a_t`/`b_t` read A or B transposed from their stored row-major matrices.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: &[f32],
-    a_t: bool,
-    b: &[f32],
-    b_t: bool,
-    beta: f32,
-    c: &mut [f32],
-) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    let (rsa, csa) = if a_t {
-        (1, m as isize)
-    } else {
-        (k as isize, 1)
-    };
-    let (rsb, csb) = if b_t {
-        (1, k as isize)
-    } else {
-        (n as isize, 1)
-    };
-    // SAFETY: the asserts above guarantee every index the strides reach lies inside the slices,
-    // and `c` does not alias `a` or `b` (it is borrowed mutably).
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-}
-
-/// Defines `$name` that runs `$body` compiled for AVX2 when the CPU has it (checked at run time)
-/// and for the baseline target otherwise. The default x86-64 target only has SSE2, which left the
-/// SiLU pass at 4 lanes and ~20% of sampling time; with AVX2 the loops run 8 lanes wide. Rust
-/// never contracts a·b + c into an FMA by itself, so both versions give the same bits.
-macro_rules! simd_dispatch {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        $(#[$m])*
-        $vis fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                unsafe fn wide($($arg: $ty),*) {
-                    body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
-                    unsafe { wide($($arg),*) };
-                    return;
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-pub(crate) use simd_dispatch;
-
 /// PyTorch's default `nn.Linear` initialisation: W, b ~ U(−1/√in, 1/√in).
 pub fn init_params(shape: &MlpShape, rng: &mut crate::rng::Stream) -> Vec<f32> {
     let mut p = vec![0.0f32; shape.params()];
@@ -183,6 +80,8 @@ pub struct Workspace {
     grad_b: Vec<f32>,
     /// Gradient of the loss with respect to every parameter.
     pub grads: Vec<f32>,
+    /// dZ of the current layer packed as the B of dW = Xᵀ·dZ.
+    dz_packed: PackedB,
 }
 
 impl Workspace {
@@ -200,6 +99,7 @@ impl Workspace {
             grad_a: vec![0.0; rows * shape.max_width()],
             grad_b: vec![0.0; rows * shape.max_width()],
             grads: vec![0.0; shape.params()],
+            dz_packed: PackedB::new(),
         }
     }
 
@@ -214,64 +114,69 @@ impl Workspace {
     }
 }
 
-simd_dispatch! {
-/// Adds the bias to `z` (rows × width) and applies SiLU in place, storing sigmoid(z) in `sig`.
-fn bias_silu_train(z: &mut [f32], sig: &mut [f32], bias: &[f32]) {
-    let w = bias.len();
-    for (zr, sr) in z.chunks_exact_mut(w).zip(sig.chunks_exact_mut(w)) {
-        for ((zv, sv), &b) in zr.iter_mut().zip(sr.iter_mut()).zip(bias) {
-            let v = *zv + b;
-            let s = 1.0 / (1.0 + exp_f32(-v));
-            *sv = s;
-            *zv = v * s;
-        }
-    }
-}
+/// The weights of every layer packed for [`matmul`]: W_l for the forward pass and, when built for
+/// training, W_lᵀ for the backward pass's dZ·Wᵀ.
+#[derive(Clone, Debug)]
+pub struct PackedWeights {
+    w: Vec<PackedB>,
+    wt: Vec<PackedB>,
 }
 
-simd_dispatch! {
-/// Adds the bias to `z` and applies SiLU in place (inference: nothing stored).
-fn bias_silu(z: &mut [f32], bias: &[f32]) {
-    let w = bias.len();
-    for zr in z.chunks_exact_mut(w) {
-        for (zv, &b) in zr.iter_mut().zip(bias) {
-            let v = *zv + b;
-            *zv = v / (1.0 + exp_f32(-v));
-        }
+impl PackedWeights {
+    /// Packs `params` of `shape`; `transposes` also packs W_lᵀ (l ≥ 1) for [`backward`].
+    pub fn new(shape: &MlpShape, params: &[f32], transposes: bool) -> Self {
+        let l = shape.layers();
+        let mut p = PackedWeights {
+            w: vec![PackedB::new(); l],
+            wt: if transposes {
+                vec![PackedB::new(); l]
+            } else {
+                Vec::new()
+            },
+        };
+        p.update(shape, params);
+        p
     }
-}
-}
 
-#[inline]
-fn add_bias(z: &mut [f32], bias: &[f32]) {
-    for zr in z.chunks_exact_mut(bias.len()) {
-        for (zv, &b) in zr.iter_mut().zip(bias) {
-            *zv += b;
+    /// Repacks after `params` changed (same shape).
+    pub fn update(&mut self, shape: &MlpShape, params: &[f32]) {
+        for l in 0..shape.layers() {
+            let (i, o) = (shape.widths[l], shape.widths[l + 1]);
+            let off = shape.weight_offset(l);
+            let w = &params[off..off + i * o];
+            self.w[l].pack(w, i, o, false);
+            if l > 0 && !self.wt.is_empty() {
+                // Wᵀ (o × i) is stored transposed as W itself.
+                self.wt[l].pack(w, o, i, true);
+            }
         }
     }
 }
 
 /// Forward pass over `ws.input`, keeping what the backward pass needs; output in `ws.out`.
-pub fn forward_train(shape: &MlpShape, params: &[f32], ws: &mut Workspace) {
+pub fn forward_train(shape: &MlpShape, params: &[f32], packed: &PackedWeights, ws: &mut Workspace) {
     let rows = ws.rows;
     let layers = shape.layers();
     for l in 0..layers {
         let (i, o) = (shape.widths[l], shape.widths[l + 1]);
         let off = shape.weight_offset(l);
-        let (w, b) = (
-            &params[off..off + i * o],
-            &params[off + i * o..off + (i + 1) * o],
-        );
+        let b = &params[off + i * o..off + (i + 1) * o];
         let hidden = ws.h.len();
         let (before, rest) = ws.h.split_at_mut(l.min(hidden));
         let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
         if l + 1 < layers {
-            let z = &mut rest[0];
-            gemm(rows, i, o, 1.0, x, false, w, false, 0.0, z);
-            bias_silu_train(z, &mut ws.sig[l], b);
+            let epi = Epilogue::BiasSiluKeep(b, &mut ws.sig[l]);
+            matmul(rows, i, x, false, &packed.w[l], &mut rest[0], epi);
         } else {
-            gemm(rows, i, o, 1.0, x, false, w, false, 0.0, &mut ws.out);
-            add_bias(&mut ws.out, b);
+            matmul(
+                rows,
+                i,
+                x,
+                false,
+                &packed.w[l],
+                &mut ws.out,
+                Epilogue::Bias(b),
+            );
         }
     }
 }
@@ -289,23 +194,41 @@ pub fn loss_grad(ws: &mut Workspace, scale: f32) -> f64 {
 }
 
 /// Backward pass after [`forward_train`] and [`loss_grad`]: writes dL/dθ into `ws.grads`.
-pub fn backward(shape: &MlpShape, params: &[f32], ws: &mut Workspace) {
+/// `packed` must hold the transposes (built with `transposes = true`).
+pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
+    assert!(
+        !packed.wt.is_empty(),
+        "backward needs the packed transposes"
+    );
     let rows = ws.rows;
     let layers = shape.layers();
+    let Workspace {
+        input,
+        h,
+        sig,
+        out,
+        grad_a,
+        grad_b,
+        grads,
+        dz_packed,
+        ..
+    } = ws;
     // dz holds dL/dZ_l of the current layer; it starts as the output gradient.
     let mut dz_is_out = true;
     for l in (0..layers).rev() {
         let (i, o) = (shape.widths[l], shape.widths[l + 1]);
         let off = shape.weight_offset(l);
-        let x: &[f32] = if l == 0 { &ws.input } else { &ws.h[l - 1] };
-        let dz: &[f32] = if dz_is_out { &ws.out } else { &ws.grad_a };
-        let (gw, gb) = ws.grads[off..off + (i + 1) * o].split_at_mut(i * o);
-        // dW = Xᵀ dZ.
-        gemm(i, rows, o, 1.0, x, true, &dz[..rows * o], false, 0.0, gw);
+        let x: &[f32] = if l == 0 { input } else { &h[l - 1] };
+        let dz: &[f32] = if dz_is_out { out } else { grad_a };
+        let dz = &dz[..rows * o];
+        // dW = Xᵀ dZ (X is Xᵀ stored transposed).
+        dz_packed.pack(dz, rows, o, false);
+        let (gw, gb) = grads[off..off + (i + 1) * o].split_at_mut(i * o);
+        matmul(i, rows, x, true, dz_packed, gw, Epilogue::None);
         if dz_is_out {
-            // db = column sums of dZ (hidden layers fuse this into the SiLU backward below).
+            // db = column sums of dZ (hidden layers get theirs from the SiLU backward below).
             gb.fill(0.0);
-            for r in dz[..rows * o].chunks_exact(o) {
+            for r in dz.chunks_exact(o) {
                 for (g, &v) in gb.iter_mut().zip(r) {
                     *g += v;
                 }
@@ -314,43 +237,17 @@ pub fn backward(shape: &MlpShape, params: &[f32], ws: &mut Workspace) {
         if l == 0 {
             break;
         }
-        // dH = dZ Wᵀ, then dZ_{l−1} = dH ⊙ silu'(z) with silu' = s + h(1 − s); db_{l−1} alongside.
-        let w = &params[off..off + i * o];
-        gemm(
-            rows,
-            o,
-            i,
-            1.0,
-            &dz[..rows * o],
-            false,
-            w,
-            true,
-            0.0,
-            &mut ws.grad_b,
-        );
-        let (h, s) = (&ws.h[l - 1], &ws.sig[l - 1]);
+        // dZ_{l−1} = (dZ Wᵀ) ⊙ silu'(z) with silu' = s + h(1 − s), and db_{l−1} alongside.
         let boff = shape.weight_offset(l - 1) + shape.widths[l - 1] * i;
-        let gb_prev = &mut ws.grads[boff..boff + i];
-        silu_backward(&mut ws.grad_b[..rows * i], h, s, gb_prev);
-        std::mem::swap(&mut ws.grad_a, &mut ws.grad_b);
+        let epi = Epilogue::SiluGrad {
+            h: &h[l - 1],
+            s: &sig[l - 1],
+            db: &mut grads[boff..boff + i],
+        };
+        matmul(rows, o, dz, false, &packed.wt[l], grad_b, epi);
+        std::mem::swap(grad_a, grad_b);
         dz_is_out = false;
     }
-}
-
-simd_dispatch! {
-/// dZ = dH ⊙ silu'(z) in place, with silu'(z) = s + h(1 − s) from the stored s = sigmoid(z) and
-/// h = z·s; `db` receives the column sums of dZ.
-fn silu_backward(dh: &mut [f32], h: &[f32], s: &[f32], db: &mut [f32]) {
-    let w = db.len();
-    db.fill(0.0);
-    for ((dr, hr), sr) in dh.chunks_exact_mut(w).zip(h.chunks_exact(w)).zip(s.chunks_exact(w)) {
-        for (((d, &hv), &sv), g) in dr.iter_mut().zip(hr).zip(sr).zip(db.iter_mut()) {
-            let v = *d * (sv + hv * (1.0 - sv));
-            *d = v;
-            *g += v;
-        }
-    }
-}
 }
 
 /// Inference buffers for up to `rows` rows.
@@ -377,10 +274,12 @@ impl InferenceBuffers {
 
 /// Forward pass for `rows` rows whose input is `[x, e]` with the same trailing vector `e` (the
 /// time embedding) on every row: the first layer is x·W₀[:d] plus the per-call bias
-/// e·W₀[d:] + b₀, so the GEMM has k = d instead of d + |e|. Writes rows × output into `out`.
+/// e·W₀[d:] + b₀, so the product has k = d instead of d + |e|. Writes rows × output into `out`.
+#[allow(clippy::too_many_arguments)]
 pub fn forward_shared_tail(
     shape: &MlpShape,
     params: &[f32],
+    packed: &PackedWeights,
     x: &[f32],
     d: usize,
     tail: &[f32],
@@ -409,36 +308,32 @@ pub fn forward_shared_tail(
         let (i, o) = (shape.widths[l], shape.widths[l + 1]);
         let off = shape.weight_offset(l);
         let last = l + 1 == layers;
-        let dst: &mut [f32] = if last {
-            &mut out[..rows * o]
-        } else {
-            &mut b[..rows * o]
-        };
-        if l == 0 {
-            gemm(rows, d, o, 1.0, x, false, &params[..d * o], false, 0.0, dst);
-        } else {
-            gemm(
-                rows,
-                i,
-                o,
-                1.0,
-                &a[..rows * i],
-                false,
-                &params[off..off + i * o],
-                false,
-                0.0,
-                dst,
-            );
-        }
+        let (k, src): (usize, &[f32]) = if l == 0 { (d, x) } else { (i, &a[..rows * i]) };
         let bias = if l == 0 {
             &bias0[..]
         } else {
             &params[off + i * o..off + (i + 1) * o]
         };
         if last {
-            add_bias(dst, bias);
+            matmul(
+                rows,
+                k,
+                src,
+                false,
+                &packed.w[l],
+                &mut out[..rows * o],
+                Epilogue::Bias(bias),
+            );
         } else {
-            bias_silu(dst, bias);
+            matmul(
+                rows,
+                k,
+                src,
+                false,
+                &packed.w[l],
+                &mut b[..rows * o],
+                Epilogue::BiasSilu(bias),
+            );
             std::mem::swap(a, b);
         }
     }
@@ -525,19 +420,6 @@ mod tests {
     use super::*;
     use crate::rng::{Role, stream};
 
-    #[test]
-    fn fast_exp_is_accurate() {
-        let mut worst = 0.0f64;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let want = (x as f64).exp();
-            let got = exp_f32(x) as f64;
-            worst = worst.max(((got - want) / want).abs());
-            x += 0.0137;
-        }
-        assert!(worst < 3e-7, "worst relative error {worst}");
-    }
-
     /// Central finite differences of the mean squared error agree with backprop.
     #[test]
     fn gradients_match_finite_differences() {
@@ -551,7 +433,7 @@ mod tests {
         }
         let scale = 1.0 / (rows * 3) as f32;
         let loss = |p: &[f32], ws: &mut Workspace| -> f64 {
-            forward_train(&shape, p, ws);
+            forward_train(&shape, p, &PackedWeights::new(&shape, p, false), ws);
             ws.out
                 .iter()
                 .zip(&ws.target)
@@ -559,9 +441,10 @@ mod tests {
                 .sum::<f64>()
                 * scale as f64
         };
-        forward_train(&shape, &params, &mut ws);
+        let packed = PackedWeights::new(&shape, &params, true);
+        forward_train(&shape, &params, &packed, &mut ws);
         loss_grad(&mut ws, scale);
-        backward(&shape, &params, &mut ws);
+        backward(&shape, &packed, &mut ws);
         let analytic = ws.grads.clone();
         let mut p = params.clone();
         let h = 1e-2f32;
@@ -593,10 +476,11 @@ mod tests {
             ws.input[r * 6..r * 6 + 2].copy_from_slice(&x[r * 2..r * 2 + 2]);
             ws.input[r * 6 + 2..r * 6 + 6].copy_from_slice(&tail);
         }
-        forward_train(&shape, &params, &mut ws);
+        let packed = PackedWeights::new(&shape, &params, false);
+        forward_train(&shape, &params, &packed, &mut ws);
         let mut out = vec![0.0; rows * 2];
         let mut bufs = InferenceBuffers::new(&shape, rows);
-        forward_shared_tail(&shape, &params, &x, 2, &tail, &mut out, &mut bufs);
+        forward_shared_tail(&shape, &params, &packed, &x, 2, &tail, &mut out, &mut bufs);
         for (a, b) in out.iter().zip(ws.output()) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
