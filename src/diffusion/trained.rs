@@ -472,8 +472,17 @@ impl BatchContext<'_> {
         let d = self.data.ncols();
         let width = self.shape.widths[0];
         let temb = width - d;
-        for (r, &i) in rows.iter().enumerate() {
-            let x0 = self.data.row(i);
+        // Gather the batch's rows first: a tight copy loop keeps many cache misses in flight,
+        // which the per-element noise draws below would serialise (measured: fill was 4.5% of a
+        // D = 64 training step, most of it waiting on one load).
+        let mut x0 = std::mem::take(&mut ws.gathered);
+        x0.resize(rows.len() * d, 0.0);
+        for (dst, &i) in x0.chunks_exact_mut(d).zip(rows) {
+            for (o, &v) in dst.iter_mut().zip(self.data.row(i)) {
+                *o = v;
+            }
+        }
+        for (r, x0) in x0.chunks_exact(d).enumerate() {
             let (sigma, step) = self.draw_sigma(rng);
             let input = &mut ws.input[r * width..(r + 1) * width];
             let target = &mut ws.target[r * d..(r + 1) * d];
@@ -511,6 +520,7 @@ impl BatchContext<'_> {
                 _ => time_embedding(self.schedule.network_time(sigma), emb),
             }
         }
+        ws.gathered = x0;
     }
 
     /// A training noise level: a uniform step k ∈ 1..=T for discrete VP (returned too), uniform

@@ -382,13 +382,17 @@ mod avx {
         _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
     }
 
-    /// sigmoid(v) = 1/(1 + e^−v) for 8 lanes.
+    /// sigmoid(v) = 1/(1 + e^−v) for 8 lanes. The reciprocal is the 12-bit estimate refined by
+    /// one Newton step (relative error ~2⁻²²): a division here made the bias + SiLU epilogue
+    /// cost 15% of a 256×256×256 product.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     fn sigmoid8(v: __m256) -> __m256 {
         let one = _mm256_set1_ps(1.0);
-        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
-        _mm256_div_ps(one, _mm256_add_ps(one, e))
+        let x = _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v)));
+        let r = _mm256_rcp_ps(x);
+        // r ← r(2 − x r) = r + r(1 − x r).
+        _mm256_fmadd_ps(r, _mm256_fnmadd_ps(x, r, one), r)
     }
 
     /// Applies the epilogue to a full-width R×16 block of accumulators in registers and stores

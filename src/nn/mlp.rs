@@ -7,6 +7,7 @@
 //! ([`PackedWeights`]).
 
 use super::gemm::{Epilogue, PackedB, matmul};
+use super::simd_dispatch;
 use rand::RngExt;
 
 /// Layer sizes of an MLP: input → hidden… → output.
@@ -82,6 +83,8 @@ pub struct Workspace {
     pub grads: Vec<f32>,
     /// dZ of the current layer packed as the B of dW = Xᵀ·dZ.
     dz_packed: PackedB,
+    /// Scratch for whoever fills `input` and `target` (the batch's data rows).
+    pub gathered: Vec<f32>,
 }
 
 impl Workspace {
@@ -100,6 +103,7 @@ impl Workspace {
             grad_b: vec![0.0; rows * shape.max_width()],
             grads: vec![0.0; shape.params()],
             dz_packed: PackedB::new(),
+            gathered: Vec::new(),
         }
     }
 
@@ -375,31 +379,17 @@ impl Adam {
         let bc2 = 1.0 - (b2 as f64).powi(self.step as i32);
         let step_size = (lr as f64 / bc1) as f32;
         let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
-        let eps = self.eps;
-        let update = |p: &mut f32, m: &mut f32, v: &mut f32, g: f32| {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            *p -= step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+        let c = AdamConsts {
+            b1,
+            b2,
+            step_size,
+            inv_sqrt_bc2,
+            eps: self.eps,
+            scale,
         };
         match grads {
-            [g0] => {
-                for (((p, m), v), &g) in
-                    params.iter_mut().zip(&mut self.m).zip(&mut self.v).zip(*g0)
-                {
-                    update(p, m, v, scale * g);
-                }
-            }
-            [g0, g1] => {
-                for ((((p, m), v), &a), &b) in params
-                    .iter_mut()
-                    .zip(&mut self.m)
-                    .zip(&mut self.v)
-                    .zip(*g0)
-                    .zip(*g1)
-                {
-                    update(p, m, v, scale * (a + b));
-                }
-            }
+            [g0] => adam_one(params, &mut self.m, &mut self.v, g0, c),
+            [g0, g1] => adam_two(params, &mut self.m, &mut self.v, g0, g1, c),
             _ => {
                 for (j, ((p, m), v)) in params
                     .iter_mut()
@@ -408,11 +398,51 @@ impl Adam {
                     .enumerate()
                 {
                     let g: f32 = grads.iter().map(|g| g[j]).sum();
-                    update(p, m, v, scale * g);
+                    c.update(p, m, v, g);
                 }
             }
         }
     }
+}
+
+/// The per-step constants of an Adam update.
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    b1: f32,
+    b2: f32,
+    step_size: f32,
+    inv_sqrt_bc2: f32,
+    eps: f32,
+    scale: f32,
+}
+
+impl AdamConsts {
+    /// One parameter's update with raw gradient `g` (scaled here).
+    #[inline(always)]
+    fn update(&self, p: &mut f32, m: &mut f32, v: &mut f32, g: f32) {
+        let g = self.scale * g;
+        *m = self.b1 * *m + (1.0 - self.b1) * g;
+        *v = self.b2 * *v + (1.0 - self.b2) * g * g;
+        *p -= self.step_size * *m / (v.sqrt() * self.inv_sqrt_bc2 + self.eps);
+    }
+}
+
+simd_dispatch! {
+/// Adam over the flat buffers with one gradient.
+fn adam_one(params: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], c: AdamConsts) {
+    for (((p, m), v), &g) in params.iter_mut().zip(m).zip(v).zip(g) {
+        c.update(p, m, v, g);
+    }
+}
+}
+
+simd_dispatch! {
+/// Adam over the flat buffers with the sum of two gradients (two batch chunks).
+fn adam_two(params: &mut [f32], m: &mut [f32], v: &mut [f32], g0: &[f32], g1: &[f32], c: AdamConsts) {
+    for ((((p, m), v), &a), &b) in params.iter_mut().zip(m).zip(v).zip(g0).zip(g1) {
+        c.update(p, m, v, a + b);
+    }
+}
 }
 
 #[cfg(test)]
