@@ -47,21 +47,13 @@ fresh_fraction = 0.5
 names = ["second_moment"]
 "#;
 
-/// Checks the fresh + KDE second moment against 25.6 + 10 (σ² + h²(1 − (1 − α)^(g+1))/α).
-/// Standard error of generation g: V/n_s for the n_s samples plus the training-set noise that
-/// each generation passes on with weight (1 − α): V/N · Σ_{k≤g} (1 − α)^{2k}, with V the sample
-/// variance of ‖x‖². Tolerance: 5 standard errors.
-fn check_fresh_kde(alpha: f64, h: f64) -> Vec<f64> {
-    let exp = experiment(
-        FRESH_KDE,
-        &[
-            &format!("loop.fresh_fraction={alpha}"),
-            &format!("model.bandwidth={h}"),
-        ],
-    );
-    let n_train = 20_000.0;
+/// Checks the fresh loop's second moment against 25.6 + 10 (σ² + h²(1 − (1 − α)^(g+1))/α)
+/// with the given effective bandwidth. Standard error of generation g: V/n_s for the n_s samples
+/// plus the training-set noise that each generation passes on with weight (1 − α):
+/// V/N · Σ_{k≤g} (1 − α)^{2k}, with V the sample variance of ‖x‖². Tolerance: 5 standard errors.
+fn check_fresh(exp: &Experiment, alpha: f64, h: f64, n_train: f64) -> Vec<f64> {
     let mut measured = Vec::new();
-    each_generation(&exp, |g| {
+    each_generation(exp, |g| {
         let m = g.metrics[0];
         let norms: Vec<f64> = g
             .samples
@@ -76,6 +68,10 @@ fn check_fresh_kde(alpha: f64, h: f64) -> Vec<f64> {
             .sum();
         let se = (var / ns + var / n_train * carried).sqrt();
         let want = 25.6 + 10.0 * theory::fresh_kde_variance(0.36, h, alpha, g.generation);
+        eprintln!(
+            "generation {}: {m:.3} vs {want:.3} (se {se:.3})",
+            g.generation
+        );
         assert!(
             (m - want).abs() < 5.0 * se,
             "α = {alpha}, h = {h}, generation {}: second moment {m:.4}, theory {want:.4}, se {se:.4}",
@@ -84,6 +80,42 @@ fn check_fresh_kde(alpha: f64, h: f64) -> Vec<f64> {
         measured.push(m);
     });
     measured
+}
+
+fn check_fresh_kde(alpha: f64, h: f64) -> Vec<f64> {
+    let exp = experiment(
+        FRESH_KDE,
+        &[
+            &format!("loop.fresh_fraction={alpha}"),
+            &format!("model.bandwidth={h}"),
+        ],
+    );
+    check_fresh(&exp, alpha, h, 20_000.0)
+}
+
+/// Khelifa et al.'s loop with the diffusion sampler in it: the exact score of the KDE (h = 0.6),
+/// 500 Euler–Maruyama steps of the OU process from T = 4 to t₀ = 0.02, points returned at t₀.
+/// Stopping at t₀ adds σ(t₀)² = e^{2t₀} − 1 to the kernel variance, so the fresh-KDE closed
+/// form must hold with h² + σ(t₀)² (N = 800 and 4 generations here to keep the test to seconds).
+#[test]
+fn diffusion_kde_in_the_fresh_loop_follows_the_closed_form() {
+    let exp = experiment(
+        &std::fs::read_to_string("examples/fresh-kde-diffusion.toml").expect("example"),
+        &[
+            "generations=4",
+            "samples_per_generation=800",
+            "loop.train_size=800",
+        ],
+    );
+    let h_eff = (0.36f64 + (0.04f64.exp() - 1.0)).sqrt();
+    let m = check_fresh(&exp, 0.5, h_eff, 800.0);
+    // The drift is real: generation 3 is well above generation 0 (theory: +3.5).
+    let drift = 10.0 * (theory::fresh_kde_variance(0.36, h_eff, 0.5, 3) - 0.36 - h_eff * h_eff);
+    assert!(
+        m[3] - m[0] > 0.5 * drift,
+        "drift {} vs theory {drift}",
+        m[3] - m[0]
+    );
 }
 
 #[test]

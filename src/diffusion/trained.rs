@@ -591,3 +591,92 @@ impl EvalSet {
         total / self.n_out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{Role, stream};
+    use ndarray::Array2;
+
+    /// The one-step objective's optimum, mapped through its preconditioning, is the exact
+    /// denoiser. For data N(0, s²): E[ε' | x_k] = √β_k x_k/(ᾱ_k s² + 1 − ᾱ_k) with
+    /// x_k = c_in·y, and D(y, σ) = s² y/(s² + σ²).
+    #[test]
+    fn one_step_optimum_maps_to_the_exact_denoiser() {
+        let schedule = NoiseSchedule::vp_linear(1e-4, 0.02, 1000);
+        let s2 = 2.25;
+        for k in [1usize, 10, 100, 500, 1000] {
+            let sigma = schedule.sigma(k as f64);
+            let abar = 1.0 / (1.0 + sigma * sigma);
+            let beta = schedule.step_beta(sigma).expect("discrete");
+            let (c_in, c_skip, c_out) = preconditioning(Objective::OneStep, &schedule, sigma);
+            for y in [-3.0, 0.5, 2.0] {
+                let f = beta.sqrt() * c_in * y / (abar * s2 + 1.0 - abar);
+                let d = c_skip * y + c_out * f;
+                let want = s2 * y / (s2 + sigma * sigma);
+                assert!(
+                    (d - want).abs() < 1e-9 * (1.0 + want.abs()),
+                    "k = {k}, y = {y}: {d} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// The one-step training pairs: regressing the target ε' on the network input x_k must give
+    /// the slope Cov(ε', x_k)/Var(x_k) = √β_k/(ᾱ_k s² + 1 − ᾱ_k). A two-step schedule with large
+    /// β makes both steps' slopes far from each other and from the ε objective's √(1 − ᾱ_k)/V_k.
+    /// Tolerance: 5 standard errors of the least-squares slope.
+    #[test]
+    fn one_step_pairs_have_the_theoretical_regression_slope() {
+        let schedule = NoiseSchedule::vp_linear(0.2, 0.5, 2);
+        let (n, s) = (40_000usize, 2.0f32);
+        let mut rng = stream(7, 0, Role::Fit);
+        let data = Array2::from_shape_fn((n, 1), |_| {
+            let z: f32 = StandardNormal.sample(&mut rng);
+            s * z
+        });
+        let temb = 4;
+        let shape = MlpShape::new(1 + temb, &[4], 1);
+        let mut table = vec![0.0f32; 2 * temb];
+        for (k, row) in table.chunks_exact_mut(temb).enumerate() {
+            time_embedding(k as f64, row);
+        }
+        let ctx = BatchContext {
+            shape: &shape,
+            schedule: &schedule,
+            objective: Objective::OneStep,
+            emb_table: Some(&table),
+            data: data.view(),
+        };
+        let mut ws = Workspace::new(&shape, n);
+        let rows: Vec<usize> = (0..n).collect();
+        ctx.fill(&mut ws, &rows, &mut rng);
+        // Step k is told apart by its embedding: sin((k − 1)·1) is 0 for k = 1.
+        let mut sums = [(0.0f64, 0.0f64, 0.0f64, 0usize); 2];
+        for r in 0..n {
+            let input = &ws.input[r * (1 + temb)..(r + 1) * (1 + temb)];
+            let k = usize::from(input[1].abs() > 0.5);
+            let (u, t) = (input[0] as f64, ws.target[r] as f64);
+            let e = &mut sums[k];
+            e.0 += u * t;
+            e.1 += u * u;
+            e.2 += t * t;
+            e.3 += 1;
+        }
+        for (k, &(ut, uu, tt, count)) in sums.iter().enumerate() {
+            assert!(count > n / 3, "step {} drawn {count} times", k + 1);
+            let sigma = schedule.sigma((k + 1) as f64);
+            let abar = 1.0 / (1.0 + sigma * sigma);
+            let beta = schedule.step_beta(sigma).expect("discrete");
+            let want = beta.sqrt() / (abar * (s * s) as f64 + 1.0 - abar);
+            let slope = ut / uu;
+            let resid = (tt - slope * ut) / (count as f64 - 1.0);
+            let se = (resid / uu).sqrt();
+            assert!(
+                (slope - want).abs() < 5.0 * se,
+                "step {}: slope {slope:.5}, theory {want:.5}, se {se:.5}",
+                k + 1
+            );
+        }
+    }
+}
