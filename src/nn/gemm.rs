@@ -13,7 +13,10 @@
 //! packed columns of B (12 AVX accumulators); loops run row block outer, panel inner, so a 6-row
 //! block of A stays in L1 while B streams from L2 (blocking the columns so that a slice of B
 //! stays in L2 measured slower on this workload). CPUs without AVX2 + FMA run the same loops in
-//! portable code (vectorised by the compiler at the baseline width).
+//! portable code (vectorised by the compiler at the baseline width). The two paths round
+//! differently (fused multiply-adds, the reciprocal estimate in the sigmoid), so results are
+//! bit-identical across reruns and thread counts on one machine, not between CPUs with and
+//! without AVX2 + FMA.
 
 use super::simd::exp_f32;
 
