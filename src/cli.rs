@@ -72,8 +72,10 @@ enum Command {
     Metrics,
     /// Time the reference workload of bench/torch_reference.py (MLP denoiser, D + 32 → 3×256 SiLU).
     Bench {
-        /// "train" (Adam steps/s, batch 512) or "sample" (DDPM samples/s, extrapolated to 1000 steps).
-        #[arg(value_parser = ["train", "sample"])]
+        /// "train" (Adam steps/s, batch 512), "sample" (DDPM samples/s, extrapolated to 1000 steps)
+        /// or "gemm" (GFLOP/s of the 256×256×256 layer product, one thread, ouro's kernel against
+        /// matrixmultiply).
+        #[arg(value_parser = ["train", "sample", "gemm"])]
         mode: String,
         /// Data dimension D.
         #[arg(long, default_value_t = 2)]
@@ -193,6 +195,10 @@ pub fn main_with(cli: Cli) -> Result<()> {
                     "ouro mlp D={dim} threads={threads} steps={steps} time={el:.3}s steps_per_s={:.2} final_loss={loss:.6}",
                     steps as f64 / el
                 );
+            } else if mode == "gemm" {
+                for (name, gflops) in bench::gemm(256, 400) {
+                    println!("{name:<16} 256x256x256 GFLOP/s={gflops:.1}");
+                }
             } else {
                 let steps = steps.unwrap_or(50).clamp(1, 1000);
                 let el = bench::sample(dim, n, steps, seed, threads)?;

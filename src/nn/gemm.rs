@@ -3,11 +3,12 @@
 //!
 //! Why not a GEMM crate: the MLP multiplies the same weights many times (every sampling step, both
 //! halves of a batch), so B can be packed once and A read in place, and the bias + SiLU pass can
-//! run on each 6×16 block while it is still in registers. On a 256×256×256 product (2-core AMD
-//! EPYC, Zen 3, AVX2 + FMA, one thread, best of 7 in one process) this kernel ran at 91–95 GFLOP/s
-//! without an epilogue and ~82 with bias + SiLU, against 77–83 for matrixmultiply's sgemm without
-//! one (the `gemm` crate measured within 3% of matrixmultiply). Sampling the reference workload
-//! went from 1.08–1.27× PyTorch to 1.37–1.47× at one thread.
+//! run on each 6×16 block while it is still in registers. On a 256×256×256 product (`ouro bench
+//! gemm`: 2-core AMD EPYC, Zen 3, AVX2 + FMA, one thread, best of 7 interleaved rounds) this kernel
+//! ran at 84–88 GFLOP/s without an epilogue and 78–79 with bias + SiLU, against 78–80 for
+//! matrixmultiply's sgemm without one (the `gemm` crate, tried as a dependency earlier, ran within
+//! 3% of matrixmultiply). Sampling the reference workload went from 1.08–1.27× PyTorch to
+//! 1.37–1.47× at one thread (`sh bench/run.sh`).
 //!
 //! The micro-kernel broadcasts one element of each of 6 rows of A and multiplies it with 16
 //! packed columns of B (12 AVX accumulators); loops run row block outer, panel inner, so a 6-row
