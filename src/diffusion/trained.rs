@@ -4,6 +4,7 @@
 
 use super::denoiser::Denoiser;
 use super::noise::NoiseSchedule;
+use crate::distributions::fill_standard_normals;
 use crate::error::{Error, Result};
 use crate::nn::mlp::{
     Adam, InferenceBuffers, MlpShape, PackedWeights, Workspace, backward, forward_shared_tail,
@@ -333,8 +334,10 @@ struct Trainer<'a> {
     train_idx: Vec<usize>,
     /// Position in the current epoch's permutation.
     cursor: usize,
+    /// The next step's data rows, drawn one step ahead so that they can be prefetched.
+    upcoming: Vec<usize>,
     order_rng: Stream,
-    workers: Vec<(Workspace, Stream)>,
+    workers: Vec<(Workspace, FillScratch, Stream)>,
     /// Time embeddings of the discrete steps (DiscreteVp), one row per step.
     emb_table: Option<Vec<f32>>,
     adam: Adam,
@@ -359,6 +362,7 @@ impl<'a> Trainer<'a> {
                 let rows = TRAIN_CHUNK.min(batch - c * TRAIN_CHUNK);
                 (
                     Workspace::new(&net.shape, rows),
+                    FillScratch::default(),
                     Stream::seed_from_u64(rng.next_u64()),
                 )
             })
@@ -374,24 +378,37 @@ impl<'a> Trainer<'a> {
             }
             _ => None,
         };
-        Trainer {
+        let mut trainer = Trainer {
             shape: net.shape.clone(),
             cfg,
             schedule: net.schedule.clone(),
             data,
             train_idx,
             cursor: 0,
+            upcoming: Vec::new(),
             order_rng,
             workers,
             emb_table,
             adam: Adam::new(net.params.len()),
             packed: PackedWeights::new(&net.shape, &net.params, true),
             dim: net.dim,
-        }
+        };
+        trainer.upcoming = trainer.draw_rows();
+        trainer
     }
 
-    /// The next batch's data rows (reshuffling at every epoch end).
+    /// This step's data rows; draws the following step's and prefetches them. The rows are
+    /// touched once per epoch, so they come from memory: fetched one step ahead they wait in
+    /// the cache hierarchy instead (measured: the gather was 45% of `fill`, ~2% of a D = 64
+    /// step).
     fn next_rows(&mut self) -> Vec<usize> {
+        let next = self.draw_rows();
+        prefetch_rows(self.data, &next);
+        std::mem::replace(&mut self.upcoming, next)
+    }
+
+    /// The next `batch_size` rows of the epoch permutation (reshuffling at every epoch end).
+    fn draw_rows(&mut self) -> Vec<usize> {
         let mut rows = Vec::with_capacity(self.cfg.batch_size);
         while rows.len() < self.cfg.batch_size {
             if self.cursor == self.train_idx.len() {
@@ -421,9 +438,9 @@ impl<'a> Trainer<'a> {
             .workers
             .par_iter_mut()
             .enumerate()
-            .map(|(c, (ws, wrng))| {
+            .map(|(c, (ws, scratch, wrng))| {
                 let start = c * TRAIN_CHUNK;
-                ctx.fill(ws, &rows[start..start + ws.rows()], wrng);
+                ctx.fill(ws, scratch, &rows[start..start + ws.rows()], wrng);
                 forward_train(ctx.shape, p, packed, ws);
                 let l = loss_grad(ws, 1.0 / n_out);
                 backward(ctx.shape, packed, ws);
@@ -431,7 +448,7 @@ impl<'a> Trainer<'a> {
             })
             .collect();
         let loss = losses.iter().sum::<f64>() / n_out as f64;
-        let grads: Vec<&[f32]> = self.workers.iter().map(|(w, _)| &w.grads[..]).collect();
+        let grads: Vec<&[f32]> = self.workers.iter().map(|(w, _, _)| &w.grads[..]).collect();
         let mut scale = 1.0f32;
         if let Some(clip) = self.cfg.grad_clip {
             let norm = (0..params.len())
@@ -456,6 +473,35 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Asks the CPU to start loading the given rows of `data` (a hint: no effect on results).
+fn prefetch_rows(data: ArrayView2<f32>, rows: &[usize]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(flat) = data.as_slice() {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        let d = data.ncols();
+        for &i in rows {
+            let row = &flat[i * d..(i + 1) * d];
+            for line in row.chunks(16) {
+                // SAFETY: a prefetch of an address inside `data` (it cannot fault either way).
+                unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast()) };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, rows);
+}
+
+/// A worker's scratch for [`BatchContext::fill`], kept between steps.
+#[derive(Default)]
+struct FillScratch {
+    /// The batch's data rows.
+    x0: Vec<f32>,
+    /// The batch's standard normals.
+    noise: Vec<f32>,
+    /// Each row's noise level and discrete step.
+    levels: Vec<(f64, Option<usize>)>,
+}
+
 /// What filling a batch needs (shared read-only by the workers).
 struct BatchContext<'a> {
     shape: &'a MlpShape,
@@ -468,22 +514,41 @@ struct BatchContext<'a> {
 impl BatchContext<'_> {
     /// Draws a noise level and noise for every row and writes the network input
     /// [c_in(x₀ + σε), embed(t)] and the target a·x₀ + b·ε (ε' for the one-step objective).
-    fn fill(&self, ws: &mut Workspace, rows: &[usize], rng: &mut Stream) {
+    /// Levels are drawn row by row first, then all the batch's normals in one bulk draw.
+    fn fill(
+        &self,
+        ws: &mut Workspace,
+        scratch: &mut FillScratch,
+        rows: &[usize],
+        rng: &mut Stream,
+    ) {
         let d = self.data.ncols();
         let width = self.shape.widths[0];
         let temb = width - d;
-        // Gather the batch's rows first: a tight copy loop keeps many cache misses in flight,
-        // which the per-element noise draws below would serialise (measured: fill was 4.5% of a
-        // D = 64 training step, most of it waiting on one load).
-        let mut x0 = std::mem::take(&mut ws.gathered);
+        let FillScratch { x0, noise, levels } = scratch;
+        // Gather the batch's rows first: a tight copy loop keeps many cache misses in flight.
         x0.resize(rows.len() * d, 0.0);
         for (dst, &i) in x0.chunks_exact_mut(d).zip(rows) {
             for (o, &v) in dst.iter_mut().zip(self.data.row(i)) {
                 *o = v;
             }
         }
-        for (r, x0) in x0.chunks_exact(d).enumerate() {
-            let (sigma, step) = self.draw_sigma(rng);
+        levels.clear();
+        levels.extend(rows.iter().map(|_| self.draw_sigma(rng)));
+        // ε per value; the one-step objective needs two (ε₁ then ε' per row).
+        let per_row = if self.objective == Objective::OneStep {
+            2 * d
+        } else {
+            d
+        };
+        noise.resize(rows.len() * per_row, 0.0);
+        fill_standard_normals(rng, noise);
+        for (r, ((x0, noise), &(sigma, step))) in x0
+            .chunks_exact(d)
+            .zip(noise.chunks_exact(per_row))
+            .zip(levels.iter())
+            .enumerate()
+        {
             let input = &mut ws.input[r * width..(r + 1) * width];
             let target = &mut ws.target[r * d..(r + 1) * d];
             match self.objective {
@@ -495,11 +560,10 @@ impl BatchContext<'_> {
                     let beta = self.schedule.step_beta(sigma).expect("discrete");
                     let (a1, b1) = (ab_prev.sqrt() as f32, (1.0 - ab_prev).sqrt() as f32);
                     let (a2, b2) = ((1.0 - beta).sqrt() as f32, beta.sqrt() as f32);
+                    let (e1, e2) = noise.split_at(d);
                     for j in 0..d {
-                        let e1: f32 = StandardNormal.sample(rng);
-                        let e2: f32 = StandardNormal.sample(rng);
-                        input[j] = a2 * (a1 * x0[j] + b1 * e1) + b2 * e2;
-                        target[j] = e2;
+                        input[j] = a2 * (a1 * x0[j] + b1 * e1[j]) + b2 * e2[j];
+                        target[j] = e2[j];
                     }
                 }
                 obj => {
@@ -508,9 +572,8 @@ impl BatchContext<'_> {
                     let b = (-c_skip * sigma / c_out) as f32;
                     let (ci, cs) = (c_in as f32, (c_in * sigma) as f32);
                     for j in 0..d {
-                        let e: f32 = StandardNormal.sample(rng);
-                        input[j] = ci * x0[j] + cs * e;
-                        target[j] = a * x0[j] + b * e;
+                        input[j] = ci * x0[j] + cs * noise[j];
+                        target[j] = a * x0[j] + b * noise[j];
                     }
                 }
             }
@@ -520,7 +583,6 @@ impl BatchContext<'_> {
                 _ => time_embedding(self.schedule.network_time(sigma), emb),
             }
         }
-        ws.gathered = x0;
     }
 
     /// A training noise level: a uniform step k ∈ 1..=T for discrete VP (returned too), uniform
@@ -562,7 +624,7 @@ impl EvalSet {
             .chunks(TRAIN_CHUNK)
             .map(|rows| {
                 let mut ws = Workspace::new(&trainer.shape, rows.len());
-                ctx.fill(&mut ws, rows, rng);
+                ctx.fill(&mut ws, &mut FillScratch::default(), rows, rng);
                 ws
             })
             .collect();
@@ -650,7 +712,7 @@ mod tests {
         };
         let mut ws = Workspace::new(&shape, n);
         let rows: Vec<usize> = (0..n).collect();
-        ctx.fill(&mut ws, &rows, &mut rng);
+        ctx.fill(&mut ws, &mut FillScratch::default(), &rows, &mut rng);
         // Step k is told apart by its embedding: sin((k − 1)·1) is 0 for k = 1.
         let mut sums = [(0.0f64, 0.0f64, 0.0f64, 0usize); 2];
         for r in 0..n {

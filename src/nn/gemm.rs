@@ -104,6 +104,20 @@ impl PackedB {
         }
     }
 
+    /// Shapes the packing for a B (k × n) that an epilogue writes tile by tile (every value,
+    /// padding included, is written there; see [`Epilogue::SiluGrad`]).
+    fn shape_for(&mut self, k: usize, n: usize) {
+        self.k = k;
+        self.n = n;
+        self.data.resize(n.div_ceil(NR) * k, PanelRow([0.0; NR]));
+    }
+
+    /// Packed row `i` of the panel holding column `j0` (a multiple of 16).
+    #[inline(always)]
+    fn row_mut(&mut self, i: usize, j0: usize) -> &mut [f32; NR] {
+        &mut self.data[(j0 / NR) * self.k + i].0
+    }
+
     fn panel(&self, j: usize) -> &[f32] {
         let rows = &self.data[j * self.k..(j + 1) * self.k];
         // SAFETY: PanelRow is repr(C) around [f32; NR], so k rows are k·NR contiguous f32.
@@ -122,7 +136,9 @@ pub enum Epilogue<'a> {
     /// As `BiasSilu`, and s is stored too (m × n, for the backward pass).
     BiasSiluKeep(&'a [f32], &'a mut [f32]),
     /// The SiLU backward: with z = (dZ_next·Wᵀ)ᵢⱼ, C = z·(s + h(1 − s)) from the forward pass's
-    /// stored h and s (m × n), and the column sums of C are written to the bias gradient.
+    /// stored h and s (m × n), and the column sums of C are written to the bias gradient. C is
+    /// also written packed as the B operand (m × n) of the next product (the weight gradient
+    /// Xᵀ·C), which saves a packing pass over it.
     SiluGrad {
         /// h = silu(v) of the forward pass.
         h: &'a [f32],
@@ -130,6 +146,8 @@ pub enum Epilogue<'a> {
         s: &'a [f32],
         /// Receives Σᵢ Cᵢⱼ (length n).
         db: &'a mut [f32],
+        /// Receives C packed, as [`PackedB::pack`] would (reshaped to m × n here).
+        packed: &'a mut PackedB,
     },
 }
 
@@ -150,9 +168,10 @@ pub fn matmul(
     match &mut epi {
         Epilogue::Bias(bias) | Epilogue::BiasSilu(bias) => assert!(bias.len() >= n),
         Epilogue::BiasSiluKeep(bias, s) => assert!(bias.len() >= n && s.len() >= m * n),
-        Epilogue::SiluGrad { h, s, db } => {
+        Epilogue::SiluGrad { h, s, db, packed } => {
             assert!(h.len() >= m * n && s.len() >= m * n && db.len() >= n);
             db[..n].fill(0.0);
+            packed.shape_for(m, n);
         }
         Epilogue::None => {}
     }
@@ -212,27 +231,28 @@ fn finish_tile(
         for (r, t) in tile.iter().enumerate().take(rows) {
             let at = (i0 + r) * n + j0;
             let dst: &mut [f32; NR] = (&mut c[at..at + NR]).try_into().expect("16 columns");
-            finish_row(t, dst, at, j0, epi);
+            finish_row(t, dst, i0 + r, j0, n, epi);
         }
     } else {
         let cols = n - j0;
         for (r, t) in tile.iter().enumerate().take(rows) {
             let at = (i0 + r) * n + j0;
-            finish_row(&t[..cols], &mut c[at..at + cols], at, j0, epi);
+            finish_row(&t[..cols], &mut c[at..at + cols], i0 + r, j0, n, epi);
         }
     }
 }
 
-/// The epilogue for one row of a tile: `t` holds the products for C[at..at + len], whose first
-/// column is j0.
+/// The epilogue for one row of a tile: `t` holds the products for C[i, j0..j0 + len] (C has n
+/// columns).
 #[inline(always)]
-fn finish_row<T, D>(t: &T, dst: &mut D, at: usize, j0: usize, epi: &mut Epilogue)
+fn finish_row<T, D>(t: &T, dst: &mut D, i: usize, j0: usize, n: usize, epi: &mut Epilogue)
 where
     T: AsRef<[f32]> + ?Sized,
     D: AsMut<[f32]> + ?Sized,
 {
     let (t, dst) = (t.as_ref(), dst.as_mut());
     let cols = dst.len();
+    let at = i * n + j0;
     match epi {
         Epilogue::None => dst.copy_from_slice(t),
         Epilogue::Bias(bias) => {
@@ -260,10 +280,13 @@ where
                 *d = v * s;
             }
         }
-        Epilogue::SiluGrad { h, s, db } => {
+        Epilogue::SiluGrad { h, s, db, packed } => {
             let (h, s) = (&h[at..at + cols], &s[at..at + cols]);
-            for ((((d, g), &z), &hv), &sv) in dst
+            let prow = packed.row_mut(i, j0);
+            prow[cols..].fill(0.0);
+            for (((((d, p), g), &z), &hv), &sv) in dst
                 .iter_mut()
+                .zip(prow.iter_mut())
                 .zip(db[j0..j0 + cols].iter_mut())
                 .zip(t)
                 .zip(h)
@@ -271,6 +294,7 @@ where
             {
                 let v = z * (sv + hv * (1.0 - sv));
                 *d = v;
+                *p = v;
                 *g += v;
             }
         }
@@ -286,9 +310,11 @@ fn prepare_a(args: &Args, buf: &mut Vec<f32>) {
         return;
     }
     let (m, k) = (args.m, args.k);
-    buf.clear();
-    buf.resize(m.div_ceil(MR) * k * MR, 0.0);
     let full = m / MR;
+    // Every value of the full blocks is written below; only a partial last block needs zeros
+    // (clearing the whole buffer first was a measurable memset).
+    buf.resize(m.div_ceil(MR) * k * MR, 0.0);
+    buf[full * k * MR..].fill(0.0);
     for p in 0..k {
         let row = &args.a[p * args.csa..p * args.csa + m];
         for (b, src) in row.chunks_exact(MR).enumerate() {
@@ -455,10 +481,17 @@ mod avx {
                         }
                     }
                 }
-                Epilogue::SiluGrad { h: hs, s: ss, db } => {
+                Epilogue::SiluGrad {
+                    h: hs,
+                    s: ss,
+                    db,
+                    packed,
+                } => {
                     let one = _mm256_set1_ps(1.0);
                     let mut sum = [_mm256_setzero_ps(); 2];
                     for (r, a) in acc.iter().enumerate() {
+                        // 64-byte aligned (PanelRow).
+                        let prow = packed.row_mut(i0 + r, j0).as_mut_ptr();
                         for h in 0..2 {
                             let i = at(r, h);
                             let hv = _mm256_loadu_ps(hs.as_ptr().add(i));
@@ -467,6 +500,7 @@ mod avx {
                             let d = _mm256_fmadd_ps(hv, _mm256_sub_ps(one, sv), sv);
                             let g = _mm256_mul_ps(a[h], d);
                             _mm256_storeu_ps(cp.add(i), g);
+                            _mm256_store_ps(prow.add(8 * h), g);
                             sum[h] = _mm256_add_ps(sum[h], g);
                         }
                     }
@@ -673,6 +707,8 @@ mod tests {
         let mut g = vec![0.0; m * n];
         let mut db = vec![f32::NAN; n];
         let h = c.clone();
+        let mut g_packed = PackedB::new();
+        g_packed.pack(&vec![f32::NAN; 3 * 5], 3, 5, false);
         matmul(
             m,
             k,
@@ -684,8 +720,17 @@ mod tests {
                 h: &h,
                 s: &s,
                 db: &mut db,
+                packed: &mut g_packed,
             },
         );
+        // The packed copy is exactly what packing C would give, padding included.
+        let mut want_packed = PackedB::new();
+        want_packed.pack(&g, m, n, false);
+        assert_eq!((g_packed.k(), g_packed.n()), (m, n));
+        for j in 0..n.div_ceil(NR) {
+            let (x, y) = (g_packed.panel(j), want_packed.panel(j));
+            assert!(x.iter().zip(y).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
         for (j, &dbj) in db.iter().enumerate() {
             let mut col = 0.0f64;
             for i in 0..m {

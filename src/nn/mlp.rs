@@ -83,8 +83,6 @@ pub struct Workspace {
     pub grads: Vec<f32>,
     /// dZ of the current layer packed as the B of dW = Xᵀ·dZ.
     dz_packed: PackedB,
-    /// Scratch for whoever fills `input` and `target` (the batch's data rows).
-    pub gathered: Vec<f32>,
 }
 
 impl Workspace {
@@ -103,7 +101,6 @@ impl Workspace {
             grad_b: vec![0.0; rows * shape.max_width()],
             grads: vec![0.0; shape.params()],
             dz_packed: PackedB::new(),
-            gathered: Vec::new(),
         }
     }
 
@@ -225,8 +222,11 @@ pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
         let x: &[f32] = if l == 0 { input } else { &h[l - 1] };
         let dz: &[f32] = if dz_is_out { out } else { grad_a };
         let dz = &dz[..rows * o];
-        // dW = Xᵀ dZ (X is Xᵀ stored transposed).
-        dz_packed.pack(dz, rows, o, false);
+        // dW = Xᵀ dZ (X is Xᵀ stored transposed). A hidden layer's dZ was packed by the
+        // SiLU-backward epilogue that computed it.
+        if dz_is_out {
+            dz_packed.pack(dz, rows, o, false);
+        }
         let (gw, gb) = grads[off..off + (i + 1) * o].split_at_mut(i * o);
         matmul(i, rows, x, true, dz_packed, gw, Epilogue::None);
         if dz_is_out {
@@ -247,6 +247,7 @@ pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
             h: &h[l - 1],
             s: &sig[l - 1],
             db: &mut grads[boff..boff + i],
+            packed: dz_packed,
         };
         matmul(rows, o, dz, false, &packed.wt[l], grad_b, epi);
         std::mem::swap(grad_a, grad_b);

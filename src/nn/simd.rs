@@ -54,9 +54,91 @@ pub fn exp_f32(x: f32) -> f32 {
     p * f32::from_bits(bits as u32)
 }
 
+/// ln x in f32 for normal positive x, to about 1 ulp, written so that a loop of it vectorises:
+/// x = m·2ᵉ with m ∈ [√½, √2), then Cephes' `logf` polynomial in m − 1 and e·ln 2 split in
+/// two parts.
+#[inline(always)]
+pub fn ln_f32(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let mut e = ((bits >> 23) as i32 - 127) as f32;
+    let mut m = f32::from_bits((bits & 0x007F_FFFF) | 0x3F80_0000);
+    let big = m > std::f32::consts::SQRT_2;
+    m = if big { 0.5 * m } else { m };
+    e += if big { 1.0 } else { 0.0 };
+    let x = m - 1.0;
+    let z = x * x;
+    let mut p = 7.037_683_6e-2f32;
+    for c in [
+        -1.151_461e-1,
+        1.167_699_9e-1,
+        -1.242_014_1e-1,
+        1.424_932_3e-1,
+        -1.666_805_8e-1,
+        2.000_071_5e-1,
+        -2.499_999_4e-1,
+        3.333_333_1e-1,
+    ] {
+        p = p * x + c;
+    }
+    let y = p * x * z - 2.121_944_4e-4 * e - 0.5 * z;
+    x + y + 0.693_359_4 * e
+}
+
+/// (cos θ, sin θ) for θ = (π/2)(q + f), quadrant q ∈ 0..4 and f ∈ [0, 1), to about 2⁻²³
+/// absolute, written so that a loop of it vectorises: Cephes' `sinf`/`cosf` polynomials at
+/// x = (π/2)f − π/4 ∈ [−π/4, π/4), rotated by π/4, then by the quadrant.
+#[inline(always)]
+pub fn sincos_quadrant(q: u32, f: f32) -> (f32, f32) {
+    let x = std::f32::consts::FRAC_PI_2 * f - std::f32::consts::FRAC_PI_4;
+    let z = x * x;
+    let s = x + x * z * (-1.666_665_5e-1 + z * (8.332_161e-3 + z * -1.951_529_6e-4));
+    let c = 1.0 - 0.5 * z + z * z * (4.166_664_6e-2 + z * (-1.388_731_6e-3 + z * 2.443_315_7e-5));
+    // cos and sin of (π/2)f = x + π/4.
+    let r = std::f32::consts::FRAC_1_SQRT_2;
+    let (c, s) = ((c - s) * r, (s + c) * r);
+    // Adding qπ/2 rotates (c, s) to (c, s), (−s, c), (−c, −s), (s, −c).
+    let odd = q & 1 == 1;
+    let (c, s) = if odd { (s, c) } else { (c, s) };
+    let flip_c = ((q + 1) >> 1) & 1;
+    let flip_s = q >> 1;
+    (
+        f32::from_bits(c.to_bits() ^ (flip_c << 31)),
+        f32::from_bits(s.to_bits() ^ (flip_s << 31)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_ln_is_accurate() {
+        let mut worst = 0.0f64;
+        let mut x = 2.0f32.powi(-32);
+        while x <= 1.0 {
+            let want = (x as f64).ln();
+            let got = ln_f32(x) as f64;
+            // Relative, except near x = 1 where ln x → 0 (absolute there).
+            worst = worst.max((got - want).abs() / want.abs().max(1e-3));
+            x *= 1.000_37;
+        }
+        assert!(worst < 3e-7, "worst error {worst}");
+    }
+
+    #[test]
+    fn fast_sincos_is_accurate() {
+        let mut worst = 0.0f64;
+        for q in 0..4u32 {
+            for i in 0..10_000 {
+                let f = i as f32 / 10_000.0;
+                let theta = std::f64::consts::FRAC_PI_2 * (q as f64 + f as f64);
+                let (c, s) = sincos_quadrant(q, f);
+                worst = worst.max((c as f64 - theta.cos()).abs());
+                worst = worst.max((s as f64 - theta.sin()).abs());
+            }
+        }
+        assert!(worst < 3e-7, "worst absolute error {worst}");
+    }
 
     #[test]
     fn fast_exp_is_accurate() {
