@@ -708,7 +708,7 @@ mod tests {
         let mut db = vec![f32::NAN; n];
         let h = c.clone();
         let mut g_packed = PackedB::new();
-        g_packed.pack(&vec![f32::NAN; 3 * 5], 3, 5, false);
+        g_packed.pack(&[f32::NAN; 3 * 5], 3, 5, false);
         matmul(
             m,
             k,
