@@ -2,7 +2,9 @@
 //! description, and a function of the evaluation [`Context`]. Adding a metric is adding an entry.
 
 mod closed_form;
+pub mod fidelity;
 pub mod kernel;
+pub mod knn;
 pub mod memorization;
 
 pub use closed_form::{kl_gaussians, w2_gaussians};

@@ -135,6 +135,14 @@ pub enum Epilogue<'a> {
     BiasSilu(&'a [f32]),
     /// As `BiasSilu`, and s is stored too (m × n, for the backward pass).
     BiasSiluKeep(&'a [f32], &'a mut [f32]),
+    /// Squared distances: C = ‖aᵢ‖² + ‖bⱼ‖² − 2z for z = aᵢ·bⱼ (A holds points as rows, B
+    /// other points as columns).
+    SqDist {
+        /// ‖aᵢ‖² (length m).
+        a_norms: &'a [f32],
+        /// ‖bⱼ‖² (length n).
+        b_norms: &'a [f32],
+    },
     /// The SiLU backward: with z = (dZ_next·Wᵀ)ᵢⱼ, C = z·(s + h(1 − s)) from the forward pass's
     /// stored h and s (m × n), and the column sums of C are written to the bias gradient. C is
     /// also written packed as the B operand (m × n) of the next product (the weight gradient
@@ -173,6 +181,7 @@ pub fn matmul(
             db[..n].fill(0.0);
             packed.shape_for(m, n);
         }
+        Epilogue::SqDist { a_norms, b_norms } => assert!(a_norms.len() >= m && b_norms.len() >= n),
         Epilogue::None => {}
     }
     let (rsa, csa) = if a_t { (1, m) } else { (k, 1) };
@@ -278,6 +287,12 @@ where
                 let s = 1.0 / (1.0 + exp_f32(-v));
                 *sv = s;
                 *d = v * s;
+            }
+        }
+        Epilogue::SqDist { a_norms, b_norms } => {
+            let an = a_norms[i];
+            for ((d, &z), &bn) in dst.iter_mut().zip(t).zip(&b_norms[j0..j0 + cols]) {
+                *d = an + bn - 2.0 * z;
             }
         }
         Epilogue::SiluGrad { h, s, db, packed } => {
@@ -478,6 +493,20 @@ mod avx {
                             let s = sigmoid8(v);
                             _mm256_storeu_ps(sp.add(at(r, h)), s);
                             _mm256_storeu_ps(cp.add(at(r, h)), _mm256_mul_ps(v, s));
+                        }
+                    }
+                }
+                Epilogue::SqDist { a_norms, b_norms } => {
+                    let bn = [
+                        _mm256_loadu_ps(&b_norms[j0]),
+                        _mm256_loadu_ps(&b_norms[j0 + 8]),
+                    ];
+                    let minus_two = _mm256_set1_ps(-2.0);
+                    for (r, a) in acc.iter().enumerate() {
+                        let an = _mm256_set1_ps(a_norms[i0 + r]);
+                        for h in 0..2 {
+                            let v = _mm256_fmadd_ps(a[h], minus_two, _mm256_add_ps(an, bn[h]));
+                            _mm256_storeu_ps(cp.add(at(r, h)), v);
                         }
                     }
                 }

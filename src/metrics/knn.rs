@@ -1,0 +1,481 @@
+//! Nearest-neighbour queries for the metrics: k nearest neighbours and "inside the k-NN ball"
+//! counts between two point sets, exact in f64 but computed at f32 GEMM speed.
+//!
+//! Squared distances are computed tile by tile as ‖q‖² + ‖p‖² − 2q·p with the project's f32
+//! GEMM ([`crate::nn::gemm`]), on coordinates centred on the point set's mean (which keeps the
+//! norms, and so the cancellation, small). Every f32 distance comes with a rigorous error bound
+//! B = u(d + 12)(‖q′‖² + ‖p′‖²), u = 2⁻²⁴ (the dot product's γ_d bound, the rounding of the norms
+//! and sums, and the rounding of the centred coordinates). A decision that the bound cannot
+//! settle (a distance within B of a radius, or a neighbour list whose cut-off is within B of a
+//! point outside it) is redone exactly, in f64 from the original coordinates. Results are
+//! therefore those of an exact f64 computation, whatever the thread count.
+//!
+//! Memory stays at one `QUERY_BLOCK × POINT_BLOCK` tile of f32 per thread (480 KiB): a 10 000 ×
+//! 10 000 comparison never builds the 10⁸-entry matrix.
+
+use crate::nn::gemm::{Epilogue, PackedB, matmul};
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+/// Queries per parallel task (a multiple of the GEMM's 6-row micro-kernel).
+const QUERY_BLOCK: usize = 120;
+/// Points per distance tile.
+const POINT_BLOCK: usize = 1024;
+/// Extra f32 candidates kept beyond k, so that exact refinement rarely needs a full rescan.
+const EXTRA: usize = 8;
+
+/// A point set ready for distance queries against a common centre.
+pub struct Prepared<'a> {
+    /// The original coordinates (for exact refinement).
+    raw: ArrayView2<'a, f32>,
+    /// Centred coordinates, row-major (n × d).
+    coords: Vec<f32>,
+    /// ‖x′‖² of the centred rows.
+    norms: Vec<f32>,
+    /// u(d + 12)‖x′‖²: this row's share of the error bound.
+    bound: Vec<f32>,
+    /// The rows packed as GEMM B operands, one per block of `POINT_BLOCK` points.
+    blocks: Vec<PackedB>,
+}
+
+impl<'a> Prepared<'a> {
+    /// Centres `x` on `centre` and packs it.
+    pub fn new(x: ArrayView2<'a, f32>, centre: &[f64]) -> Self {
+        let (n, d) = x.dim();
+        assert_eq!(centre.len(), d, "centre has the wrong dimension");
+        let mut coords = vec![0.0f32; n * d];
+        let mut norms = vec![0.0f32; n];
+        let mut bound = vec![0.0f32; n];
+        let scale = 2f64.powi(-24) * (d as f64 + 12.0) * 1.01;
+        for (i, row) in x.rows().into_iter().enumerate() {
+            let dst = &mut coords[i * d..(i + 1) * d];
+            for ((o, &v), &c) in dst.iter_mut().zip(row).zip(centre) {
+                *o = (v as f64 - c) as f32;
+            }
+            let nn: f64 = dst.iter().map(|&v| v as f64 * v as f64).sum();
+            norms[i] = nn as f32;
+            bound[i] = (scale * nn) as f32 + f32::MIN_POSITIVE;
+        }
+        let blocks = coords
+            .chunks(POINT_BLOCK * d.max(1))
+            .map(|chunk| {
+                let mut p = PackedB::new();
+                p.pack(chunk, d, chunk.len() / d.max(1), true);
+                p
+            })
+            .collect();
+        Prepared {
+            raw: x,
+            coords,
+            norms,
+            bound,
+            blocks,
+        }
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.norms.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.norms.is_empty()
+    }
+
+    /// The exact squared distance (f64) between row `i` of this set and row `j` of `other`.
+    pub fn exact_sq(&self, i: usize, other: &Prepared, j: usize) -> f64 {
+        self.raw
+            .row(i)
+            .iter()
+            .zip(other.raw.row(j))
+            .map(|(&a, &b)| {
+                let t = a as f64 - b as f64;
+                t * t
+            })
+            .sum()
+    }
+
+    /// The largest per-row bound term.
+    fn max_bound(&self) -> f32 {
+        self.bound.iter().copied().fold(0.0, f32::max)
+    }
+}
+
+/// The mean of the rows of `x` in f64 (the centre to prepare sets with).
+pub fn centre_of(x: ArrayView2<f32>) -> Vec<f64> {
+    let n = x.nrows().max(1) as f64;
+    let mut c = vec![0.0f64; x.ncols()];
+    for row in x.rows() {
+        for (c, &v) in c.iter_mut().zip(row) {
+            *c += v as f64;
+        }
+    }
+    c.iter_mut().for_each(|v| *v /= n);
+    c
+}
+
+/// Runs `visit(row state, task state, query, first point, f32 squared distances)` over every
+/// query × point tile and returns each query's final row state, in query order, with the task
+/// states (one per block of `QUERY_BLOCK` queries, in order; for sums over queries that must
+/// not depend on the thread count). Tiles of one query are visited in point order.
+fn scan<S, T, I, J, V>(
+    q: &Prepared,
+    p: &Prepared,
+    init: I,
+    init_task: J,
+    visit: V,
+) -> (Vec<S>, Vec<T>)
+where
+    S: Send,
+    T: Send,
+    I: Fn() -> S + Sync,
+    J: Fn() -> T + Sync,
+    V: Fn(&mut S, &mut T, usize, usize, &[f32]) + Sync,
+{
+    let d = q.raw.ncols();
+    let blocks: Vec<(Vec<S>, T)> = (0..q.len().div_ceil(QUERY_BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let r0 = b * QUERY_BLOCK;
+            let rows = QUERY_BLOCK.min(q.len() - r0);
+            let mut states: Vec<S> = (0..rows).map(|_| init()).collect();
+            let mut task = init_task();
+            let mut tile = vec![0.0f32; rows * POINT_BLOCK];
+            for (pb, packed) in p.blocks.iter().enumerate() {
+                let j0 = pb * POINT_BLOCK;
+                let cols = packed.n();
+                let tile = &mut tile[..rows * cols];
+                matmul(
+                    rows,
+                    d,
+                    &q.coords[r0 * d..(r0 + rows) * d],
+                    false,
+                    packed,
+                    tile,
+                    Epilogue::SqDist {
+                        a_norms: &q.norms[r0..r0 + rows],
+                        b_norms: &p.norms[j0..j0 + cols],
+                    },
+                );
+                for (r, (state, row)) in states.iter_mut().zip(tile.chunks_exact(cols)).enumerate()
+                {
+                    visit(state, &mut task, r0 + r, j0, row);
+                }
+            }
+            (states, task)
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(q.len());
+    let mut tasks = Vec::with_capacity(blocks.len());
+    for (s, t) in blocks {
+        rows.extend(s);
+        tasks.push(t);
+    }
+    (rows, tasks)
+}
+
+/// The f32 candidates of one query's nearest-neighbour search: the `keep` smallest f32
+/// distances seen so far, sorted, with their point indices.
+struct Candidates {
+    keep: usize,
+    list: Vec<(f32, u32)>,
+}
+
+impl Candidates {
+    fn new(k: usize) -> Self {
+        let keep = k + EXTRA;
+        Candidates {
+            keep,
+            list: Vec::with_capacity(keep + 1),
+        }
+    }
+
+    /// Offers the distances `row` of points j0, j0 + 1, …
+    #[inline]
+    fn offer(&mut self, j0: usize, row: &[f32]) {
+        let threshold = if self.list.len() < self.keep {
+            f32::INFINITY
+        } else {
+            self.list[self.keep - 1].0
+        };
+        // Most tiles hold no new candidate once the list is full: a branch-free count first.
+        if row.iter().filter(|&&v| v < threshold).count() == 0 {
+            return;
+        }
+        for (j, &v) in row.iter().enumerate() {
+            if self.list.len() < self.keep || v < self.list[self.keep - 1].0 {
+                let at = self.list.partition_point(|&(w, _)| w <= v);
+                self.list.insert(at, (v, (j0 + j) as u32));
+                self.list.truncate(self.keep);
+            }
+        }
+    }
+
+    /// The exact k nearest of query `i` (see [`k_nearest`]).
+    fn refine(
+        self,
+        q: &Prepared,
+        i: usize,
+        p: &Prepared,
+        pmax: f32,
+        k: usize,
+    ) -> Vec<(f64, usize)> {
+        let by_distance =
+            |a: &(f64, usize), b: &(f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let mut exact: Vec<(f64, usize)> = self
+            .list
+            .iter()
+            .map(|&(_, j)| (q.exact_sq(i, p, j as usize), j as usize))
+            .collect();
+        exact.sort_by(by_distance);
+        exact.truncate(k);
+        // Every point left out has an f32 distance ≥ the last kept candidate's, so its exact
+        // distance is at least that minus the bound; it cannot displace the k-th neighbour when
+        // that bound is strictly larger than the k-th exact distance.
+        let settled = self.list.len() < self.keep || exact.len() < k || {
+            let cut = self.list[self.keep - 1].0 as f64 - (q.bound[i] + pmax) as f64;
+            cut > exact[k - 1].0
+        };
+        if settled {
+            return exact;
+        }
+        let mut all: Vec<(f64, usize)> = (0..p.len()).map(|j| (q.exact_sq(i, p, j), j)).collect();
+        all.sort_by(by_distance);
+        all.truncate(k);
+        all
+    }
+}
+
+/// For every row of `q`, its `k` nearest rows of `p` as (exact squared distance, index), nearest
+/// first (fewer when `p` has fewer than k rows). Ties are broken by index.
+pub fn k_nearest(q: &Prepared, p: &Prepared, k: usize) -> Vec<Vec<(f64, usize)>> {
+    let (lists, _) = scan(
+        q,
+        p,
+        || Candidates::new(k),
+        || (),
+        |c, _, _, j0, row| c.offer(j0, row),
+    );
+    let pmax = p.max_bound();
+    lists
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, c)| c.refine(q, i, p, pmax, k))
+        .collect()
+}
+
+/// Radii of balls around the points of a set, with what deciding "strictly inside" needs.
+pub struct Balls<'a> {
+    exact: &'a [f64],
+    /// r² − (point bound + radius rounding): an f32 distance plus the query's bound below
+    /// this is surely inside.
+    inner: Vec<f32>,
+    /// r² + (point bound + radius rounding): an f32 distance minus the query's bound at or
+    /// above this is surely outside.
+    outer: Vec<f32>,
+}
+
+impl<'a> Balls<'a> {
+    /// Balls of squared radii `radii_sq` around the points of `p`.
+    pub fn new(p: &Prepared, radii_sq: &'a [f64]) -> Self {
+        assert_eq!(radii_sq.len(), p.len(), "one radius per point");
+        let (inner, outer) = radii_sq
+            .iter()
+            .zip(&p.bound)
+            .map(|(&r, &b)| {
+                let r32 = r as f32;
+                let slack = b + r32.abs() * f32::EPSILON;
+                (r32 - slack, r32 + slack)
+            })
+            .unzip();
+        Balls {
+            exact: radii_sq,
+            inner,
+            outer,
+        }
+    }
+
+    /// How many of the balls whose centres are points j0.. contain query `i`, given the f32
+    /// distances `row`.
+    #[inline]
+    fn count(&self, q: &Prepared, i: usize, p: &Prepared, j0: usize, row: &[f32]) -> usize {
+        let bq = q.bound[i];
+        let (inner, outer) = (
+            &self.inner[j0..j0 + row.len()],
+            &self.outer[j0..j0 + row.len()],
+        );
+        // Branch-free counts (vectorised): sure hits, and hits under the widest reading.
+        let sure = (row.iter().zip(inner))
+            .filter(|&(&v, &r)| v + bq < r)
+            .count();
+        let maybe = (row.iter().zip(outer))
+            .filter(|&(&v, &r)| v - bq < r)
+            .count();
+        if sure == maybe {
+            return sure;
+        }
+        (0..row.len())
+            .filter(|&j| {
+                let v = row[j];
+                v + bq < inner[j]
+                    || (v - bq < outer[j] && q.exact_sq(i, p, j0 + j) < self.exact[j0 + j])
+            })
+            .count()
+    }
+}
+
+/// For every row q of `qs`, the number of rows pⱼ of `p` with ‖q − pⱼ‖² < `radii_sq[j]` (strict,
+/// as in Kynkäänniemi et al. and Naeem et al.).
+pub fn count_inside(qs: &Prepared, p: &Prepared, radii_sq: &[f64]) -> Vec<usize> {
+    let balls = Balls::new(p, radii_sq);
+    scan(
+        qs,
+        p,
+        || 0usize,
+        || (),
+        |c, _, i, j0, row| *c += balls.count(qs, i, p, j0, row),
+    )
+    .0
+}
+
+/// One pass over the distances between `q` and `p` for [`crate::metrics::fidelity::prdc`]: for
+/// each row of q, how many balls of `p_balls` contain it and its nearest point of p (exact
+/// squared distance); for each row of p, how many balls of `q_balls` contain it.
+pub fn cross_counts(
+    q: &Prepared,
+    p: &Prepared,
+    q_balls: &Balls,
+    p_balls: &Balls,
+) -> (Vec<usize>, Vec<f64>, Vec<usize>) {
+    let (rows, tasks) = scan(
+        q,
+        p,
+        || (0usize, Candidates::new(1)),
+        || vec![0usize; p.len()],
+        |(count, nearest), cols, i, j0, row| {
+            *count += p_balls.count(q, i, p, j0, row);
+            nearest.offer(j0, row);
+            // Column-wise: does q_i's ball contain p_j? Sure hits first (branch-free), then
+            // the undecided ones exactly.
+            let (inner, outer) = (q_balls.inner[i], q_balls.outer[i]);
+            let bounds = &p.bound[j0..j0 + row.len()];
+            let cols = &mut cols[j0..j0 + row.len()];
+            let mut undecided = false;
+            for ((&v, &b), c) in row.iter().zip(bounds).zip(cols.iter_mut()) {
+                let sure = v + b < inner;
+                *c += sure as usize;
+                undecided |= !sure & (v - b < outer);
+            }
+            if undecided {
+                for (j, ((&v, &b), c)) in row.iter().zip(bounds).zip(cols.iter_mut()).enumerate() {
+                    let sure = v + b < inner;
+                    if !sure && v - b < outer && q.exact_sq(i, p, j0 + j) < q_balls.exact[i] {
+                        *c += 1;
+                    }
+                }
+            }
+        },
+    );
+    let pmax = p.max_bound();
+    let (counts, nearest): (Vec<usize>, Vec<f64>) = rows
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, (c, cand))| (c, cand.refine(q, i, p, pmax, 1)[0].0))
+        .unzip();
+    let mut col_counts = vec![0usize; p.len()];
+    for t in tasks {
+        for (a, b) in col_counts.iter_mut().zip(t) {
+            *a += b;
+        }
+    }
+    (counts, nearest, col_counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn cloud(n: usize, d: usize, seed: usize, offset: f32) -> Array2<f32> {
+        Array2::from_shape_fn((n, d), |(i, j)| {
+            let h = ((i * 31 + j * 17 + seed * 7919) * 2_654_435_761usize) % 1_000_003;
+            h as f32 / 1_000_003.0 * 4.0 - 2.0 + offset
+        })
+    }
+
+    fn brute(q: ArrayView2<f32>, p: ArrayView2<f32>) -> Vec<Vec<(f64, usize)>> {
+        q.rows()
+            .into_iter()
+            .map(|qr| {
+                let mut d: Vec<(f64, usize)> = p
+                    .rows()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, pr)| {
+                        let s = qr
+                            .iter()
+                            .zip(pr)
+                            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                            .sum();
+                        (s, j)
+                    })
+                    .collect();
+                d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                d
+            })
+            .collect()
+    }
+
+    /// k nearest and inside-ball counts equal an f64 brute force exactly, across block edges,
+    /// with a far-off mean (cancellation), exact duplicates and ties.
+    #[test]
+    fn neighbours_and_counts_match_brute_force() {
+        let d = 7;
+        let mut p = cloud(2500, d, 1, 100.0);
+        let mut q = cloud(250, d, 2, 100.0);
+        // Duplicates: some queries are copies of points, some points repeat.
+        for i in 0..20 {
+            let row = p.row(i * 3).to_owned();
+            q.row_mut(i * 5).assign(&row);
+            p.row_mut(2000 + i).assign(&row);
+        }
+        let centre = centre_of(p.view());
+        let (qp, pp) = (
+            Prepared::new(q.view(), &centre),
+            Prepared::new(p.view(), &centre),
+        );
+        let k = 5;
+        let got = k_nearest(&qp, &pp, k);
+        let want = brute(q.view(), p.view());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g[..], w[..k]);
+        }
+        let radii: Vec<f64> = (0..p.nrows()).map(|j| 0.5 + (j % 7) as f64 * 0.3).collect();
+        let counts = count_inside(&qp, &pp, &radii);
+        for (i, w) in want.iter().enumerate() {
+            let expect = w.iter().filter(|&&(s, j)| s < radii[j]).count();
+            assert_eq!(counts[i], expect, "query {i}");
+        }
+        // The one-pass cross counts agree with the separate ones and with brute force.
+        let q_radii: Vec<f64> = (0..q.nrows()).map(|i| 0.4 + (i % 5) as f64 * 0.5).collect();
+        let (qb, pb) = (Balls::new(&qp, &q_radii), Balls::new(&pp, &radii));
+        let (rows, nearest, cols) = cross_counts(&qp, &pp, &qb, &pb);
+        assert_eq!(rows, counts);
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(nearest[i], w[0].0);
+        }
+        let by_point = count_inside(&pp, &qp, &q_radii);
+        assert_eq!(cols, by_point);
+        for (j, &c) in cols.iter().enumerate().step_by(97) {
+            let expect = (0..q.nrows())
+                .filter(|&i| want[i].iter().any(|&(s, jj)| jj == j && s < q_radii[i]))
+                .count();
+            assert_eq!(c, expect, "point {j}");
+        }
+        // A radius equal to an exact distance does not count (strict).
+        let mut radii = vec![0.0; p.nrows()];
+        radii[want[7][0].1] = want[7][0].0;
+        assert_eq!(count_inside(&qp, &pp, &radii)[7], 0);
+    }
+}
