@@ -5,13 +5,10 @@
 //! GEMM per block (`matrixmultiply` via ndarray), using ‖x − y‖² = ‖x‖² + ‖y‖² − 2 x·y.
 
 use nalgebra::DMatrix;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis, s};
-use rayon::prelude::*;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 /// Rows per block in blocked distance computations; fixed so results never depend on thread count.
 pub const BLOCK_ROWS: usize = 256;
-/// Columns (reference points) per block in blocked distance computations.
-pub const BLOCK_COLS: usize = 2048;
 
 /// Column means of `x` (n×d), accumulated in f64.
 pub fn mean(x: ArrayView2<f32>) -> Array1<f64> {
@@ -121,54 +118,6 @@ pub fn sq_dist_block(
     d
 }
 
-/// For each row of `queries`, the squared distances to its nearest and second-nearest row of
-/// `points` (∞ where `points` has fewer rows). Blocked over both sets so memory stays at
-/// `BLOCK_ROWS × BLOCK_COLS` per thread; rows are independent, so the result is the same
-/// whatever the thread count.
-pub fn two_nearest_sq(queries: ArrayView2<f32>, points: ArrayView2<f32>) -> Vec<(f64, f64)> {
-    let p = points.mapv(|v| v as f64);
-    let p_norms = row_sq_norms(p.view());
-    let q = queries.mapv(|v| v as f64);
-    let q_norms = row_sq_norms(q.view());
-    let n = q.nrows();
-    let blocks: Vec<Vec<(f64, f64)>> = (0..n.div_ceil(BLOCK_ROWS))
-        .into_par_iter()
-        .map(|b| {
-            let r0 = b * BLOCK_ROWS;
-            let r1 = (r0 + BLOCK_ROWS).min(n);
-            let qb = q.slice(s![r0..r1, ..]);
-            let qn = q_norms.slice(s![r0..r1]);
-            let mut best = vec![(f64::INFINITY, f64::INFINITY); r1 - r0];
-            // one buffer per row block holds −2 q·p; the norms are added while scanning, so each
-            // distance is written once and read once
-            let mut cross = Array2::<f64>::zeros((r1 - r0, BLOCK_COLS));
-            let mut c0 = 0;
-            while c0 < p.nrows() {
-                let c1 = (c0 + BLOCK_COLS).min(p.nrows());
-                let mut block = cross.slice_mut(s![.., ..c1 - c0]);
-                let pb = p.slice(s![c0..c1, ..]);
-                ndarray::linalg::general_mat_mul(-2.0, &qb, &pb.t(), 0.0, &mut block);
-                let pn = p_norms.slice(s![c0..c1]);
-                for ((row, slot), &an) in block.rows().into_iter().zip(best.iter_mut()).zip(qn) {
-                    for (&c, &bn) in row.iter().zip(pn) {
-                        let v = (c + an + bn).max(0.0);
-                        if v < slot.1 {
-                            if v < slot.0 {
-                                *slot = (v, slot.0);
-                            } else {
-                                slot.1 = v;
-                            }
-                        }
-                    }
-                }
-                c0 = c1;
-            }
-            best
-        })
-        .collect();
-    blocks.into_iter().flatten().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,26 +143,5 @@ mod tests {
         let singular = DMatrix::from_row_slice(2, 2, &[1.0, 1.0, 1.0, 1.0]);
         let f = psd_factor(&singular);
         assert!((&f * f.transpose() - &singular).abs().max() < 1e-12);
-    }
-
-    #[test]
-    fn two_nearest_matches_brute_force() {
-        let q = Array2::from_shape_fn((300, 3), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.3);
-        let p = Array2::from_shape_fn((2500, 3), |(i, j)| ((i * 5 + j * 13) % 17) as f32 * 0.2);
-        let got = two_nearest_sq(q.view(), p.view());
-        for (i, qr) in q.rows().into_iter().enumerate().step_by(37) {
-            let mut d: Vec<f64> = p
-                .rows()
-                .into_iter()
-                .map(|pr| {
-                    qr.iter()
-                        .zip(pr)
-                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-                        .sum()
-                })
-                .collect();
-            d.sort_by(f64::total_cmp);
-            assert!((got[i].0 - d[0]).abs() < 1e-9 && (got[i].1 - d[1]).abs() < 1e-9);
-        }
     }
 }

@@ -2,6 +2,7 @@
 //! description, and a function of the evaluation [`Context`]. Adding a metric is adding an entry.
 
 mod closed_form;
+pub mod distance;
 pub mod fidelity;
 pub mod kernel;
 pub mod knn;
