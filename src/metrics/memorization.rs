@@ -35,13 +35,12 @@ pub fn memorization(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64
     let own = k_nearest(&t, &t, 2);
     let r2 = ratio * ratio;
     let n = samples.nrows() as f64;
-    let share = |hit: fn(&[(f64, usize)], &[Vec<(f64, usize)>], f64) -> bool| {
-        near.iter().filter(|l| hit(l, &own, r2)).count() as f64 / n
-    };
+    let share = |hits: usize| hits as f64 / n;
+    let count = |hit: &dyn Fn(&[(f64, usize)]) -> bool| near.iter().filter(|l| hit(l)).count();
     Memorization {
-        memorized: share(|l, _, r2| l[0].0 < r2 * l[1].0),
-        copies: share(|l, _, _| l[0].0 == 0.0),
-        authenticity: share(|l, own, _| l[0].0 >= own[l[0].1][1].0),
+        memorized: share(count(&|l| l[0].0 < r2 * l[1].0)),
+        copies: share(count(&|l| l[0].0 == 0.0)),
+        authenticity: share(count(&|l| l[0].0 >= own[l[0].1][1].0)),
     }
 }
 
