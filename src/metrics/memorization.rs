@@ -4,6 +4,9 @@
 use super::knn::{Prepared, centre_of, k_nearest};
 use ndarray::{ArrayView2, s};
 
+/// A point's nearest neighbours: (exact squared distance, index), nearest first.
+type Neighbours = [(f64, usize)];
+
 /// What the nearest-neighbour tests measure for one generated set against its training set.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Memorization {
@@ -36,7 +39,7 @@ pub fn memorization(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64
     let r2 = ratio * ratio;
     let n = samples.nrows() as f64;
     let share = |hits: usize| hits as f64 / n;
-    let count = |hit: &dyn Fn(&[(f64, usize)]) -> bool| near.iter().filter(|l| hit(l)).count();
+    let count = |hit: &dyn Fn(&Neighbours) -> bool| near.iter().filter(|l| hit(l)).count();
     Memorization {
         memorized: share(count(&|l| l[0].0 < r2 * l[1].0)),
         copies: share(count(&|l| l[0].0 == 0.0)),
