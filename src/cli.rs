@@ -70,6 +70,43 @@ enum Command {
     },
     /// List the metrics that `[metrics] names` accepts.
     Metrics,
+    /// Compare a generated set with a real one (and a training set): fidelity, coverage,
+    /// distances and memorisation, from .npy files of shape [n, d].
+    Eval {
+        /// The real points (the reference: k-NN balls of precision and coverage are theirs).
+        real: PathBuf,
+        /// The generated points.
+        generated: PathBuf,
+        /// The generative model's training set (enables memorized, copies, authenticity,
+        /// nn_gap).
+        #[arg(long)]
+        train: Option<PathBuf>,
+        /// Metrics to compute, comma-separated (default: every one the inputs allow; see
+        /// --list).
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<String>,
+        /// Print one JSON object, metric name → number (null where undefined).
+        #[arg(long)]
+        json: bool,
+        /// k of the k-NN balls.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// Ratio of the nearest-neighbour memorisation test.
+        #[arg(long, default_value_t = 1.0 / 3.0)]
+        ratio: f64,
+        /// Random directions of sliced_w2.
+        #[arg(long, default_value_t = 128)]
+        projections: usize,
+        /// Seed of those directions.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Worker threads (0 = all cores); results are identical for any value.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// List the metrics and exit.
+        #[arg(long)]
+        list: bool,
+    },
     /// Time the reference workload of bench/torch_reference.py (MLP denoiser, D + 32 → 3×256 SiLU).
     Bench {
         /// "train" (Adam steps/s, batch 512), "sample" (DDPM samples/s, extrapolated to 1000 steps)
@@ -210,6 +247,46 @@ pub fn main_with(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Eval {
+            real,
+            generated,
+            train,
+            metrics,
+            json,
+            k,
+            ratio,
+            projections,
+            seed,
+            threads,
+            list,
+        } => {
+            if list {
+                for m in crate::metrics::eval::EVAL_METRICS {
+                    let t = if m.needs_train {
+                        " (needs --train)"
+                    } else {
+                        ""
+                    };
+                    println!("{:<14} {}{t}", m.name, m.description);
+                }
+                return Ok(());
+            }
+            let opts = crate::metrics::eval::EvalOptions {
+                k,
+                memorization_ratio: ratio,
+                projections,
+                seed,
+            };
+            eval(
+                &real,
+                &generated,
+                train.as_deref(),
+                &metrics,
+                json,
+                &opts,
+                threads,
+            )
+        }
         Command::Metrics => {
             for m in crate::metrics::ALL {
                 println!("{:<16} {}", m.name, m.description);
@@ -217,6 +294,122 @@ pub fn main_with(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Reads one `ouro eval` input (finite values, checked by the reader) and checks it is not empty.
+fn eval_input(path: &std::path::Path, what: &str) -> Result<ndarray::Array2<f32>> {
+    let x = crate::data::read_npy(path)?;
+    if x.nrows() == 0 || x.ncols() == 0 {
+        return Err(Error::data(
+            path,
+            format!("the {what} set is empty (shape {:?})", x.dim()),
+        ));
+    }
+    Ok(x)
+}
+
+fn eval(
+    real: &std::path::Path,
+    generated: &std::path::Path,
+    train: Option<&std::path::Path>,
+    names: &[String],
+    json: bool,
+    opts: &crate::metrics::eval::EvalOptions,
+    threads: usize,
+) -> Result<()> {
+    use crate::metrics::eval::{evaluate, resolve};
+    let chosen = resolve(names, train.is_some())?;
+    if opts.k == 0 {
+        return Err(Error::Run("--k: expected at least 1".into()));
+    }
+    if !(opts.memorization_ratio > 0.0 && opts.memorization_ratio <= 1.0) {
+        return Err(Error::Run(format!(
+            "--ratio {}: expected a number in (0, 1]",
+            opts.memorization_ratio
+        )));
+    }
+    if opts.projections == 0 {
+        return Err(Error::Run("--projections: expected at least 1".into()));
+    }
+    let r = eval_input(real, "real")?;
+    let g = eval_input(generated, "generated")?;
+    let t = train.map(|p| eval_input(p, "training")).transpose()?;
+    for (x, path, what) in [(&g, generated, "generated")]
+        .into_iter()
+        .chain(t.as_ref().zip(train).map(|(x, p)| (x, p, "training")))
+    {
+        if x.ncols() != r.ncols() {
+            return Err(Error::data(
+                path,
+                format!(
+                    "the {what} points have {} dimensions but the real ones ({}) have {}",
+                    x.ncols(),
+                    real.display(),
+                    r.ncols()
+                ),
+            ));
+        }
+    }
+    let knn = ["precision", "recall", "density", "coverage"];
+    if chosen.iter().any(|m| knn.contains(&m.name)) {
+        for (x, path, what) in [(&r, real, "real"), (&g, generated, "generated")] {
+            if x.nrows() <= opts.k {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "the {what} set has {} points; k-NN balls with --k {} need more than k",
+                        x.nrows(),
+                        opts.k
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(t), Some(path)) = (&t, train)
+        && t.nrows() < 2
+    {
+        return Err(Error::data(
+            path,
+            "the training set needs at least 2 points",
+        ));
+    }
+    let values = crate::experiment::with_threads(threads, || {
+        evaluate(
+            r.view(),
+            g.view(),
+            t.as_ref().map(|t| t.view()),
+            &chosen,
+            opts,
+        )
+    })?;
+    if json {
+        let obj: serde_json::Map<String, serde_json::Value> = values
+            .iter()
+            .map(|&(n, v)| {
+                (
+                    n.to_string(),
+                    serde_json::Number::from_f64(v)
+                        .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                )
+            })
+            .collect();
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        println!("real: {} ({} × {})", real.display(), r.nrows(), r.ncols());
+        println!(
+            "generated: {} ({} × {})",
+            generated.display(),
+            g.nrows(),
+            g.ncols()
+        );
+        if let (Some(t), Some(p)) = (&t, train) {
+            println!("train: {} ({} × {})", p.display(), t.nrows(), t.ncols());
+        }
+        for (n, v) in values {
+            println!("{n:<14} {v:.6}");
+        }
+    }
+    Ok(())
 }
 
 /// Loads and checks an experiment file; config errors are prefixed with the file's path.

@@ -3,6 +3,7 @@
 
 mod closed_form;
 pub mod distance;
+pub mod eval;
 pub mod fidelity;
 pub mod kernel;
 pub mod knn;

@@ -1,0 +1,220 @@
+//! `ouro eval`: the metric suite on any real and generated sets a user has, by name.
+
+use super::distance::{energy_distance, frechet_distance, random_directions, sliced_wasserstein};
+use super::fidelity::prdc;
+use super::kernel::{Kernel, median_bandwidth, mmd2};
+use super::memorization::{memorization, nn_distance_gap};
+use crate::error::{Error, Result};
+use crate::rng::{Role, stream};
+use ndarray::ArrayView2;
+use std::collections::HashMap;
+
+/// Settings of the metrics that have any.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// k of the k-NN balls (precision, recall, density, coverage).
+    pub k: usize,
+    /// Ratio of the nearest-neighbour memorisation test.
+    pub memorization_ratio: f64,
+    /// Random directions of the sliced Wasserstein distance.
+    pub projections: usize,
+    /// Seed of those directions.
+    pub seed: u64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            k: 5,
+            memorization_ratio: 1.0 / 3.0,
+            projections: 128,
+            seed: 0,
+        }
+    }
+}
+
+/// An `ouro eval` metric: name, what it measures, and whether it needs the training set.
+pub struct EvalMetric {
+    /// Name on the command line and in the output.
+    pub name: &'static str,
+    /// What it measures.
+    pub description: &'static str,
+    /// Needs `--train`.
+    pub needs_train: bool,
+}
+
+const fn metric(name: &'static str, description: &'static str, needs_train: bool) -> EvalMetric {
+    EvalMetric {
+        name,
+        description,
+        needs_train,
+    }
+}
+
+/// Every metric `ouro eval` computes, in output order.
+pub const EVAL_METRICS: &[EvalMetric] = &[
+    metric(
+        "precision",
+        "share of generated points inside a real point's k-NN ball (Kynkäänniemi et al.)",
+        false,
+    ),
+    metric(
+        "recall",
+        "share of real points inside a generated point's k-NN ball (Kynkäänniemi et al.)",
+        false,
+    ),
+    metric(
+        "density",
+        "mean number of real k-NN balls holding a generated point, over k (Naeem et al.)",
+        false,
+    ),
+    metric(
+        "coverage",
+        "share of real points whose k-NN ball holds a generated point (Naeem et al.)",
+        false,
+    ),
+    metric(
+        "mmd2",
+        "unbiased MMD², RBF kernel, bandwidth = median real pairwise distance",
+        false,
+    ),
+    metric(
+        "mmd2_biased",
+        "biased (V-statistic) MMD², same kernel",
+        false,
+    ),
+    metric(
+        "kid",
+        "unbiased MMD² with the cubic kernel (x·y/d + 1)³ over the full sets (KID)",
+        false,
+    ),
+    metric(
+        "energy",
+        "energy distance 2E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖ (V-statistic)",
+        false,
+    ),
+    metric(
+        "sliced_w2",
+        "sliced 2-Wasserstein distance over seeded random directions",
+        false,
+    ),
+    metric(
+        "frechet",
+        "Fréchet distance between Gaussians fitted to the two sets (FID formula)",
+        false,
+    ),
+    metric(
+        "memorized",
+        "share of generated points whose nearest training point is < ratio × the second nearest",
+        true,
+    ),
+    metric(
+        "copies",
+        "share of generated points identical to a training point",
+        true,
+    ),
+    metric(
+        "authenticity",
+        "share of generated points no closer to their nearest training point than it is to its own nearest (Alaa et al.)",
+        true,
+    ),
+    metric(
+        "nn_gap",
+        "mean NN distance to the real set minus to the training set (equal sizes); > 0: closer to training",
+        true,
+    ),
+];
+
+/// Checks the requested names (all metrics that the inputs allow when `names` is empty).
+pub fn resolve(names: &[String], has_train: bool) -> Result<Vec<&'static EvalMetric>> {
+    if names.is_empty() {
+        return Ok(EVAL_METRICS
+            .iter()
+            .filter(|m| has_train || !m.needs_train)
+            .collect());
+    }
+    let mut chosen: Vec<&'static EvalMetric> = Vec::new();
+    for n in names {
+        let m = EVAL_METRICS.iter().find(|m| m.name == n).ok_or_else(|| {
+            let known: Vec<&str> = EVAL_METRICS.iter().map(|m| m.name).collect();
+            Error::Run(format!(
+                "--metrics: unknown metric `{n}`; known: {}",
+                known.join(", ")
+            ))
+        })?;
+        if m.needs_train && !has_train {
+            return Err(Error::Run(format!(
+                "--metrics: `{n}` needs the training set (--train TRAIN.npy)"
+            )));
+        }
+        if !chosen.iter().any(|c| c.name == m.name) {
+            chosen.push(m);
+        }
+    }
+    Ok(chosen)
+}
+
+/// Computes `metrics` for `generated` against `real` (and `train`), in the given order. The
+/// sets must be finite, of one dimension, and hold more than k points where k-NN balls are
+/// used (checked by the caller, see `ouro eval`).
+pub fn evaluate(
+    real: ArrayView2<f32>,
+    generated: ArrayView2<f32>,
+    train: Option<ArrayView2<f32>>,
+    metrics: &[&EvalMetric],
+    opts: &EvalOptions,
+) -> Vec<(&'static str, f64)> {
+    let wants = |names: &[&str]| metrics.iter().any(|m| names.contains(&m.name));
+    let mut values: HashMap<&'static str, f64> = HashMap::new();
+    if wants(&["precision", "recall", "density", "coverage"]) {
+        let p = prdc(real, generated, opts.k);
+        values.extend([
+            ("precision", p.precision),
+            ("recall", p.recall),
+            ("density", p.density),
+            ("coverage", p.coverage),
+        ]);
+    }
+    if wants(&["mmd2", "mmd2_biased"]) {
+        let rbf = Kernel::Rbf(median_bandwidth(real));
+        values.insert("mmd2", mmd2(generated, real, rbf, true));
+        values.insert("mmd2_biased", mmd2(generated, real, rbf, false));
+    }
+    if wants(&["kid"]) {
+        values.insert(
+            "kid",
+            mmd2(generated, real, Kernel::kid(real.ncols()), true),
+        );
+    }
+    if wants(&["energy"]) {
+        values.insert("energy", energy_distance(generated, real));
+    }
+    if wants(&["sliced_w2"]) {
+        let dirs = random_directions(
+            opts.projections,
+            real.ncols(),
+            &mut stream(opts.seed, 0, Role::Metrics),
+        );
+        values.insert("sliced_w2", sliced_wasserstein(generated, real, &dirs, 2.0));
+    }
+    if wants(&["frechet"]) {
+        values.insert("frechet", frechet_distance(generated, real));
+    }
+    if let Some(train) = train {
+        if wants(&["memorized", "copies", "authenticity"]) {
+            let m = memorization(generated, train, opts.memorization_ratio);
+            values.extend([
+                ("memorized", m.memorized),
+                ("copies", m.copies),
+                ("authenticity", m.authenticity),
+            ]);
+        }
+        if wants(&["nn_gap"]) {
+            values.insert("nn_gap", nn_distance_gap(generated, train, real));
+        }
+    }
+    metrics
+        .iter()
+        .map(|m| (m.name, values.get(m.name).copied().unwrap_or(f64::NAN)))
+        .collect()
+}
