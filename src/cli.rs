@@ -74,9 +74,11 @@ enum Command {
     /// distances and memorisation, from .npy files of shape [n, d].
     Eval {
         /// The real points (the reference: k-NN balls of precision and coverage are theirs).
-        real: PathBuf,
+        #[arg(required_unless_present = "list")]
+        real: Option<PathBuf>,
         /// The generated points.
-        generated: PathBuf,
+        #[arg(required_unless_present = "list")]
+        generated: Option<PathBuf>,
         /// The generative model's training set (enables memorized, copies, authenticity,
         /// nn_gap).
         #[arg(long)]
@@ -276,6 +278,9 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 memorization_ratio: ratio,
                 projections,
                 seed,
+            };
+            let (Some(real), Some(generated)) = (real, generated) else {
+                return Err(Error::Run("expected REAL.npy and GENERATED.npy".into()));
             };
             eval(
                 &real,
