@@ -52,29 +52,22 @@ impl Kernel {
     }
 }
 
-/// Σ_{i,j} f(‖a_i − b_j‖²), skipping i = j when `skip_diagonal` (a and b the same set), from
-/// f64 distance blocks. Blocks of rows are summed in a fixed order.
-pub(crate) fn pair_sum(
-    a: &Array2<f64>,
-    b: &Array2<f64>,
+/// Σ_{i,j} f(v_ij) over blocks of `BLOCK_ROWS` rows of a, where `block(r0, r1)` gives v for rows
+/// r0..r1 against all of b; skips i = j when `skip_diagonal` (a and b the same set). Blocks are
+/// summed in a fixed order.
+fn block_sum(
+    rows: usize,
     skip_diagonal: bool,
+    block: impl Fn(usize, usize) -> Array2<f64> + Sync,
     f: impl Fn(f64) -> f64 + Sync,
 ) -> f64 {
-    let an = row_sq_norms(a.view());
-    let bn = row_sq_norms(b.view());
-    let parts: Vec<f64> = (0..a.nrows().div_ceil(BLOCK_ROWS))
+    let parts: Vec<f64> = (0..rows.div_ceil(BLOCK_ROWS))
         .into_par_iter()
         .map(|blk| {
             let r0 = blk * BLOCK_ROWS;
-            let r1 = (r0 + BLOCK_ROWS).min(a.nrows());
-            let d = sq_dist_block(
-                a.slice(s![r0..r1, ..]),
-                an.slice(s![r0..r1]),
-                b.view(),
-                bn.view(),
-            );
+            let v = block(r0, (r0 + BLOCK_ROWS).min(rows));
             let mut sum = 0.0;
-            for (i, row) in d.rows().into_iter().enumerate() {
+            for (i, row) in v.rows().into_iter().enumerate() {
                 for (j, &v) in row.iter().enumerate() {
                     if !(skip_diagonal && r0 + i == j) {
                         sum += f(v);
@@ -85,6 +78,27 @@ pub(crate) fn pair_sum(
         })
         .collect();
     parts.iter().sum()
+}
+
+/// Σ_{i,j} f(‖a_i − b_j‖²), skipping i = j when `skip_diagonal` (a and b the same set), from
+/// f64 distance blocks.
+pub(crate) fn pair_sum(
+    a: &Array2<f64>,
+    b: &Array2<f64>,
+    skip_diagonal: bool,
+    f: impl Fn(f64) -> f64 + Sync,
+) -> f64 {
+    let an = row_sq_norms(a.view());
+    let bn = row_sq_norms(b.view());
+    let block = |r0: usize, r1: usize| {
+        sq_dist_block(
+            a.slice(s![r0..r1, ..]),
+            an.slice(s![r0..r1]),
+            b.view(),
+            bn.view(),
+        )
+    };
+    block_sum(a.nrows(), skip_diagonal, block, f)
 }
 
 /// Σ_{i,j} k(a_i, b_j), skipping i = j when `skip_diagonal`.
@@ -99,26 +113,10 @@ fn kernel_sum(a: &Array2<f64>, b: &Array2<f64>, kernel: Kernel, skip_diagonal: b
             gamma,
             coef0,
         } => {
-            // From distances: x·y = (‖x‖² + ‖y‖² − ‖x − y‖²)/2 needs the norms per pair, so
-            // the dot products are taken block by block instead.
-            let parts: Vec<f64> = (0..a.nrows().div_ceil(BLOCK_ROWS))
-                .into_par_iter()
-                .map(|blk| {
-                    let r0 = blk * BLOCK_ROWS;
-                    let r1 = (r0 + BLOCK_ROWS).min(a.nrows());
-                    let dots = a.slice(s![r0..r1, ..]).dot(&b.t());
-                    let mut sum = 0.0;
-                    for (i, row) in dots.rows().into_iter().enumerate() {
-                        for (j, &v) in row.iter().enumerate() {
-                            if !(skip_diagonal && r0 + i == j) {
-                                sum += (gamma * v + coef0).powi(degree);
-                            }
-                        }
-                    }
-                    sum
-                })
-                .collect();
-            parts.iter().sum()
+            let dots = |r0: usize, r1: usize| a.slice(s![r0..r1, ..]).dot(&b.t());
+            block_sum(a.nrows(), skip_diagonal, dots, |v| {
+                (gamma * v + coef0).powi(degree)
+            })
         }
     }
 }
