@@ -481,9 +481,11 @@ fn prefetch_rows(data: ArrayView2<f32>, rows: &[usize]) {
         let d = data.ncols();
         for &i in rows {
             let row = &flat[i * d..(i + 1) * d];
-            for line in row.chunks(16) {
+            // Every 64-byte line the row touches: one address per 16 floats, and the last
+            // float (the row need not start on a line).
+            for v in row.iter().step_by(16).chain(row.last()) {
                 // SAFETY: a prefetch of an address inside `data` (it cannot fault either way).
-                unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast()) };
+                unsafe { _mm_prefetch::<_MM_HINT_T1>((v as *const f32).cast()) };
             }
         }
     }

@@ -177,14 +177,13 @@ pub fn evaluate(
     }
     if wants(&["mmd2", "mmd2_biased"]) {
         let rbf = Kernel::Rbf(median_bandwidth(real));
-        values.insert("mmd2", mmd2(generated, real, rbf, true));
-        values.insert("mmd2_biased", mmd2(generated, real, rbf, false));
+        let m = mmd2(generated, real, rbf);
+        values.insert("mmd2", m.unbiased);
+        values.insert("mmd2_biased", m.biased);
     }
     if wants(&["kid"]) {
-        values.insert(
-            "kid",
-            mmd2(generated, real, Kernel::kid(real.ncols()), true),
-        );
+        let kid = mmd2(generated, real, Kernel::kid(real.ncols())).unbiased;
+        values.insert("kid", kid);
     }
     if wants(&["energy"]) {
         values.insert("energy", energy_distance(generated, real));

@@ -121,25 +121,54 @@ fn kernel_sum(a: &Array2<f64>, b: &Array2<f64>, kernel: Kernel, skip_diagonal: b
     }
 }
 
-/// MMD² between samples `x` (m rows) and `y` (n rows) with `kernel` (Gretton et al. 2012):
-/// unbiased, 1/(m(m−1)) Σ_{i≠j} k(x_i,x_j) + 1/(n(n−1)) Σ_{i≠j} k(y_i,y_j) − 2/(mn) Σ k(x_i,y_j);
-/// biased (the V-statistic), the same with all pairs and 1/m², 1/n². NaN when a set has fewer
-/// than 2 points.
-pub fn mmd2(x: ArrayView2<f32>, y: ArrayView2<f32>, kernel: Kernel, unbiased: bool) -> f64 {
+/// Both MMD² estimates between two samples (Gretton et al. 2012).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mmd2 {
+    /// 1/(m(m−1)) Σ_{i≠j} k(x_i,x_j) + 1/(n(n−1)) Σ_{i≠j} k(y_i,y_j) − 2/(mn) Σ k(x_i,y_j).
+    pub unbiased: f64,
+    /// The V-statistic: the same with all pairs (i = j included) and 1/m², 1/n².
+    pub biased: f64,
+}
+
+/// [`Mmd2`] between samples `x` (m rows) and `y` (n rows) with `kernel`, from one pass over
+/// each kind of pair (the diagonal k(x_i, x_i) is added separately for the biased estimate).
+/// NaN when a set has fewer than 2 points.
+pub fn mmd2(x: ArrayView2<f32>, y: ArrayView2<f32>, kernel: Kernel) -> Mmd2 {
     let (m, n) = (x.nrows() as f64, y.nrows() as f64);
     if m < 2.0 || n < 2.0 {
-        return f64::NAN;
+        return Mmd2 {
+            unbiased: f64::NAN,
+            biased: f64::NAN,
+        };
     }
     let a = x.mapv(|v| v as f64);
     let b = y.mapv(|v| v as f64);
-    let within = |s: &Array2<f64>, k: f64| {
-        if unbiased {
-            kernel_sum(s, s, kernel, true) / (k * (k - 1.0))
-        } else {
-            kernel_sum(s, s, kernel, false) / (k * k)
-        }
-    };
-    within(&a, m) + within(&b, n) - 2.0 * kernel_sum(&a, &b, kernel, false) / (m * n)
+    let (sxx, syy) = (
+        kernel_sum(&a, &a, kernel, true),
+        kernel_sum(&b, &b, kernel, true),
+    );
+    let cross = 2.0 * kernel_sum(&a, &b, kernel, false) / (m * n);
+    Mmd2 {
+        unbiased: sxx / (m * (m - 1.0)) + syy / (n * (n - 1.0)) - cross,
+        biased: (sxx + diagonal_sum(&a, kernel)) / (m * m)
+            + (syy + diagonal_sum(&b, kernel)) / (n * n)
+            - cross,
+    }
+}
+
+/// Σ_i k(a_i, a_i).
+fn diagonal_sum(a: &Array2<f64>, kernel: Kernel) -> f64 {
+    match kernel {
+        Kernel::Rbf(_) => a.nrows() as f64,
+        Kernel::Polynomial {
+            degree,
+            gamma,
+            coef0,
+        } => row_sq_norms(a.view())
+            .iter()
+            .map(|&v| (gamma * v + coef0).powi(degree))
+            .sum(),
+    }
 }
 
 /// 1/(m(m−1)) Σ_{i≠j} k(x_i, x_j): the within-set term of the unbiased MMD² (NaN for m < 2).
@@ -206,6 +235,11 @@ mod tests {
             .sum();
         let want = kxx / 6.0 + kyy / 2.0 - 2.0 * kxy / 6.0;
         assert!((mmd2_unbiased(x.view(), y.view(), 1.0) - want).abs() < 1e-12);
+        let both = mmd2(x.view(), y.view(), Kernel::Rbf(1.0));
+        assert!((both.unbiased - want).abs() < 1e-12);
+        // The V-statistic adds k(x, x) = 1 once per point to each within-set sum.
+        let biased = (kxx + 3.0) / 9.0 + (kyy + 2.0) / 4.0 - 2.0 * kxy / 6.0;
+        assert!((both.biased - biased).abs() < 1e-12);
     }
 
     #[test]
