@@ -6,7 +6,7 @@ use crate::experiment::Experiment;
 use crate::experiment::run_dir::{self, RunOptions};
 use crate::report;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A laboratory for self-consuming generative models.
 #[derive(Parser, Debug)]
@@ -109,16 +109,17 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
-    /// Time the reference workload of bench/torch_reference.py (MLP denoiser, D + 32 → 3×256 SiLU).
+    /// Time the reference workloads: bench/torch_reference.py (MLP denoiser, D + 32 → 3×256
+    /// SiLU) and bench/metrics_reference.py (metrics on n × D arrays).
     Bench {
-        /// "train" (Adam steps/s, batch 512), "sample" (DDPM samples/s, extrapolated to 1000 steps)
-        /// or "gemm" (GFLOP/s of the 256×256×256 layer product, one thread, ouro's kernel against
-        /// matrixmultiply).
-        #[arg(value_parser = ["train", "sample", "gemm"])]
+        /// "train" (Adam steps/s, batch 512), "sample" (DDPM samples/s, extrapolated to 1000 steps),
+        /// "gemm" (GFLOP/s of the 256×256×256 layer product, one thread, ouro's kernel against
+        /// matrixmultiply) or "metrics" (seconds per metric on n real and n generated points).
+        #[arg(value_parser = ["train", "sample", "gemm", "metrics"])]
         mode: String,
-        /// Data dimension D.
-        #[arg(long, default_value_t = 2)]
-        dim: usize,
+        /// Data dimension D (default 2; 64 for metrics).
+        #[arg(long)]
+        dim: Option<usize>,
         /// Worker threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
@@ -134,7 +135,47 @@ enum Command {
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Metrics: timed runs per workload (the best is printed).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Metrics: also write the arrays as DIR/real.npy and DIR/generated.npy.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
+}
+
+/// `ouro bench metrics`: writes the arrays if asked, then one line per workload.
+fn bench_metrics(
+    n: usize,
+    dim: usize,
+    seed: u64,
+    threads: usize,
+    repeats: usize,
+    out: Option<&Path>,
+) -> Result<()> {
+    use crate::metrics::bench;
+    if n < 6 {
+        return Err(Error::Run(
+            "--n: the metric benchmark needs more than k = 5 points".into(),
+        ));
+    }
+    let (real, generated) = bench::data(n, dim, seed);
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Run(format!("--out {}: {e}", dir.display())))?;
+        crate::data::write_npy(&dir.join("real.npy"), &real)?;
+        crate::data::write_npy(&dir.join("generated.npy"), &generated)?;
+    }
+    for t in bench::run(real.view(), generated.view(), threads, repeats)? {
+        let values: Vec<String> = t.values.iter().map(|(k, v)| format!("{k}={v:.6}")).collect();
+        println!(
+            "ouro metric={} threads={threads} n={n} d={dim} time={:.4}s {}",
+            t.name,
+            t.seconds,
+            values.join(" ")
+        );
+    }
+    Ok(())
 }
 
 /// The built-in demo experiment.
@@ -220,7 +261,10 @@ pub fn main_with(cli: Cli) -> Result<()> {
             warmup,
             n,
             seed,
+            repeats,
+            out,
         } => {
+            let dim = dim.unwrap_or(if mode == "metrics" { 64 } else { 2 });
             if dim == 0 || threads == 0 {
                 return Err(Error::Run(
                     "--dim and --threads: expected at least 1".into(),
@@ -234,6 +278,8 @@ pub fn main_with(cli: Cli) -> Result<()> {
                     "ouro mlp D={dim} threads={threads} steps={steps} time={el:.3}s steps_per_s={:.2} final_loss={loss:.6}",
                     steps as f64 / el
                 );
+            } else if mode == "metrics" {
+                return bench_metrics(n, dim, seed, threads, repeats, out.as_deref());
             } else if mode == "gemm" {
                 for (name, gflops) in bench::gemm(256, 400) {
                     println!("{name:<16} 256x256x256 GFLOP/s={gflops:.1}");

@@ -96,8 +96,14 @@ impl<'a> Prepared<'a> {
             .sum()
     }
 
+    /// Row i's share u(d + 12)‖x′ᵢ‖² of the squared-distance error bound: a tile's ‖q′ᵢ − p′ⱼ‖²
+    /// is within `q.bound(i) + p.bound(j)` of exact.
+    pub fn bound(&self, i: usize) -> f32 {
+        self.bound[i]
+    }
+
     /// The largest per-row bound term.
-    fn max_bound(&self) -> f32 {
+    pub fn max_bound(&self) -> f32 {
         self.bound.iter().copied().fold(0.0, f32::max)
     }
 }
@@ -115,13 +121,23 @@ pub fn centre_of(x: ArrayView2<f32>) -> Vec<f64> {
     c
 }
 
-/// Runs `visit(row state, task state, query, first point, f32 squared distances)` over every
-/// query × point tile and returns each query's final row state, in query order, with the task
-/// states (one per block of `QUERY_BLOCK` queries, in order; for sums over queries that must
-/// not depend on the thread count). Tiles of one query are visited in point order.
+/// What a tile holds: f32 squared distances, or dot products of the prepared coordinates.
+#[derive(Clone, Copy, PartialEq)]
+enum Tile {
+    SqDist,
+    Dot,
+}
+
+/// Runs `visit(row state, task state, query, first point, tile row)` over every query × point
+/// tile and returns each query's final row state, in query order, with the task states (one
+/// per block of `QUERY_BLOCK` queries, in order; for sums over queries that must not depend on
+/// the thread count). Tiles of one query are visited in point order. With `triangle` (q and p
+/// the same set) only tiles holding some pair j > i are computed.
 fn scan<S, T, I, J, V>(
     q: &Prepared,
     p: &Prepared,
+    tile_kind: Tile,
+    triangle: bool,
     init: I,
     init_task: J,
     visit: V,
@@ -145,7 +161,17 @@ where
             for (pb, packed) in p.blocks.iter().enumerate() {
                 let j0 = pb * POINT_BLOCK;
                 let cols = packed.n();
+                if triangle && j0 + cols <= r0 + 1 {
+                    continue;
+                }
                 let tile = &mut tile[..rows * cols];
+                let epilogue = match tile_kind {
+                    Tile::SqDist => Epilogue::SqDist {
+                        a_norms: &q.norms[r0..r0 + rows],
+                        b_norms: &p.norms[j0..j0 + cols],
+                    },
+                    Tile::Dot => Epilogue::None,
+                };
                 matmul(
                     rows,
                     d,
@@ -153,10 +179,7 @@ where
                     false,
                     packed,
                     tile,
-                    Epilogue::SqDist {
-                        a_norms: &q.norms[r0..r0 + rows],
-                        b_norms: &p.norms[j0..j0 + cols],
-                    },
+                    epilogue,
                 );
                 for (r, (state, row)) in states.iter_mut().zip(tile.chunks_exact(cols)).enumerate()
                 {
@@ -253,6 +276,8 @@ pub fn k_nearest(q: &Prepared, p: &Prepared, k: usize) -> Vec<Vec<(f64, usize)>>
     let (lists, _) = scan(
         q,
         p,
+        Tile::SqDist,
+        false,
         || Candidates::new(k),
         || (),
         |c, _, _, j0, row| c.offer(j0, row),
@@ -332,6 +357,8 @@ pub fn count_inside(qs: &Prepared, p: &Prepared, radii_sq: &[f64]) -> Vec<usize>
     scan(
         qs,
         p,
+        Tile::SqDist,
+        false,
         || 0usize,
         || (),
         |c, _, i, j0, row| *c += balls.count(qs, i, p, j0, row),
@@ -351,6 +378,8 @@ pub fn cross_counts(
     let (rows, tasks) = scan(
         q,
         p,
+        Tile::SqDist,
+        false,
         || (0usize, Candidates::new(1)),
         || vec![0usize; p.len()],
         |(count, nearest), cols, i, j0, row| {
@@ -390,6 +419,56 @@ pub fn cross_counts(
         }
     }
     (counts, nearest, col_counts)
+}
+
+/// Which pairs [`pair_sums`] adds over.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Pairs {
+    /// Every (i, j) of q × p.
+    All,
+    /// i < j within one set (q and p the same [`Prepared`]); half the products of `All`.
+    Distinct,
+}
+
+/// Σ over pairs (i, j) of `row_sums(i, j0, values, sums)` where `values` are the f32 squared
+/// distances ‖q′ᵢ − p′ⱼ‖² of the prepared (centred) coordinates for points j0, j0 + 1, … when
+/// `dots` is false, or their dot products q′ᵢ·p′ⱼ when it is true; `row_sums` adds each of its
+/// `channels` quantities over the slice into `sums` (in f64). Tiles come from the f32 GEMM, so a squared distance is off by at most the bound B of
+/// the module doc; sums are added per block of queries and then in block order, so the result
+/// does not depend on the thread count. Memory: one tile per thread.
+pub fn pair_sums(
+    q: &Prepared,
+    p: &Prepared,
+    pairs: Pairs,
+    dots: bool,
+    channels: usize,
+    row_sums: impl Fn(usize, usize, &[f32], &mut [f64]) + Sync,
+) -> Vec<f64> {
+    let triangle = pairs == Pairs::Distinct;
+    let kind = if dots { Tile::Dot } else { Tile::SqDist };
+    let (_, tasks) = scan(
+        q,
+        p,
+        kind,
+        triangle,
+        || (),
+        || vec![0.0f64; channels],
+        |_, sums, i, j0, row| {
+            let start = if triangle {
+                (i + 1).saturating_sub(j0).min(row.len())
+            } else {
+                0
+            };
+            row_sums(i, j0 + start, &row[start..], sums);
+        },
+    );
+    let mut total = vec![0.0f64; channels];
+    for t in tasks {
+        for (a, b) in total.iter_mut().zip(t) {
+            *a += b;
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! description, and a function of the evaluation [`Context`]. Adding a metric is adding an entry.
 
 mod closed_form;
+pub mod bench;
 pub mod distance;
 pub mod eval;
 pub mod fidelity;
