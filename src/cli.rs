@@ -102,6 +102,13 @@ enum Command {
         /// Seed of those directions.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// RBF bandwidths of mmd2, comma-separated: `median`, multiples of it (`0.5x`), or
+        /// numbers; with several, mmd2 is the mean over them.
+        #[arg(long, value_delimiter = ',', default_value = "median")]
+        bandwidths: Vec<String>,
+        /// k of the KSG mutual-information estimate (mi_excess).
+        #[arg(long, default_value_t = 3)]
+        ksg_k: usize,
         /// Worker threads (0 = all cores); results are identical for any value.
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -305,6 +312,8 @@ pub fn main_with(cli: Cli) -> Result<()> {
             ratio,
             projections,
             seed,
+            bandwidths,
+            ksg_k,
             threads,
             list,
         } => {
@@ -319,11 +328,21 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
+            let bandwidths = bandwidths
+                .iter()
+                .map(|b| crate::metrics::eval::Bandwidth::parse(b))
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| Error::Run(format!("--bandwidths: {e}")))?;
+            if ksg_k == 0 {
+                return Err(Error::Run("--ksg-k: expected at least 1".into()));
+            }
             let opts = crate::metrics::eval::EvalOptions {
                 k,
                 memorization_ratio: ratio,
                 projections,
                 seed,
+                bandwidths,
+                ksg_k,
             };
             let (Some(real), Some(generated)) = (real, generated) else {
                 return Err(Error::Run("expected REAL.npy and GENERATED.npy".into()));

@@ -69,6 +69,10 @@ impl Distribution for Gaussian {
         Some(self.cov.clone())
     }
 
+    fn log_density(&self, x: ArrayView2<f32>) -> Option<Array1<f64>> {
+        Gaussian::log_density(self, x)
+    }
+
     fn as_gaussian(&self) -> Option<&Gaussian> {
         Some(self)
     }

@@ -1,7 +1,8 @@
 use super::{Distribution, standard_normals};
 use crate::linalg;
 use crate::rng::Stream;
-use ndarray::{Array1, Array2};
+use super::mixture::log_sum_exp;
+use ndarray::{Array1, Array2, ArrayView2};
 use rand::RngExt;
 
 /// A Gaussian kernel density estimate (1/N) Σ_i N(x_i, h² I): sampling picks a training point
@@ -51,6 +52,35 @@ impl Distribution for Kde {
 
     fn mean(&self) -> Option<Array1<f64>> {
         Some(linalg::mean(self.points.view()))
+    }
+
+    /// log (1/N) Σᵢ N(x | xᵢ, h² I) = logsumexpᵢ(−‖x − xᵢ‖²/(2h²)) − ln N − (d/2) ln(2πh²), from
+    /// f64 distance blocks; `None` when h = 0.
+    fn log_density(&self, x: ArrayView2<f32>) -> Option<Array1<f64>> {
+        let h2 = self.bandwidth * self.bandwidth;
+        if h2 <= 0.0 {
+            return None;
+        }
+        let (n, d) = self.points.dim();
+        let norm = -(n as f64).ln() - 0.5 * d as f64 * (std::f64::consts::TAU * h2).ln();
+        let p = self.points.mapv(|v| v as f64);
+        let pn = linalg::row_sq_norms(p.view());
+        let q = x.mapv(|v| v as f64);
+        let qn = linalg::row_sq_norms(q.view());
+        let mut out = Array1::<f64>::zeros(x.nrows());
+        for r0 in (0..x.nrows()).step_by(linalg::BLOCK_ROWS) {
+            let r1 = (r0 + linalg::BLOCK_ROWS).min(x.nrows());
+            let dist = linalg::sq_dist_block(
+                q.slice(ndarray::s![r0..r1, ..]),
+                qn.slice(ndarray::s![r0..r1]),
+                p.view(),
+                pn.view(),
+            );
+            for (o, row) in out.slice_mut(ndarray::s![r0..r1]).iter_mut().zip(dist.rows()) {
+                *o = log_sum_exp(row.iter().map(|&v| -v / (2.0 * h2))) + norm;
+            }
+        }
+        Some(out)
     }
 
     /// Σ = (1/N) Σ_i (x_i − x̄)(x_i − x̄)ᵀ + h² I.

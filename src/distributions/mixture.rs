@@ -71,6 +71,14 @@ impl Distribution for GaussianMixture {
         self.components[0].dim()
     }
 
+    fn as_mixture(&self) -> Option<&GaussianMixture> {
+        Some(self)
+    }
+
+    fn log_density(&self, x: ArrayView2<f32>) -> Option<Array1<f64>> {
+        GaussianMixture::log_density(self, x)
+    }
+
     fn sample(&self, n: usize, rng: &mut Stream) -> Array2<f32> {
         self.sample_labeled(n, rng).0
     }

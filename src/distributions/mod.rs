@@ -33,6 +33,14 @@ pub trait Distribution: Send + Sync {
     fn as_gaussian(&self) -> Option<&Gaussian> {
         None
     }
+    /// This distribution as a Gaussian mixture, when it is one (for mode coverage).
+    fn as_mixture(&self) -> Option<&GaussianMixture> {
+        None
+    }
+    /// The log density (nats) of each row of `x`, when it is known in closed form.
+    fn log_density(&self, _x: ndarray::ArrayView2<f32>) -> Option<Array1<f64>> {
+        None
+    }
 }
 
 /// An [n, d] matrix of independent standard normal draws in f64.

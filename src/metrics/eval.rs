@@ -2,7 +2,9 @@
 
 use super::distance::{energy_distance, frechet_distance, random_directions, sliced_wasserstein};
 use super::fidelity::prdc;
-use super::kernel::{Kernel, median_bandwidth, mmd2};
+use super::edges::edge_coverage;
+use super::kernel::{Kernel, median_bandwidth, mmd2, mmd2_many};
+use super::mutual_info::mi_excess;
 use super::memorization::{memorization, nn_distance_gap};
 use crate::error::{Error, Result};
 use crate::rng::{Role, stream};
@@ -20,6 +22,51 @@ pub struct EvalOptions {
     pub projections: usize,
     /// Seed of those directions.
     pub seed: u64,
+    /// RBF bandwidths of `mmd2` (MMD² averaged over them, i.e. with the mean kernel).
+    pub bandwidths: Vec<Bandwidth>,
+    /// k of the KSG estimator (`mi_excess`).
+    pub ksg_k: usize,
+}
+
+/// An RBF bandwidth: fixed, or a multiple of the median real pairwise distance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bandwidth {
+    /// σ in data units.
+    Fixed(f64),
+    /// σ = factor × median heuristic.
+    Median(f64),
+}
+
+impl Bandwidth {
+    /// Parses `median`, `0.5x` (a multiple of the median) or a positive number.
+    pub fn parse(s: &str) -> Result<Bandwidth> {
+        let bad = || {
+            Error::Run(format!(
+                "bandwidth `{s}`: expected `median`, a multiple of it such as `0.5x`, or a \
+                 positive number"
+            ))
+        };
+        let s = s.trim();
+        let b = if s == "median" {
+            Bandwidth::Median(1.0)
+        } else if let Some(f) = s.strip_suffix('x') {
+            Bandwidth::Median(f.parse().map_err(|_| bad())?)
+        } else {
+            Bandwidth::Fixed(s.parse().map_err(|_| bad())?)
+        };
+        match b {
+            Bandwidth::Fixed(v) | Bandwidth::Median(v) if v.is_finite() && v > 0.0 => Ok(b),
+            _ => Err(bad()),
+        }
+    }
+
+    /// σ given the median heuristic of the real set.
+    pub fn sigma(self, median: f64) -> f64 {
+        match self {
+            Bandwidth::Fixed(v) => v,
+            Bandwidth::Median(f) => f * median,
+        }
+    }
 }
 
 impl Default for EvalOptions {
@@ -29,6 +76,8 @@ impl Default for EvalOptions {
             memorization_ratio: 1.0 / 3.0,
             projections: 128,
             seed: 0,
+            bandwidths: vec![Bandwidth::Median(1.0)],
+            ksg_k: 3,
         }
     }
 }
@@ -75,7 +124,7 @@ pub const EVAL_METRICS: &[EvalMetric] = &[
     ),
     metric(
         "mmd2",
-        "unbiased MMD², RBF kernel, bandwidth = median real pairwise distance",
+        "unbiased MMD², RBF kernel, bandwidth = median real pairwise distance (or the mean over --bandwidths)",
         false,
     ),
     metric(
@@ -104,6 +153,16 @@ pub const EVAL_METRICS: &[EvalMetric] = &[
         false,
     ),
     metric(
+        "edge90",
+        "share of generated points beyond the 90th percentile of the real points' distance to their mean (real: 0.10)",
+        false,
+    ),
+    metric(
+        "edge99",
+        "share of generated points beyond the 99th percentile of that distance (real: 0.01)",
+        false,
+    ),
+    metric(
         "memorized",
         "share of generated points whose nearest training point is < ratio × the second nearest",
         true,
@@ -123,7 +182,15 @@ pub const EVAL_METRICS: &[EvalMetric] = &[
         "mean NN distance to the real set minus to the training set (equal sizes); > 0: closer to training",
         true,
     ),
+    metric(
+        "mi_excess",
+        "KSG mutual information of generated points with their nearest training points, minus that of real points (first 2000; ≈ 0: generalises)",
+        true,
+    ),
 ];
+
+/// Points entering the O(N²) KSG estimate of `mi_excess`.
+const KSG_POINTS: usize = 2000;
 
 /// Checks the requested names (all metrics that the inputs allow when `names` is empty).
 pub fn resolve(names: &[String], has_train: bool) -> Result<Vec<&'static EvalMetric>> {
@@ -176,10 +243,21 @@ pub fn evaluate(
         ]);
     }
     if wants(&["mmd2", "mmd2_biased"]) {
-        let rbf = Kernel::Rbf(median_bandwidth(real));
-        let m = mmd2(generated, real, rbf);
-        values.insert("mmd2", m.unbiased);
-        values.insert("mmd2_biased", m.biased);
+        let median = median_bandwidth(real);
+        let kernels: Vec<Kernel> = opts
+            .bandwidths
+            .iter()
+            .map(|b| Kernel::Rbf(b.sigma(median)))
+            .collect();
+        let all = mmd2_many(generated, real, &kernels);
+        let count = all.len().max(1) as f64;
+        values.insert("mmd2", all.iter().map(|m| m.unbiased).sum::<f64>() / count);
+        values.insert("mmd2_biased", all.iter().map(|m| m.biased).sum::<f64>() / count);
+    }
+    for (name, q) in [("edge90", 0.9), ("edge99", 0.99)] {
+        if wants(&[name]) {
+            values.insert(name, edge_coverage(real, generated, q, None));
+        }
     }
     if wants(&["kid"]) {
         let kid = mmd2(generated, real, Kernel::kid(real.ncols())).unbiased;
@@ -210,6 +288,10 @@ pub fn evaluate(
         }
         if wants(&["nn_gap"]) {
             values.insert("nn_gap", nn_distance_gap(generated, train, real));
+        }
+        if wants(&["mi_excess"]) {
+            let mi = mi_excess(generated, train, real, opts.ksg_k, KSG_POINTS);
+            values.insert("mi_excess", mi);
         }
     }
     metrics

@@ -4,11 +4,15 @@
 mod closed_form;
 pub mod bench;
 pub mod distance;
+pub mod divergence;
+pub mod edges;
 pub mod eval;
 pub mod fidelity;
 pub mod kernel;
 pub mod knn;
 pub mod memorization;
+pub mod modes;
+pub mod mutual_info;
 
 pub use closed_form::{kl_gaussians, w2_gaussians};
 pub use kernel::{median_bandwidth, mmd2_unbiased, mmd2_unbiased_with, self_kernel_mean};

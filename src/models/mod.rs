@@ -57,6 +57,12 @@ impl Distribution for Model {
     fn as_gaussian(&self) -> Option<&Gaussian> {
         self.distribution().as_gaussian()
     }
+    fn as_mixture(&self) -> Option<&crate::distributions::GaussianMixture> {
+        self.distribution().as_mixture()
+    }
+    fn log_density(&self, x: ndarray::ArrayView2<f32>) -> Option<Array1<f64>> {
+        self.distribution().log_density(x)
+    }
 }
 
 /// A learner with checked hyper-parameters.
