@@ -174,7 +174,11 @@ fn bench_metrics(
         crate::data::write_npy(&dir.join("generated.npy"), &generated)?;
     }
     for t in bench::run(real.view(), generated.view(), threads, repeats)? {
-        let values: Vec<String> = t.values.iter().map(|(k, v)| format!("{k}={v:.6}")).collect();
+        let values: Vec<String> = t
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={v:.6}"))
+            .collect();
         println!(
             "ouro metric={} threads={threads} n={n} d={dim} time={:.4}s {}",
             t.name,
@@ -358,8 +362,25 @@ pub fn main_with(cli: Cli) -> Result<()> {
             )
         }
         Command::Metrics => {
-            for m in crate::metrics::ALL {
-                println!("{:<16} {}", m.name, m.description);
+            use crate::metrics::{ALL, Needs, eval::EVAL_METRICS};
+            for m in ALL {
+                let note = match m.needs {
+                    Needs::Nothing => "",
+                    Needs::Gaussians => " (Gaussian target and model)",
+                    Needs::Mixture => " (mixture target)",
+                    Needs::Density => " (target with a known density)",
+                };
+                let default = if m.default { "" } else { " [by name]" };
+                println!("{:<16} {}{note}{default}", m.name, m.description);
+            }
+            for m in EVAL_METRICS
+                .iter()
+                .filter(|m| ALL.iter().all(|a| a.name != m.name))
+            {
+                println!(
+                    "{:<16} {} (against the reference set) [by name]",
+                    m.name, m.description
+                );
             }
             Ok(())
         }

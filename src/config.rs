@@ -448,6 +448,26 @@ pub struct MetricsConfig {
     /// the second nearest.
     #[serde(default = "default_memorization_ratio")]
     pub memorization_ratio: f64,
+    /// k of the k-NN balls of precision, recall, density and coverage.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Random directions of `sliced_w2`.
+    #[serde(default = "default_projections")]
+    pub projections: usize,
+    /// RBF bandwidths of the `ouro eval` MMD² (`mmd2_biased`): "median", multiples such as
+    /// "0.5x", or numbers as strings; the run metric `mmd2` always uses the median.
+    #[serde(default = "default_bandwidths")]
+    pub bandwidths: Vec<String>,
+}
+
+fn default_k() -> usize {
+    5
+}
+fn default_projections() -> usize {
+    128
+}
+fn default_bandwidths() -> Vec<String> {
+    vec!["median".into()]
 }
 
 fn default_eval_samples() -> usize {
@@ -463,6 +483,9 @@ impl Default for MetricsConfig {
             names: None,
             eval_samples: default_eval_samples(),
             memorization_ratio: default_memorization_ratio(),
+            k: default_k(),
+            projections: default_projections(),
+            bandwidths: default_bandwidths(),
         }
     }
 }

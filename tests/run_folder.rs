@@ -79,6 +79,75 @@ fn runs_are_bit_identical_across_reruns_and_thread_counts() {
     assert!(all[1] == all[2], "two runs with 2 threads differ");
 }
 
+/// Every metric by name in a run (mixture target with a known density): one column each, the
+/// same values at 1 and 2 threads, and the mode metrics see all three modes of the fitted GMM.
+#[test]
+fn every_metric_by_name_in_a_run_is_thread_independent() {
+    let names = ouro::metrics::known_names()
+        .iter()
+        .filter(|n| !["kl_gaussian", "w2_gaussian"].contains(n))
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = CONFIG.replace(
+        "eval_samples = 600",
+        &format!("eval_samples = 600\nnames = [{names}]"),
+    );
+    let exp = Experiment::new(Config::parse(&text, &[]).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tables = Vec::new();
+    for threads in [1, 2] {
+        let out = tmp.path().join(format!("t{threads}"));
+        run(
+            &exp,
+            &out,
+            &RunOptions {
+                force: false,
+                threads,
+                progress: false,
+            },
+        )
+        .unwrap();
+        tables.push(std::fs::read_to_string(out.join("metrics.csv")).unwrap());
+    }
+    assert_eq!(tables[0], tables[1]);
+    let mut lines = tables[0].lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header.len(), 2 + exp.metrics.names().len());
+    let first: Vec<f64> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let col = |name: &str| first[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(col("modes_hit"), 3.0);
+    assert!(col("mode_tv") < 0.1, "{}", col("mode_tv"));
+    assert!(col("kl_target").abs() < 0.2, "{}", col("kl_target"));
+    assert!(col("precision") > 0.8 && col("recall") > 0.8);
+}
+
+#[test]
+fn mixture_metrics_need_a_mixture_target() {
+    let text = CONFIG
+        .replace(
+            "kind = \"gmm\"\ndim = 3\nmeans = [[0, 0], [3, 3], [-3, 3]]",
+            "kind = \"gaussian\"\ndim = 3",
+        )
+        .replace(
+            "eval_samples = 600",
+            "eval_samples = 600\nnames = [\"modes_hit\"]",
+        );
+    let err = Experiment::new(Config::parse(&text, &[]).unwrap())
+        .err()
+        .expect("modes_hit on a Gaussian target is refused")
+        .to_string();
+    assert!(
+        err.contains("modes_hit") && err.contains("mixture"),
+        "{err}"
+    );
+}
+
 #[test]
 fn outputs_are_readable_and_the_config_reruns() {
     let tmp = tempfile::tempdir().unwrap();

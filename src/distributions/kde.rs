@@ -1,7 +1,7 @@
+use super::mixture::log_sum_exp;
 use super::{Distribution, standard_normals};
 use crate::linalg;
 use crate::rng::Stream;
-use super::mixture::log_sum_exp;
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::RngExt;
 
@@ -76,7 +76,11 @@ impl Distribution for Kde {
                 p.view(),
                 pn.view(),
             );
-            for (o, row) in out.slice_mut(ndarray::s![r0..r1]).iter_mut().zip(dist.rows()) {
+            for (o, row) in out
+                .slice_mut(ndarray::s![r0..r1])
+                .iter_mut()
+                .zip(dist.rows())
+            {
                 *o = log_sum_exp(row.iter().map(|&v| -v / (2.0 * h2))) + norm;
             }
         }

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::data::Target;
 use crate::distributions::Distribution;
 use crate::error::{Error, Result};
-use crate::metrics::{Context, MetricSet};
+use crate::metrics::{Available, Context, MetricSet};
 use crate::models::{Learner, Model};
 use crate::rng::{Role, stream};
 use crate::schedule::{LoopState, Schedule};
@@ -84,12 +84,17 @@ impl Experiment {
                 learner.min_points()
             )));
         }
-        let gaussians = target
-            .distribution()
-            .and_then(|d| d.as_gaussian())
-            .is_some()
-            && matches!(learner, Learner::Gaussian(_));
-        let metrics = MetricSet::from_config(&config.metrics, gaussians)?;
+        let known = target.distribution();
+        let available = Available {
+            gaussians: known.and_then(|d| d.as_gaussian()).is_some()
+                && matches!(learner, Learner::Gaussian(_)),
+            mixture: known.and_then(|d| d.as_mixture()).is_some(),
+            density: known.is_some_and(|d| {
+                d.log_density(ndarray::Array2::<f32>::zeros((1, d.dim())).view())
+                    .is_some()
+            }),
+        };
+        let metrics = MetricSet::from_config(&config.metrics, available)?;
         // record the defaults that were resolved, so config.toml says exactly what ran
         config.metrics.names = Some(metrics.names().iter().map(|n| n.to_string()).collect());
         match schedule {
@@ -149,6 +154,10 @@ impl Experiment {
                 model: &model,
                 eval_samples: self.metrics.eval_samples,
                 memorization_ratio: self.metrics.memorization_ratio,
+                target: self.target.distribution(),
+                options: &self.metrics.options,
+                modes: Default::default(),
+                divergences: Default::default(),
             };
             let values = self.metrics.evaluate(&ctx);
             observe(&Generation {

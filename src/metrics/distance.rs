@@ -3,8 +3,8 @@
 
 use super::kernel::{joint_centre, lane_sum};
 use super::knn::{Pairs, Prepared, pair_sums};
-use crate::nn::simd::simd_dispatch;
 use crate::linalg::{moments_gemm, sqrtm_psd, symmetrize, to_na};
+use crate::nn::simd::simd_dispatch;
 use crate::rng::Stream;
 use ndarray::{Array2, ArrayView2};
 use rand_distr::{Distribution as _, StandardNormal};
@@ -171,7 +171,9 @@ mod tests {
     fn energy_matches_a_direct_f64_sum() {
         let p = Gaussian::isotropic(array![40.0, 10.0, -5.0, 0.0], 1.0);
         let mut x = p.sample(1100, &mut stream(5, 0, Role::Samples));
-        let y = p.sample(600, &mut stream(6, 0, Role::Samples)).mapv(|v| v * 1.2);
+        let y = p
+            .sample(600, &mut stream(6, 0, Role::Samples))
+            .mapv(|v| v * 1.2);
         for i in 0..50 {
             x.row_mut(i * 7).assign(&y.row(i));
         }

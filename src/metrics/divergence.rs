@@ -41,7 +41,11 @@ fn integrands(lp: f64, lq: f64) -> [f64; 3] {
         return [0.0, chi, 0.5 * q];
     }
     let r = (lq - lp).exp();
-    [p * (lp - lq), p * (r - 1.0) * (r - 1.0), 0.5 * p * (r - 1.0).abs()]
+    [
+        p * (lp - lq),
+        p * (r - 1.0) * (r - 1.0),
+        0.5 * p * (r - 1.0).abs(),
+    ]
 }
 
 /// The divergences by the trapezoid rule on a grid of `points` (odd, ≥ 5) nodes per axis over
@@ -72,11 +76,15 @@ pub fn by_quadrature(
     let (lp, lq) = (log_p(grid.view()), log_q(grid.view()));
     // Trapezoid weights per axis at spacing h (all nodes) and 2h (even nodes).
     let weight = |i: usize, step: usize, a: usize| -> f64 {
-        if i % step != 0 {
+        if !i.is_multiple_of(step) {
             return 0.0;
         }
         let h = (hi[a] - lo[a]) / (points - 1) as f64 * step as f64;
-        if i == 0 || i == points - 1 { 0.5 * h } else { h }
+        if i == 0 || i == points - 1 {
+            0.5 * h
+        } else {
+            h
+        }
     };
     let mut fine = [0.0f64; 5];
     let mut coarse = [0.0f64; 5];
@@ -225,6 +233,9 @@ mod tests {
         assert!((quad.kl.value - kl).abs() < 1e-5, "{quad:?} vs {kl}");
         let draws = p.sample(50_000, &mut stream(1, 0, Role::Reference));
         let mc = by_monte_carlo(draws.view(), &lp, &lq);
-        assert!((mc.kl.value - kl).abs() < 4.0 * mc.kl.error, "{mc:?} vs {kl}");
+        assert!(
+            (mc.kl.value - kl).abs() < 4.0 * mc.kl.error,
+            "{mc:?} vs {kl}"
+        );
     }
 }

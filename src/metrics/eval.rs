@@ -1,11 +1,11 @@
 //! `ouro eval`: the metric suite on any real and generated sets a user has, by name.
 
 use super::distance::{energy_distance, frechet_distance, random_directions, sliced_wasserstein};
-use super::fidelity::prdc;
 use super::edges::edge_coverage;
+use super::fidelity::prdc;
 use super::kernel::{Kernel, median_bandwidth, mmd2, mmd2_many};
-use super::mutual_info::mi_excess;
 use super::memorization::{memorization, nn_distance_gap};
+use super::mutual_info::mi_excess;
 use crate::error::{Error, Result};
 use crate::rng::{Role, stream};
 use ndarray::ArrayView2;
@@ -252,7 +252,10 @@ pub fn evaluate(
         let all = mmd2_many(generated, real, &kernels);
         let count = all.len().max(1) as f64;
         values.insert("mmd2", all.iter().map(|m| m.unbiased).sum::<f64>() / count);
-        values.insert("mmd2_biased", all.iter().map(|m| m.biased).sum::<f64>() / count);
+        values.insert(
+            "mmd2_biased",
+            all.iter().map(|m| m.biased).sum::<f64>() / count,
+        );
     }
     for (name, q) in [("edge90", 0.9), ("edge99", 0.99)] {
         if wants(&[name]) {

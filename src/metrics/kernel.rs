@@ -108,7 +108,13 @@ simd_dispatch! {
 fn centre_dots(x: ArrayView2<f32>, c: &[f64], plus: f64) -> Vec<f64> {
     x.rows()
         .into_iter()
-        .map(|r| r.iter().zip(c).map(|(&v, &c)| c * (v as f64 - c)).sum::<f64>() + plus)
+        .map(|r| {
+            r.iter()
+                .zip(c)
+                .map(|(&v, &c)| c * (v as f64 - c))
+                .sum::<f64>()
+                + plus
+        })
         .collect()
 }
 
@@ -154,7 +160,8 @@ fn kernel_sums(x: ArrayView2<f32>, y: ArrayView2<f32>, kernels: &[Kernel]) -> Ke
     let (px, py) = (Prepared::new(x, &centre), Prepared::new(y, &centre));
     if !rbf.is_empty() {
         let f = |_: usize, _: usize, row: &[f32], s: &mut [f64]| rbf_row_sums(row, &gammas, s);
-        let pass = |a: &Prepared, b: &Prepared, pairs| pair_sums(a, b, pairs, false, gammas.len(), f);
+        let pass =
+            |a: &Prepared, b: &Prepared, pairs| pair_sums(a, b, pairs, false, gammas.len(), f);
         scatter(
             &rbf,
             pass(&px, &px, Pairs::Distinct),
@@ -351,8 +358,9 @@ mod tests {
                     degree,
                     gamma,
                     coef0,
-                } => (gamma * a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>() + coef0)
-                    .powi(degree),
+                } => {
+                    (gamma * a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>() + coef0).powi(degree)
+                }
             });
             // Kernel values near 1 (RBF) or ~10⁵ (cubic on norms ~55): compare against the
             // scale of the terms that cancel.
@@ -360,8 +368,14 @@ mod tests {
                 Kernel::Rbf(_) => 1.0,
                 Kernel::Polynomial { .. } => 1e5,
             };
-            assert!((g.unbiased - want.0).abs() < 2e-6 * scale, "{k:?}: {g:?} vs {want:?}");
-            assert!((g.biased - want.1).abs() < 2e-6 * scale, "{k:?}: {g:?} vs {want:?}");
+            assert!(
+                (g.unbiased - want.0).abs() < 2e-6 * scale,
+                "{k:?}: {g:?} vs {want:?}"
+            );
+            assert!(
+                (g.biased - want.1).abs() < 2e-6 * scale,
+                "{k:?}: {g:?} vs {want:?}"
+            );
         }
         let bw = 0.8;
         let with = mmd2_unbiased_with(x.view(), y.view(), bw, self_kernel_mean(y.view(), bw));

@@ -1,8 +1,8 @@
 //! Per-generation metrics. Each metric is one entry of [`ALL`]: a column name, a one-line
 //! description, and a function of the evaluation [`Context`]. Adding a metric is adding an entry.
 
-mod closed_form;
 pub mod bench;
+mod closed_form;
 pub mod distance;
 pub mod divergence;
 pub mod edges;
@@ -19,11 +19,15 @@ pub use kernel::{median_bandwidth, mmd2_unbiased, mmd2_unbiased_with, self_kerne
 pub use memorization::memorized_share;
 
 use crate::config::MetricsConfig;
-use crate::distributions::Gaussian;
+use crate::distributions::{Distribution, Gaussian, Kde};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::models::Model;
+use divergence::{Divergences, bounding_box, by_monte_carlo, by_quadrature, scott_bandwidth};
+use eval::{EVAL_METRICS, EvalMetric, EvalOptions};
+use modes::{ModeMass, mode_mass};
 use ndarray::{Array1, Array2, ArrayView2, s};
+use std::cell::OnceCell;
 
 /// Everything a metric may read about one generation.
 pub struct Context<'a> {
@@ -45,6 +49,14 @@ pub struct Context<'a> {
     pub eval_samples: usize,
     /// Ratio for the nearest-neighbour memorisation test.
     pub memorization_ratio: f64,
+    /// The target, when its form is known (mixture modes, density).
+    pub target: Option<&'a dyn Distribution>,
+    /// Settings of the `ouro eval` metrics.
+    pub options: &'a EvalOptions,
+    /// Mode masses, computed once per generation for the mode metrics.
+    pub modes: OnceCell<Option<ModeMass>>,
+    /// Divergences to the target, computed once per generation.
+    pub divergences: OnceCell<Option<Divergences>>,
 }
 
 impl Context<'_> {
@@ -59,6 +71,55 @@ impl Context<'_> {
             self.target_gaussian?,
             self.model.distribution().as_gaussian()?,
         ))
+    }
+
+    fn mode_mass(&self) -> Option<&ModeMass> {
+        self.modes
+            .get_or_init(|| {
+                let mixture = self.target?.as_mixture()?;
+                mode_mass(
+                    self.samples,
+                    mixture,
+                    modes::DEFAULT_RADIUS,
+                    modes::DEFAULT_MIN_SHARE,
+                )
+            })
+            .as_ref()
+    }
+
+    /// KL, χ², TV from the target's density p to the model's q (its own density, or a Scott-rule
+    /// KDE of the evaluation samples when it has none): quadrature on a 2049-node (1-D) or
+    /// 257 × 257 (2-D) grid over the box of the reference and samples widened by a quarter on
+    /// each side; Monte Carlo over the reference points (draws from the target) above 2-D.
+    fn divergences(&self) -> Option<&Divergences> {
+        self.divergences
+            .get_or_init(|| {
+                let target = self.target?;
+                let dim = target.dim();
+                target.log_density(self.samples.slice(s![..1, ..]))?;
+                let log_p = |x: ArrayView2<f32>| target.log_density(x).expect("checked above");
+                let own = self
+                    .model
+                    .log_density(self.samples.slice(s![..1, ..]))
+                    .is_some();
+                let kde = (!own).then(|| {
+                    let x = self.eval_view();
+                    Kde::new(x.to_owned(), scott_bandwidth(x))
+                });
+                let log_q = |x: ArrayView2<f32>| match &kde {
+                    Some(k) => k.log_density(x).expect("a KDE with h > 0"),
+                    None => self.model.log_density(x).expect("checked above"),
+                };
+                let reference = self.reference.points.view();
+                Some(if dim <= 2 {
+                    let (lo, hi) = bounding_box(&[reference, self.eval_view()], 0.25);
+                    let nodes = if dim == 1 { 2049 } else { 257 };
+                    by_quadrature(&log_p, &log_q, &lo, &hi, nodes)
+                } else {
+                    by_monte_carlo(reference, &log_p, &log_q)
+                })
+            })
+            .as_ref()
     }
 }
 
@@ -79,9 +140,61 @@ pub struct Metric {
     pub name: &'static str,
     /// What it measures.
     pub description: &'static str,
-    /// Only defined when target and model are both Gaussian.
-    pub needs_gaussians: bool,
+    /// What the target and model must offer for it to be defined.
+    pub needs: Needs,
+    /// Computed when `[metrics] names` is not given.
+    pub default: bool,
     compute: fn(&Context) -> f64,
+}
+
+/// What a run metric needs beyond samples, training set and reference points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Nothing more.
+    Nothing,
+    /// A Gaussian target and a Gaussian model.
+    Gaussians,
+    /// A Gaussian-mixture target.
+    Mixture,
+    /// A target with a known density.
+    Density,
+}
+
+/// What an experiment's target and model offer (see [`Needs`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Available {
+    /// Target and model are both Gaussian.
+    pub gaussians: bool,
+    /// The target is a Gaussian mixture.
+    pub mixture: bool,
+    /// The target's density is known.
+    pub density: bool,
+}
+
+impl Available {
+    fn allows(&self, needs: Needs) -> bool {
+        match needs {
+            Needs::Nothing => true,
+            Needs::Gaussians => self.gaussians,
+            Needs::Mixture => self.mixture,
+            Needs::Density => self.density,
+        }
+    }
+}
+
+const fn run_metric(
+    name: &'static str,
+    description: &'static str,
+    needs: Needs,
+    compute: fn(&Context) -> f64,
+) -> Metric {
+    Metric {
+        name,
+        description,
+        needs,
+        default: false,
+        compute,
+    }
 }
 
 /// Every metric, in column order.
@@ -89,7 +202,8 @@ pub const ALL: &[Metric] = &[
     Metric {
         name: "mean_shift",
         description: "‖mean of samples − target mean‖",
-        needs_gaussians: false,
+        needs: Needs::Nothing,
+        default: true,
         compute: |c| {
             let m = linalg::mean(c.samples);
             (&m - c.target_mean).mapv(|v| v * v).sum().sqrt()
@@ -98,19 +212,22 @@ pub const ALL: &[Metric] = &[
     Metric {
         name: "cov_trace_ratio",
         description: "tr(sample covariance, unbiased) / tr(target covariance)",
-        needs_gaussians: false,
+        needs: Needs::Nothing,
+        default: true,
         compute: |c| linalg::covariance(c.samples, 1).diag().sum() / c.target_cov.diag().sum(),
     },
     Metric {
         name: "second_moment",
         description: "E‖x‖² over the samples",
-        needs_gaussians: false,
+        needs: Needs::Nothing,
+        default: true,
         compute: |c| linalg::second_moment(c.samples),
     },
     Metric {
         name: "mmd2",
         description: "unbiased MMD² to the real reference set, RBF kernel, median-heuristic bandwidth",
-        needs_gaussians: false,
+        needs: Needs::Nothing,
+        default: true,
         compute: |c| {
             let r = c.reference;
             mmd2_unbiased_with(
@@ -124,13 +241,15 @@ pub const ALL: &[Metric] = &[
     Metric {
         name: "memorized",
         description: "share of samples whose nearest training point is closer than ratio × the second nearest",
-        needs_gaussians: false,
+        needs: Needs::Nothing,
+        default: true,
         compute: |c| memorized_share(c.eval_view(), c.train, c.memorization_ratio),
     },
     Metric {
         name: "kl_gaussian",
         description: "KL(target ‖ model) between the Gaussian target and the Gaussian model (nats)",
-        needs_gaussians: true,
+        needs: Needs::Gaussians,
+        default: true,
         compute: |c| {
             c.gaussian_pair()
                 .map_or(f64::NAN, |(t, m)| kl_gaussians(t, m))
@@ -139,52 +258,128 @@ pub const ALL: &[Metric] = &[
     Metric {
         name: "w2_gaussian",
         description: "2-Wasserstein distance between the Gaussian target and the Gaussian model",
-        needs_gaussians: true,
+        needs: Needs::Gaussians,
+        default: true,
         compute: |c| {
             c.gaussian_pair()
                 .map_or(f64::NAN, |(t, m)| w2_gaussians(t, m))
         },
     },
+    run_metric(
+        "modes_hit",
+        "mixture components holding at least 10% of their weight in samples (within 3 sd)",
+        Needs::Mixture,
+        |c| c.mode_mass().map_or(f64::NAN, |m| m.hit as f64),
+    ),
+    run_metric(
+        "mode_tv",
+        "½ Σ |share of samples on mode k − weight k| + ½ off-mode share",
+        Needs::Mixture,
+        |c| c.mode_mass().map_or(f64::NAN, |m| m.tv),
+    ),
+    run_metric(
+        "off_mode",
+        "share of samples more than 3 sd from their most likely mixture component",
+        Needs::Mixture,
+        |c| c.mode_mass().map_or(f64::NAN, |m| m.off_mode),
+    ),
+    run_metric(
+        "kl_target",
+        "KL(target ‖ model) in nats; model density its own or a KDE of the samples",
+        Needs::Density,
+        |c| c.divergences().map_or(f64::NAN, |d| d.kl.value),
+    ),
+    run_metric(
+        "kl_target_err",
+        "error estimate of kl_target (grid refinement in 1-D/2-D, standard error above)",
+        Needs::Density,
+        |c| c.divergences().map_or(f64::NAN, |d| d.kl.error),
+    ),
+    run_metric(
+        "chi2_target",
+        "Pearson χ²(model ‖ target) = E_target[(q/p − 1)²]",
+        Needs::Density,
+        |c| c.divergences().map_or(f64::NAN, |d| d.chi2.value),
+    ),
+    run_metric(
+        "chi2_target_err",
+        "error estimate of chi2_target",
+        Needs::Density,
+        |c| c.divergences().map_or(f64::NAN, |d| d.chi2.error),
+    ),
+    run_metric(
+        "tv_target",
+        "total variation distance between target and model",
+        Needs::Density,
+        |c| c.divergences().map_or(f64::NAN, |d| d.tv.value),
+    ),
+    run_metric(
+        "tv_target_err",
+        "error estimate of tv_target",
+        Needs::Density,
+        |c| c.divergences().map_or(f64::NAN, |d| d.tv.error),
+    ),
 ];
+
+/// One chosen column: a run metric, or an `ouro eval` metric computed on (reference, samples,
+/// training set).
+#[derive(Clone, Copy, Debug)]
+enum Choice {
+    Run(usize),
+    Eval(usize),
+}
 
 /// The metrics chosen for a run.
 #[derive(Clone, Debug)]
 pub struct MetricSet {
-    chosen: Vec<usize>,
+    chosen: Vec<Choice>,
     /// Cap on points in pairwise metrics.
     pub eval_samples: usize,
     /// Ratio of the memorisation test.
     pub memorization_ratio: f64,
+    /// Settings of the `ouro eval` metrics.
+    pub options: EvalOptions,
 }
 
 impl MetricSet {
-    /// Checks `[metrics]`. `gaussians` says whether target and model are both Gaussian; without
-    /// it the Gaussian closed forms are left out by default and are an error when named.
-    pub fn from_config(cfg: &MetricsConfig, gaussians: bool) -> Result<MetricSet> {
+    /// Checks `[metrics]`. Names are those of [`ALL`] and of [`eval::EVAL_METRICS`] (run metrics
+    /// first where both have one). Without names: the default run metrics that `available`
+    /// allows; a named metric that it does not allow is an error.
+    pub fn from_config(cfg: &MetricsConfig, available: Available) -> Result<MetricSet> {
         let chosen = match &cfg.names {
             None => (0..ALL.len())
-                .filter(|&i| gaussians || !ALL[i].needs_gaussians)
+                .filter(|&i| ALL[i].default && available.allows(ALL[i].needs))
+                .map(Choice::Run)
                 .collect(),
             Some(names) => {
-                let mut idx = Vec::new();
+                let mut chosen: Vec<Choice> = Vec::new();
                 for n in names {
-                    let i = ALL.iter().position(|m| m.name == n).ok_or_else(|| {
-                        let known: Vec<&str> = ALL.iter().map(|m| m.name).collect();
-                        Error::config(format!(
+                    let choice = if let Some(i) = ALL.iter().position(|m| m.name == n) {
+                        if !available.allows(ALL[i].needs) {
+                            let what = match ALL[i].needs {
+                                Needs::Gaussians => "a Gaussian target and a Gaussian model",
+                                Needs::Mixture => "a Gaussian-mixture target",
+                                _ => "a target with a known density",
+                            };
+                            return Err(Error::config(format!(
+                                "metrics.names: `{n}` needs {what}"
+                            )));
+                        }
+                        Choice::Run(i)
+                    } else if let Some(i) = EVAL_METRICS.iter().position(|m| m.name == n) {
+                        Choice::Eval(i)
+                    } else {
+                        let known = known_names();
+                        return Err(Error::config(format!(
                             "metrics.names: unknown metric `{n}`; known: {}",
                             known.join(", ")
-                        ))
-                    })?;
-                    if ALL[i].needs_gaussians && !gaussians {
-                        return Err(Error::config(format!(
-                            "metrics.names: `{n}` needs a Gaussian target and a Gaussian model"
                         )));
-                    }
-                    if !idx.contains(&i) {
-                        idx.push(i);
+                    };
+                    if !chosen.iter().any(|c| name_of(*c) == n) {
+                        chosen.push(choice);
                     }
                 }
-                idx
+                chosen
             }
         };
         if cfg.eval_samples < 2 {
@@ -196,16 +391,44 @@ impl MetricSet {
                 cfg.memorization_ratio
             )));
         }
+        let knn = ["precision", "recall", "density", "coverage"];
+        let uses_knn = chosen.iter().any(|&c| knn.contains(&name_of(c)));
+        if cfg.k == 0 || (uses_knn && cfg.k >= cfg.eval_samples) {
+            return Err(Error::config(format!(
+                "metrics.k = {}: expected at least 1 and below eval_samples ({})",
+                cfg.k, cfg.eval_samples
+            )));
+        }
+        if cfg.projections == 0 {
+            return Err(Error::config("metrics.projections: expected at least 1"));
+        }
+        let bandwidths = cfg
+            .bandwidths
+            .iter()
+            .map(|b| eval::Bandwidth::parse(b))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| Error::config(format!("metrics.bandwidths: {e}")))?;
+        if bandwidths.is_empty() {
+            return Err(Error::config("metrics.bandwidths: expected at least one"));
+        }
         Ok(MetricSet {
             chosen,
             eval_samples: cfg.eval_samples,
             memorization_ratio: cfg.memorization_ratio,
+            options: EvalOptions {
+                k: cfg.k,
+                memorization_ratio: cfg.memorization_ratio,
+                projections: cfg.projections,
+                seed: 0,
+                bandwidths,
+                ksg_k: 3,
+            },
         })
     }
 
     /// Column names, in order.
     pub fn names(&self) -> Vec<&'static str> {
-        self.chosen.iter().map(|&i| ALL[i].name).collect()
+        self.chosen.iter().map(|&c| name_of(c)).collect()
     }
 
     /// The reference set of one seed, with its cached terms (computed only if `mmd2` is chosen).
@@ -228,6 +451,53 @@ impl MetricSet {
 
     /// One value per chosen metric.
     pub fn evaluate(&self, ctx: &Context) -> Vec<f64> {
-        self.chosen.iter().map(|&i| (ALL[i].compute)(ctx)).collect()
+        let wanted: Vec<&EvalMetric> = self
+            .chosen
+            .iter()
+            .filter_map(|&c| match c {
+                Choice::Eval(i) => Some(&EVAL_METRICS[i]),
+                Choice::Run(_) => None,
+            })
+            .collect();
+        let from_eval = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            eval::evaluate(
+                ctx.reference.points.view(),
+                ctx.eval_view(),
+                Some(ctx.train),
+                &wanted,
+                ctx.options,
+            )
+        };
+        self.chosen
+            .iter()
+            .map(|&c| match c {
+                Choice::Run(i) => (ALL[i].compute)(ctx),
+                Choice::Eval(i) => from_eval
+                    .iter()
+                    .find(|(n, _)| *n == EVAL_METRICS[i].name)
+                    .map_or(f64::NAN, |&(_, v)| v),
+            })
+            .collect()
+    }
+}
+
+/// Every name `[metrics] names` accepts: the run metrics, then the `ouro eval` ones not
+/// among them.
+pub fn known_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = ALL.iter().map(|m| m.name).collect();
+    for m in EVAL_METRICS {
+        if !names.contains(&m.name) {
+            names.push(m.name);
+        }
+    }
+    names
+}
+
+fn name_of(c: Choice) -> &'static str {
+    match c {
+        Choice::Run(i) => ALL[i].name,
+        Choice::Eval(i) => EVAL_METRICS[i].name,
     }
 }

@@ -122,7 +122,8 @@ mod tests {
     #[test]
     fn a_collapsed_sample_misses_a_mode() {
         let m = two_modes();
-        let x = Gaussian::isotropic(array![4.0, 0.0], 0.5).sample(1000, &mut stream(1, 0, Role::Samples));
+        let x = Gaussian::isotropic(array![4.0, 0.0], 0.5)
+            .sample(1000, &mut stream(1, 0, Role::Samples));
         let r = mode_mass(x.view(), &m, DEFAULT_RADIUS, DEFAULT_MIN_SHARE).unwrap();
         assert_eq!(r.hit, 1);
         assert_eq!(r.shares[0], 0.0);

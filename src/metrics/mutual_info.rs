@@ -17,7 +17,8 @@ pub fn digamma(mut x: f64) -> f64 {
         x += 1.0;
     }
     let z = 1.0 / (x * x);
-    acc + x.ln() - 0.5 / x
+    acc + x.ln()
+        - 0.5 / x
         - z * (1.0 / 12.0 - z * (1.0 / 120.0 - z * (1.0 / 252.0 - z * (1.0 / 240.0 - z / 132.0))))
 }
 
@@ -37,7 +38,9 @@ pub fn ksg_mutual_information(x: ArrayView2<f32>, y: ArrayView2<f32>, k: usize) 
             .zip(b)
             .fold(0.0f64, |m, (&p, &q)| m.max((p as f64 - q as f64).abs()))
     };
-    let mean_psi: f64 = (0..n)
+    // Per-point terms collected, then summed in order: the result does not depend on the
+    // thread count.
+    let terms: Vec<f64> = (0..n)
         .into_par_iter()
         .map(|i| {
             let (xi, yi) = (x.row(i), y.row(i));
@@ -54,15 +57,18 @@ pub fn ksg_mutual_information(x: ArrayView2<f32>, y: ArrayView2<f32>, k: usize) 
             let ny = dy.iter().filter(|&&v| v < eps).count();
             digamma(nx as f64 + 1.0) + digamma(ny as f64 + 1.0)
         })
-        .sum::<f64>()
-        / n as f64;
+        .collect();
+    let mean_psi = terms.iter().sum::<f64>() / n as f64;
     digamma(k as f64) + digamma(n as f64) - mean_psi
 }
 
 /// Each row of `points` paired with its nearest row of `train` (ties by index).
 fn nearest_rows(points: ArrayView2<f32>, train: ArrayView2<f32>) -> Array2<f32> {
     let centre = centre_of(train);
-    let (q, p) = (Prepared::new(points, &centre), Prepared::new(train, &centre));
+    let (q, p) = (
+        Prepared::new(points, &centre),
+        Prepared::new(train, &centre),
+    );
     let idx: Vec<usize> = k_nearest(&q, &p, 1).iter().map(|l| l[0].1).collect();
     train.select(Axis(0), &idx)
 }
@@ -113,7 +119,7 @@ mod tests {
             let g = Gaussian::new(array![0.0, 0.0], array![[1.0, rho], [rho, 1.0]]);
             let xy = g.sample(2000, &mut stream(seed, 0, Role::Samples));
             let got = ksg_mutual_information(xy.slice(s![.., 0..1]), xy.slice(s![.., 1..2]), 3);
-            let want = -0.5 * (1.0 - rho * rho as f64).ln();
+            let want = -0.5 * (1.0f64 - rho * rho).ln();
             assert!((got - want).abs() < 0.05, "ρ = {rho}: {got} vs {want}");
         }
     }
