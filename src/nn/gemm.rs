@@ -161,7 +161,20 @@ pub enum Epilogue<'a> {
 
 /// C (m × n, row-major) = epilogue(A·B) where A is m × k, stored row-major or, with `a_t`, as
 /// Aᵀ row-major (k × m). Uses the first `k` rows of `b` (k ≤ b.k()).
-pub fn matmul(
+pub fn matmul(m: usize, k: usize, a: &[f32], a_t: bool, b: &PackedB, c: &mut [f32], epi: Epilogue) {
+    product(m, k, a, a_t, b, c, epi, false);
+}
+
+/// The upper triangle of a square product C = A·B (m = n; e.g. a Gram matrix XᵀX): only the
+/// 6 × 16 tiles that hold some entry i ≤ j are computed (about 64% of them for n = 64); entries
+/// strictly below the diagonal are left as they were or overwritten with products.
+pub fn matmul_upper(m: usize, k: usize, a: &[f32], a_t: bool, b: &PackedB, c: &mut [f32]) {
+    assert_eq!(m, b.n, "an upper-triangle product is square");
+    product(m, k, a, a_t, b, c, Epilogue::None, true);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn product(
     m: usize,
     k: usize,
     a: &[f32],
@@ -169,6 +182,7 @@ pub fn matmul(
     b: &PackedB,
     c: &mut [f32],
     mut epi: Epilogue,
+    upper: bool,
 ) {
     let n = b.n;
     assert!(k <= b.k, "k = {k} exceeds the packed B's {} rows", b.k);
@@ -193,6 +207,7 @@ pub fn matmul(
         rsa,
         csa,
         b,
+        upper,
     };
     A_BUFFER.with(|buf| {
         let mut apack = buf.borrow_mut();
@@ -221,6 +236,16 @@ struct Args<'a> {
     rsa: usize,
     csa: usize,
     b: &'a PackedB,
+    /// Skip the tiles strictly below the diagonal (see [`matmul_upper`]).
+    upper: bool,
+}
+
+impl Args<'_> {
+    /// The first panel a row tile starting at i0 needs.
+    #[inline(always)]
+    fn first_panel(&self, i0: usize) -> usize {
+        if self.upper { i0 / NR } else { 0 }
+    }
 }
 
 /// Applies the epilogue to `rows` rows of a tile whose top-left output is (i0, j0) and stores
@@ -376,7 +401,7 @@ fn run_portable(args: &Args, c: &mut [f32], epi: &mut Epilogue, apack: &[f32]) {
     while i0 < args.m {
         let rows = (args.m - i0).min(MR);
         let (ap, rs, cs) = a_block(args, i0, apack);
-        for j in 0..args.n.div_ceil(NR) {
+        for j in args.first_panel(i0)..args.n.div_ceil(NR) {
             let bp = args.b.panel(j);
             for t in tile.iter_mut() {
                 *t = [0.0; NR];
@@ -602,7 +627,7 @@ mod avx {
         while i0 < args.m {
             let rows = (args.m - i0).min(MR);
             let a = a_block(args, i0, apack);
-            for j in 0..n.div_ceil(NR) {
+            for j in args.first_panel(i0)..n.div_ceil(NR) {
                 let bp = args.b.panel(j).as_ptr();
                 let at = (i0, j * NR, n);
                 let t = &mut tile;
@@ -659,6 +684,8 @@ mod tests {
             (13, 34, 17),
             (256, 64, 40),
             (6, 256, 16),
+            (40, 7, 40),
+            (64, 64, 64),
         ] {
             let a = values(m * k, 1);
             let b = values(k * n, 2);
@@ -689,15 +716,24 @@ mod tests {
                         rsa: if a_t { 1 } else { k },
                         csa: if a_t { m } else { 1 },
                         b: &packed,
+                        upper: false,
                     };
                     let mut c2 = vec![f32::NAN; m * n];
                     let mut apack = Vec::new();
                     prepare_a(&args, &mut apack);
                     run_portable(&args, &mut c2, &mut Epilogue::None, &apack);
-                    for ((x, y), w) in c.iter().zip(&c2).zip(&want) {
+                    // The upper-triangle product agrees on i ≤ j (square shapes only).
+                    let mut c3 = vec![f32::NAN; m * n];
+                    if m == n {
+                        matmul_upper(m, k, aa, a_t, &packed, &mut c3);
+                    }
+                    for (idx, ((x, y), w)) in c.iter().zip(&c2).zip(&want).enumerate() {
                         let tol = 1e-5 * (k as f64).sqrt();
                         assert!((*x as f64 - w).abs() < tol, "{m}×{k}×{n}: {x} vs {w}");
                         assert!((*y as f64 - w).abs() < tol, "{m}×{k}×{n}: {y} vs {w}");
+                        if m == n && idx / n <= idx % n {
+                            assert_eq!(c3[idx], *x, "upper {m}×{k}×{n} at {idx}");
+                        }
                     }
                 }
             }
