@@ -206,8 +206,9 @@ mod tests {
         assert!(frechet_distance(x.view(), x.view()).abs() < 1e-9);
         let dirs = random_directions(50, 3, &mut stream(0, 0, Role::Fit));
         assert!(sliced_wasserstein(x.view(), x.view(), &dirs, 2.0).abs() < 1e-12);
-        // A shift by (1, 1, 1): FD = 3 exactly; SW₂² = mean (θ·1)² ≈ 3/3 = 1.
-        assert!((frechet_distance(x.view(), y.view()) - 3.0).abs() < 1e-9);
+        // A shift by (1, 1, 1): FD = 3 exactly (up to the f32 Gram products' ~1e-7 relative
+        // error on covariances of trace ≈ 3); SW₂² = mean (θ·1)² ≈ 3/3 = 1.
+        assert!((frechet_distance(x.view(), y.view()) - 3.0).abs() < 1e-5);
         let sw = sliced_wasserstein(x.view(), y.view(), &dirs, 2.0);
         let want: f64 = dirs
             .rows()
