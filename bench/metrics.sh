@@ -26,8 +26,9 @@ awk -v threads="$threads" -v n="$n" -v dim="$dim" '{
   values[$1, metric] = vals
   metrics[metric] = 1
 } END {
-  printf "n=%d d=%d threads=%d (best of runs)\n", n, dim, threads
-  printf "%-9s %12s %10s %7s   %s\n", "metric", "reference_s", "ouro_s", "ratio", "values (reference | ouro)"
   for (k in metrics) printf "%-9s %12.4f %10.4f %6.1fx  %s |%s\n", k, best["reference", k], best["ouro", k], best["reference", k] / best["ouro", k], values["reference", k], values["ouro", k]
-}' "$log" | sort -r
+}' "$log" | sort >"$dir/table"
+echo "n=$n d=$dim threads=$threads, best of $rounds rounds"
+printf "%-9s %12s %10s %7s   %s\n" metric reference_s ouro_s ratio "values (reference | ouro)"
+cat "$dir/table"
 rm -rf "$dir"
