@@ -139,6 +139,46 @@ pub enum TargetConfig {
     Csv(CsvConfig),
     /// A `.npy` file with a 2-D [n, d] array.
     Npy(NpyConfig),
+    /// MNIST (28×28 digits, 60 000 train + 10 000 test), shipped with ouro.
+    Mnist(ImageConfig),
+    /// Fashion-MNIST from `path` (default `/usr/share/datasets/fashion-mnist`, Debian's
+    /// `dataset-fashion-mnist`).
+    FashionMnist(ImageConfig),
+    /// Any pair of IDX files: `images` [n, rows, cols] and `labels` [n] (gzipped or not).
+    Idx(ImageConfig),
+}
+
+/// Options of the image targets (`mnist`, `fashion-mnist`, `idx`). Pixels are scaled to [−1, 1].
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// `fashion-mnist`: the folder holding `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// `idx`: the images file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<PathBuf>,
+    /// `idx`: the labels file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PathBuf>,
+    /// `mnist`, `fashion-mnist`: "train" (60 000 images) or "test" (10 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// Average-pool the images to side × side pixels (e.g. 14 for MNIST; must divide the side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<usize>,
+    /// Keep only these classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<u32>>,
+    /// Keep only the first this many images (after the class filter, in file order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_points: Option<usize>,
+    /// Share of the points held out for evaluation.
+    #[serde(default = "default_heldout")]
+    pub heldout_fraction: f64,
+    /// Scale every pixel to mean 0, standard deviation 1 instead of keeping [−1, 1].
+    #[serde(default)]
+    pub standardize: bool,
 }
 
 fn two() -> usize {

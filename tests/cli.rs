@@ -149,6 +149,81 @@ fn data_file_problems_name_the_file() {
     );
 }
 
+/// IDX image targets: a truncated file, a wrong magic number, a label count that does not match
+/// the images, a side that does not divide, and a missing Fashion-MNIST folder each give one line.
+#[test]
+fn idx_problems_name_the_file_and_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = |dims: &[u32], data: &[u8]| {
+        let mut b = vec![0u8, 0, 8, dims.len() as u8];
+        for d in dims {
+            b.extend(d.to_be_bytes());
+        }
+        b.extend(data);
+        b
+    };
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let images = write("img-idx3-ubyte", &idx(&[6, 4, 4], &[7; 96]));
+    let labels = write("lab-idx1-ubyte", &idx(&[6], &[0, 1, 0, 1, 0, 1]));
+    let cfg = |i: &Path, l: &Path, extra: &str| {
+        GOOD.replace(
+            "kind = \"gaussian\"\ndim = 2",
+            &format!(
+                "kind = \"idx\"\nimages = \"{}\"\nlabels = \"{}\"\nheldout_fraction = 0.5{extra}",
+                i.display(),
+                l.display()
+            ),
+        )
+        .replace("real_size = 50", "real_size = 3")
+    };
+    let truncated = write("short-idx3-ubyte", &idx(&[6, 4, 4], &[7; 95]));
+    assert_rejected(
+        &cfg(&truncated, &labels, ""),
+        &[],
+        &["short-idx3-ubyte", "truncated", "96 bytes"],
+    );
+    let mut bad = idx(&[6, 4, 4], &[7; 96]);
+    bad[2] = 0x09;
+    bad[0] = 0x42;
+    let magic = write("magic-idx3-ubyte", &bad);
+    assert_rejected(
+        &cfg(&magic, &labels, ""),
+        &[],
+        &["magic-idx3-ubyte", "magic number"],
+    );
+    let few = write("few-idx1-ubyte", &idx(&[5], &[0, 1, 0, 1, 0]));
+    assert_rejected(
+        &cfg(&images, &few, ""),
+        &[],
+        &["few-idx1-ubyte", "5 labels for 6 images"],
+    );
+    assert_rejected(
+        &cfg(&images, &labels, "\nside = 3"),
+        &[],
+        &["target.side", "4×4"],
+    );
+    assert_rejected(
+        &cfg(&images, &labels, "\nclasses = [5]"),
+        &[],
+        &["target.classes"],
+    );
+    let fashion = GOOD.replace(
+        "kind = \"gaussian\"\ndim = 2",
+        &format!(
+            "kind = \"fashion-mnist\"\npath = \"{}\"",
+            dir.path().join("nowhere").display()
+        ),
+    );
+    assert_rejected(&fashion, &[], &["nowhere", "dataset-fashion-mnist"]);
+    // The good pair runs.
+    let (code, err) = run(dir.path(), &cfg(&images, &labels, ""), &[]);
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn a_finite_data_set_that_would_run_out_is_refused_up_front() {
     let cfg = r#"

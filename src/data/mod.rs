@@ -3,9 +3,10 @@
 
 mod builtin;
 mod files;
+pub mod idx;
 mod target;
 
-pub use builtin::{digits, faithful, penguins};
+pub use builtin::{digits, faithful, mnist, penguins};
 pub use files::{read_csv, read_npy, write_npy};
 pub use target::{RealData, Target};
 

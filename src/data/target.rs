@@ -1,14 +1,15 @@
 //! The target a loop is measured against: a known distribution (unlimited draws, exact moments)
 //! or a finite real data set (a seeded train/held-out split; fresh draws without replacement).
 
-use super::{Dataset, digits, faithful, penguins, read_csv, read_npy};
-use crate::config::{OneOrMany, RealDataConfig, TargetConfig};
+use super::{Dataset, digits, faithful, idx, mnist, penguins, read_csv, read_npy};
+use crate::config::{ImageConfig, OneOrMany, RealDataConfig, TargetConfig};
 use crate::distributions::{Distribution, Gaussian, GaussianMixture, Moons, Rings, StudentT};
 use crate::error::{Error, Result};
 use crate::linalg;
 use crate::rng::{Role, stream};
 use ndarray::{Array1, Array2, Axis};
 use rand::seq::SliceRandom;
+use std::path::PathBuf;
 
 /// The real distribution of an experiment.
 pub enum Target {
@@ -154,6 +155,9 @@ impl Target {
                 )))
             }
             TargetConfig::Digits(o) => finite("digits", digits()?, o)?,
+            TargetConfig::Mnist(c) => images("mnist", c)?,
+            TargetConfig::FashionMnist(c) => images("fashion-mnist", c)?,
+            TargetConfig::Idx(c) => images("idx", c)?,
             TargetConfig::Faithful(o) => finite("faithful", faithful()?, o)?,
             TargetConfig::Penguins(o) => finite("penguins", penguins()?, o)?,
             TargetConfig::Csv(c) => {
@@ -338,6 +342,119 @@ impl RealData<'_> {
     pub fn gaussian(&self) -> Option<&Gaussian> {
         self.target.distribution().and_then(|d| d.as_gaussian())
     }
+}
+
+/// Where Fashion-MNIST is looked for by default (Debian's `dataset-fashion-mnist`).
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// An image target: loads the images of `kind`, keeps the chosen classes and the first
+/// `max_points`, pools to `side`, and scales pixels to [−1, 1].
+fn images(kind: &str, c: &ImageConfig) -> Result<Target> {
+    let only = |key: &str, set: bool, kinds: &str| -> Result<()> {
+        if set {
+            Err(Error::config(format!(
+                "target.{key}: only for kind = {kinds} (this is {kind})"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    only(
+        "path",
+        c.path.is_some() && kind != "fashion-mnist",
+        "\"fashion-mnist\"",
+    )?;
+    only(
+        "images",
+        (c.images.is_some() || c.labels.is_some()) && kind != "idx",
+        "\"idx\" (with `labels`)",
+    )?;
+    only(
+        "split",
+        c.split.is_some() && kind == "idx",
+        "\"mnist\" or \"fashion-mnist\"",
+    )?;
+    let test = match c.split.as_deref().unwrap_or("train") {
+        "train" => false,
+        "test" => true,
+        other => {
+            return Err(Error::config(format!(
+                "target.split = \"{other}\": expected \"train\" or \"test\""
+            )));
+        }
+    };
+    let prefix = if test { "t10k" } else { "train" };
+    let (mut data, side, name) = match kind {
+        "mnist" => {
+            let (d, s) = mnist(test)?;
+            (d, s, "mnist".to_string())
+        }
+        "fashion-mnist" => {
+            let dir = c
+                .path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR));
+            let find = |what: &str| {
+                let stem = format!("{prefix}-{what}-ubyte");
+                idx::find_in(&dir, &stem).ok_or_else(|| {
+                    Error::data(
+                        dir.join(&stem),
+                        format!(
+                            "not found (nor {stem}.gz); install Fashion-MNIST with `apt-get install \
+                             dataset-fashion-mnist` or set target.path to the folder holding it"
+                        ),
+                    )
+                })
+            };
+            let (ip, lp) = (find("images-idx3")?, find("labels-idx1")?);
+            let (d, s) = idx::image_dataset(&idx::read_idx(&ip)?, &idx::read_idx(&lp)?, &ip, &lp)?;
+            (d, s, format!("fashion-mnist ({})", dir.display()))
+        }
+        _ => {
+            let (Some(ip), Some(lp)) = (&c.images, &c.labels) else {
+                return Err(Error::config(
+                    "target (idx): expected `images` and `labels`, the paths of two IDX files",
+                ));
+            };
+            let (d, s) = idx::image_dataset(&idx::read_idx(ip)?, &idx::read_idx(lp)?, ip, lp)?;
+            (d, s, ip.display().to_string())
+        }
+    };
+    if let Some(classes) = &c.classes {
+        let labels = data.labels.as_ref().expect("images have labels");
+        let keep: Vec<usize> = (0..data.len())
+            .filter(|&i| classes.contains(&labels[i]))
+            .collect();
+        if keep.is_empty() {
+            return Err(Error::config(format!(
+                "target.classes = {classes:?}: no image of {name} has one of these labels"
+            )));
+        }
+        data = Dataset {
+            points: data.points.select(Axis(0), &keep),
+            labels: Some(keep.iter().map(|&i| labels[i]).collect()),
+        };
+    }
+    if let Some(m) = c.max_points {
+        if m < 2 {
+            return Err(Error::config("target.max_points: expected at least 2"));
+        }
+        let m = m.min(data.len());
+        data = Dataset {
+            points: data.points.slice(ndarray::s![..m, ..]).to_owned(),
+            labels: data.labels.map(|l| l[..m].to_vec()),
+        };
+    }
+    if let Some(s) = c.side {
+        data.points = idx::downsample(&data.points, side, s)
+            .map_err(|e| Error::config(format!("target.side = {s}: {e}")))?;
+    }
+    data.points.mapv_inplace(idx::pixels_to_unit);
+    let o = RealDataConfig {
+        heldout_fraction: c.heldout_fraction,
+        standardize: c.standardize,
+    };
+    finite(&name, data, &o)
 }
 
 fn finite(name: &str, mut data: Dataset, o: &RealDataConfig) -> Result<Target> {
