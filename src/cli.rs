@@ -109,6 +109,15 @@ enum Command {
         /// k of the KSG mutual-information estimate (mi_excess).
         #[arg(long, default_value_t = 3)]
         ksg_k: usize,
+        /// Class labels of the real points (.npy of integers ≥ 0, one per row).
+        #[arg(long, value_name = "LABELS.npy")]
+        real_labels: Option<PathBuf>,
+        /// Class labels of the generated points (enables synthetic_accuracy).
+        #[arg(long, value_name = "LABELS.npy")]
+        generated_labels: Option<PathBuf>,
+        /// Class labels of the training points (enables real_accuracy).
+        #[arg(long, value_name = "LABELS.npy")]
+        train_labels: Option<PathBuf>,
         /// Worker threads (0 = all cores); results are identical for any value.
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -318,15 +327,19 @@ pub fn main_with(cli: Cli) -> Result<()> {
             seed,
             bandwidths,
             ksg_k,
+            real_labels,
+            generated_labels,
+            train_labels,
             threads,
             list,
         } => {
             if list {
                 for m in crate::metrics::eval::EVAL_METRICS {
-                    let t = if m.needs_train {
-                        " (needs --train)"
-                    } else {
-                        ""
+                    let t = match (m.needs_train, m.needs_labels) {
+                        (false, false) => "",
+                        (true, false) => " (needs --train)",
+                        (false, true) => " (needs --real-labels, --generated-labels)",
+                        (true, true) => " (needs --train, --real-labels, --train-labels)",
                     };
                     println!("{:<14} {}{t}", m.name, m.description);
                 }
@@ -351,10 +364,16 @@ pub fn main_with(cli: Cli) -> Result<()> {
             let (Some(real), Some(generated)) = (real, generated) else {
                 return Err(Error::Run("expected REAL.npy and GENERATED.npy".into()));
             };
+            let labels = [
+                real_labels.as_deref(),
+                generated_labels.as_deref(),
+                train_labels.as_deref(),
+            ];
             eval(
                 &real,
                 &generated,
                 train.as_deref(),
+                labels,
                 &metrics,
                 json,
                 &opts,
@@ -375,7 +394,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
             }
             for m in EVAL_METRICS
                 .iter()
-                .filter(|m| ALL.iter().all(|a| a.name != m.name))
+                .filter(|m| !m.needs_labels && ALL.iter().all(|a| a.name != m.name))
             {
                 println!(
                     "{:<16} {} (against the reference set) [by name]",
@@ -399,17 +418,55 @@ fn eval_input(path: &std::path::Path, what: &str) -> Result<ndarray::Array2<f32>
     Ok(x)
 }
 
+/// Reads class labels for a set of `n` rows: a 1-D (or n × 1) .npy of integers ≥ 0.
+fn eval_labels(path: &Path, n: usize, what: &str) -> Result<Vec<u32>> {
+    let l = crate::data::read_npy(path)?;
+    if l.ncols() != 1 || l.nrows() != n {
+        return Err(Error::data(
+            path,
+            format!(
+                "expected {n} labels (one per {what} point), found shape [{}, {}]",
+                l.nrows(),
+                l.ncols()
+            ),
+        ));
+    }
+    l.iter()
+        .map(|&v| {
+            if v >= 0.0 && v.fract() == 0.0 && v < 1e6 {
+                Ok(v as u32)
+            } else {
+                Err(Error::data(
+                    path,
+                    format!("label {v}: expected integers from 0 (class indices)"),
+                ))
+            }
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn eval(
-    real: &std::path::Path,
-    generated: &std::path::Path,
-    train: Option<&std::path::Path>,
+    real: &Path,
+    generated: &Path,
+    train: Option<&Path>,
+    label_paths: [Option<&Path>; 3],
     names: &[String],
     json: bool,
     opts: &crate::metrics::eval::EvalOptions,
     threads: usize,
 ) -> Result<()> {
-    use crate::metrics::eval::{evaluate, resolve};
-    let chosen = resolve(names, train.is_some())?;
+    use crate::metrics::eval::{Labels, evaluate, resolve};
+    let [real_lp, gen_lp, train_lp] = label_paths;
+    if train_lp.is_some() && train.is_none() {
+        return Err(Error::Run("--train-labels: needs --train".into()));
+    }
+    let present = Labels {
+        real: real_lp.map(|_| &[][..]),
+        generated: gen_lp.map(|_| &[][..]),
+        train: train_lp.map(|_| &[][..]),
+    };
+    let chosen = resolve(names, train.is_some(), &present)?;
     if opts.k == 0 {
         return Err(Error::Run("--k: expected at least 1".into()));
     }
@@ -464,11 +521,27 @@ fn eval(
             "the training set needs at least 2 points",
         ));
     }
+    let rl = real_lp
+        .map(|p| eval_labels(p, r.nrows(), "real"))
+        .transpose()?;
+    let gl = gen_lp
+        .map(|p| eval_labels(p, g.nrows(), "generated"))
+        .transpose()?;
+    let tl = match (train_lp, &t) {
+        (Some(p), Some(t)) => Some(eval_labels(p, t.nrows(), "training")?),
+        _ => None,
+    };
+    let labels = Labels {
+        real: rl.as_deref(),
+        generated: gl.as_deref(),
+        train: tl.as_deref(),
+    };
     let values = crate::experiment::with_threads(threads, || {
         evaluate(
             r.view(),
             g.view(),
             t.as_ref().map(|t| t.view()),
+            &labels,
             &chosen,
             opts,
         )

@@ -10,6 +10,7 @@
 //!     ─► Model::sample ─► metrics ─► a row of metrics.csv (+ samples/*.npy)
 //! ```
 
+pub mod classifier;
 pub mod cli;
 pub mod config;
 pub mod data;

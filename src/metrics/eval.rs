@@ -6,6 +6,7 @@ use super::fidelity::prdc;
 use super::kernel::{Kernel, median_bandwidth, mmd2, mmd2_many};
 use super::memorization::{memorization, nn_distance_gap};
 use super::mutual_info::mi_excess;
+use crate::classifier::{Classifier, ClassifierConfig};
 use crate::error::{Error, Result};
 use crate::rng::{Role, stream};
 use ndarray::ArrayView2;
@@ -82,7 +83,7 @@ impl Default for EvalOptions {
     }
 }
 
-/// An `ouro eval` metric: name, what it measures, and whether it needs the training set.
+/// An `ouro eval` metric: name, what it measures, and which inputs beyond the two sets it needs.
 pub struct EvalMetric {
     /// Name on the command line and in the output.
     pub name: &'static str,
@@ -90,6 +91,9 @@ pub struct EvalMetric {
     pub description: &'static str,
     /// Needs `--train`.
     pub needs_train: bool,
+    /// Needs class labels: of the real and generated sets, and of the training set with
+    /// `needs_train`.
+    pub needs_labels: bool,
 }
 
 const fn metric(name: &'static str, description: &'static str, needs_train: bool) -> EvalMetric {
@@ -97,6 +101,41 @@ const fn metric(name: &'static str, description: &'static str, needs_train: bool
         name,
         description,
         needs_train,
+        needs_labels: false,
+    }
+}
+
+const fn labelled(name: &'static str, description: &'static str, needs_train: bool) -> EvalMetric {
+    EvalMetric {
+        name,
+        description,
+        needs_train,
+        needs_labels: true,
+    }
+}
+
+/// Class labels of the sets, where given (one per row, classes 0..k).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Labels<'a> {
+    /// Of the real set.
+    pub real: Option<&'a [u32]>,
+    /// Of the generated set.
+    pub generated: Option<&'a [u32]>,
+    /// Of the training set.
+    pub train: Option<&'a [u32]>,
+}
+
+impl Labels<'_> {
+    /// Whether the labels `m` needs are all given.
+    fn allow(&self, m: &EvalMetric, has_train: bool) -> bool {
+        (!m.needs_train || has_train)
+            && (!m.needs_labels
+                || (self.real.is_some()
+                    && if m.needs_train {
+                        self.train.is_some()
+                    } else {
+                        self.generated.is_some()
+                    }))
     }
 }
 
@@ -182,6 +221,16 @@ pub const EVAL_METRICS: &[EvalMetric] = &[
         "mean NN distance to the real set minus to the training set (equal sizes); > 0: closer to training",
         true,
     ),
+    labelled(
+        "synthetic_accuracy",
+        "accuracy on the real set of an MLP classifier trained on the generated set and its labels (train on synthetic, test on real)",
+        false,
+    ),
+    labelled(
+        "real_accuracy",
+        "the same classifier trained on the training set and its labels instead (the reference line)",
+        true,
+    ),
     metric(
         "mi_excess",
         "KSG mutual information of generated points with their nearest training points, minus that of real points (first 2000; ≈ 0: generalises)",
@@ -193,11 +242,15 @@ pub const EVAL_METRICS: &[EvalMetric] = &[
 const KSG_POINTS: usize = 2000;
 
 /// Checks the requested names (all metrics that the inputs allow when `names` is empty).
-pub fn resolve(names: &[String], has_train: bool) -> Result<Vec<&'static EvalMetric>> {
+pub fn resolve(
+    names: &[String],
+    has_train: bool,
+    labels: &Labels,
+) -> Result<Vec<&'static EvalMetric>> {
     if names.is_empty() {
         return Ok(EVAL_METRICS
             .iter()
-            .filter(|m| has_train || !m.needs_train)
+            .filter(|m| labels.allow(m, has_train))
             .collect());
     }
     let mut chosen: Vec<&'static EvalMetric> = Vec::new();
@@ -214,11 +267,46 @@ pub fn resolve(names: &[String], has_train: bool) -> Result<Vec<&'static EvalMet
                 "--metrics: `{n}` needs the training set (--train TRAIN.npy)"
             )));
         }
+        if !labels.allow(m, has_train) {
+            let which = if m.needs_train {
+                "--real-labels and --train-labels"
+            } else {
+                "--real-labels and --generated-labels"
+            };
+            return Err(Error::Run(format!(
+                "--metrics: `{n}` needs class labels ({which})"
+            )));
+        }
         if !chosen.iter().any(|c| c.name == m.name) {
             chosen.push(m);
         }
     }
     Ok(chosen)
+}
+
+/// Accuracy on (test, test labels) of the MLP classifier of [`crate::classifier`] trained on
+/// (train, train labels) with the stream of `seed`; classes are 0..max label + 1 of both sets.
+fn tstr_accuracy(
+    train: ArrayView2<f32>,
+    train_labels: &[u32],
+    test: ArrayView2<f32>,
+    test_labels: &[u32],
+    seed: u64,
+) -> f64 {
+    let classes = train_labels
+        .iter()
+        .chain(test_labels)
+        .copied()
+        .max()
+        .map_or(1, |m| m as usize + 1);
+    let c = Classifier::train(
+        train,
+        train_labels,
+        classes,
+        &ClassifierConfig::mlp(),
+        &mut stream(seed, 0, Role::Fit),
+    );
+    c.accuracy(test, test_labels).0
 }
 
 /// Computes `metrics` for `generated` against `real` (and `train`), in the given order. The
@@ -228,6 +316,7 @@ pub fn evaluate(
     real: ArrayView2<f32>,
     generated: ArrayView2<f32>,
     train: Option<ArrayView2<f32>>,
+    labels: &Labels,
     metrics: &[&EvalMetric],
     opts: &EvalOptions,
 ) -> Vec<(&'static str, f64)> {
@@ -279,6 +368,17 @@ pub fn evaluate(
     }
     if wants(&["frechet"]) {
         values.insert("frechet", frechet_distance(generated, real));
+    }
+    if let (Some(rl), Some(gl)) = (labels.real, labels.generated)
+        && wants(&["synthetic_accuracy"])
+    {
+        let acc = tstr_accuracy(generated, gl, real, rl, opts.seed);
+        values.insert("synthetic_accuracy", acc);
+    }
+    if let (Some(t), Some(rl), Some(tl)) = (train, labels.real, labels.train)
+        && wants(&["real_accuracy"])
+    {
+        values.insert("real_accuracy", tstr_accuracy(t, tl, real, rl, opts.seed));
     }
     if let Some(train) = train {
         if wants(&["memorized", "copies", "authenticity"]) {

@@ -367,6 +367,12 @@ impl MetricSet {
                         }
                         Choice::Run(i)
                     } else if let Some(i) = EVAL_METRICS.iter().position(|m| m.name == n) {
+                        if EVAL_METRICS[i].needs_labels {
+                            return Err(Error::config(format!(
+                                "metrics.names: `{n}` needs labelled samples, which runs do not \
+                                 produce yet; use `ouro eval` with label files"
+                            )));
+                        }
                         Choice::Eval(i)
                     } else {
                         let known = known_names();
@@ -466,6 +472,7 @@ impl MetricSet {
                 ctx.reference.points.view(),
                 ctx.eval_view(),
                 Some(ctx.train),
+                &eval::Labels::default(),
                 &wanted,
                 ctx.options,
             )
@@ -484,11 +491,11 @@ impl MetricSet {
 }
 
 /// Every name `[metrics] names` accepts: the run metrics, then the `ouro eval` ones not
-/// among them.
+/// among them (except those that need labelled samples).
 pub fn known_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = ALL.iter().map(|m| m.name).collect();
     for m in EVAL_METRICS {
-        if !names.contains(&m.name) {
+        if !m.needs_labels && !names.contains(&m.name) {
             names.push(m.name);
         }
     }

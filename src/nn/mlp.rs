@@ -194,6 +194,30 @@ pub fn loss_grad(ws: &mut Workspace, scale: f32) -> f64 {
     sum
 }
 
+/// Softmax cross-entropy of the last forward pass's outputs (logits) against class `labels`
+/// (one per row): returns Σ −ln softmax(out)_y, and writes dL/d(out) = `scale`·(softmax(out) −
+/// onehot(y)) over the output (for a mean over N rows, `scale` = 1/N).
+pub fn softmax_xent_grad(ws: &mut Workspace, labels: &[u32], scale: f32) -> f64 {
+    let classes = ws.out.len() / ws.rows.max(1);
+    let mut sum = 0.0f64;
+    for (row, &y) in ws.out.chunks_exact_mut(classes).zip(labels) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut z = 0.0f64;
+        for v in row.iter_mut() {
+            let e = ((*v - max) as f64).exp();
+            z += e;
+            *v = e as f32;
+        }
+        let y = y as usize;
+        sum -= (row[y] as f64 / z).ln();
+        for (c, v) in row.iter_mut().enumerate() {
+            let p = (*v as f64 / z) as f32;
+            *v = scale * (p - if c == y { 1.0 } else { 0.0 });
+        }
+    }
+    sum
+}
+
 /// Backward pass after [`forward_train`] and [`loss_grad`]: writes dL/dθ into `ws.grads`.
 /// `packed` must hold the transposes (built with `transposes = true`).
 pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {

@@ -1,0 +1,252 @@
+//! Classifiers trained by the project, for what a synthetic data set is worth downstream
+//! (Yamaguchi & Fukuda: train on generated data, test on real data): softmax regression and a
+//! small SiLU MLP, both trained with softmax cross-entropy and Adam on inputs standardised with
+//! the training set's statistics, on the project's GEMM and seeded streams.
+
+use crate::nn::mlp::{
+    Adam, MlpShape, PackedWeights, Workspace, backward, forward_train, init_params,
+    softmax_xent_grad,
+};
+use crate::rng::Stream;
+use ndarray::{Array2, ArrayView2};
+use rand::seq::SliceRandom;
+
+/// How a classifier is built and trained.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassifierConfig {
+    /// Hidden widths: empty for softmax regression, e.g. [256, 256] for an MLP.
+    pub hidden: Vec<usize>,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Rows per Adam step.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f32,
+}
+
+impl ClassifierConfig {
+    /// Softmax regression (a linear layer and softmax).
+    pub fn softmax() -> Self {
+        ClassifierConfig {
+            hidden: Vec::new(),
+            epochs: 60,
+            batch_size: 64,
+            lr: 1e-2,
+        }
+    }
+
+    /// A two-hidden-layer SiLU MLP (256, 256).
+    pub fn mlp() -> Self {
+        ClassifierConfig {
+            hidden: vec![256, 256],
+            epochs: 40,
+            batch_size: 64,
+            lr: 1e-3,
+        }
+    }
+}
+
+/// A trained classifier.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    shape: MlpShape,
+    params: Vec<f32>,
+    /// Per-input mean and 1/sd of the training set (sd 0 → 1).
+    mean: Vec<f32>,
+    inv_sd: Vec<f32>,
+    classes: usize,
+}
+
+impl Classifier {
+    /// Trains on rows of `x` with labels in 0..`classes`. Each epoch visits the rows in a fresh
+    /// order drawn from `rng`; a last partial batch is dropped (as PyTorch's `drop_last`), so
+    /// every step has `batch_size` rows.
+    pub fn train(
+        x: ArrayView2<f32>,
+        labels: &[u32],
+        classes: usize,
+        cfg: &ClassifierConfig,
+        rng: &mut Stream,
+    ) -> Classifier {
+        let (n, d) = x.dim();
+        assert_eq!(labels.len(), n, "one label per row");
+        assert!(
+            labels.iter().all(|&l| (l as usize) < classes),
+            "labels below classes"
+        );
+        let (mean, inv_sd) = standardiser(x);
+        let shape = MlpShape::new(d, &cfg.hidden, classes);
+        let mut params = init_params(&shape, rng);
+        let mut packed = PackedWeights::new(&shape, &params, true);
+        let batch = cfg.batch_size.clamp(1, n.max(1));
+        let mut ws = Workspace::new(&shape, batch);
+        let mut adam = Adam::new(shape.params());
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut y = vec![0u32; batch];
+        for _ in 0..cfg.epochs {
+            order.shuffle(rng);
+            for chunk in order.chunks_exact(batch) {
+                for (r, &i) in chunk.iter().enumerate() {
+                    let dst = &mut ws.input[r * d..(r + 1) * d];
+                    standardise_row(x.row(i), &mean, &inv_sd, dst);
+                    y[r] = labels[i];
+                }
+                forward_train(&shape, &params, &packed, &mut ws);
+                softmax_xent_grad(&mut ws, &y, 1.0 / batch as f32);
+                backward(&shape, &packed, &mut ws);
+                adam.step(&mut params, &[&ws.grads], 1.0, cfg.lr);
+                packed.update(&shape, &params);
+            }
+        }
+        Classifier {
+            shape,
+            params,
+            mean,
+            inv_sd,
+            classes,
+        }
+    }
+
+    /// Class scores (logits), one row per row of `x`.
+    pub fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        const CHUNK: usize = 256;
+        let (n, d) = x.dim();
+        let packed = PackedWeights::new(&self.shape, &self.params, false);
+        let mut out = Array2::<f32>::zeros((n, self.classes));
+        for r0 in (0..n).step_by(CHUNK) {
+            let rows = CHUNK.min(n - r0);
+            let mut ws = Workspace::new(&self.shape, rows);
+            for r in 0..rows {
+                let dst = &mut ws.input[r * d..(r + 1) * d];
+                standardise_row(x.row(r0 + r), &self.mean, &self.inv_sd, dst);
+            }
+            forward_train(&self.shape, &self.params, &packed, &mut ws);
+            for (r, row) in ws.output().chunks_exact(self.classes).enumerate() {
+                out.row_mut(r0 + r)
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(o, &v)| *o = v);
+            }
+        }
+        out
+    }
+
+    /// The most likely class of every row (ties to the lower class).
+    pub fn predict(&self, x: ArrayView2<f32>) -> Vec<u32> {
+        self.logits(x)
+            .rows()
+            .into_iter()
+            .map(|r| {
+                let mut best = 0;
+                for (c, &v) in r.iter().enumerate() {
+                    if v > r[best] {
+                        best = c;
+                    }
+                }
+                best as u32
+            })
+            .collect()
+    }
+
+    /// Accuracy on (x, labels), and per class (NaN for a class absent from `labels`).
+    pub fn accuracy(&self, x: ArrayView2<f32>, labels: &[u32]) -> (f64, Vec<f64>) {
+        let pred = self.predict(x);
+        let mut right = vec![0usize; self.classes];
+        let mut total = vec![0usize; self.classes];
+        for (&p, &y) in pred.iter().zip(labels) {
+            total[y as usize] += 1;
+            right[y as usize] += (p == y) as usize;
+        }
+        let overall = right.iter().sum::<usize>() as f64 / labels.len().max(1) as f64;
+        let per = right
+            .iter()
+            .zip(&total)
+            .map(|(&r, &t)| {
+                if t == 0 {
+                    f64::NAN
+                } else {
+                    r as f64 / t as f64
+                }
+            })
+            .collect();
+        (overall, per)
+    }
+}
+
+/// Per-column mean and 1/sd (population sd; 1 where a column is constant).
+fn standardiser(x: ArrayView2<f32>) -> (Vec<f32>, Vec<f32>) {
+    let mu = crate::linalg::mean(x);
+    let cov = crate::linalg::covariance(x, 0);
+    let inv = cov
+        .diag()
+        .iter()
+        .map(|&v| {
+            if v > 1e-12 {
+                (1.0 / v.sqrt()) as f32
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    (mu.iter().map(|&v| v as f32).collect(), inv)
+}
+
+fn standardise_row(row: ndarray::ArrayView1<f32>, mean: &[f32], inv_sd: &[f32], dst: &mut [f32]) {
+    for (((o, &v), &m), &s) in dst.iter_mut().zip(row).zip(mean).zip(inv_sd) {
+        *o = (v - m) * s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::digits;
+    use crate::rng::{Role, stream};
+    use ndarray::Axis;
+
+    /// Digits split 80/20 by a seeded shuffle: the MLP reaches ≥ 95% held-out accuracy (issue
+    /// target; published MLP results on this set are 97–98%), softmax regression ≥ 93%.
+    #[test]
+    fn digits_classifiers_reach_published_accuracy() {
+        let d = digits().unwrap();
+        let labels = d.labels.clone().unwrap();
+        let mut order: Vec<usize> = (0..d.len()).collect();
+        order.shuffle(&mut stream(0, 0, Role::Split));
+        let (test, train) = order.split_at(d.len() / 5);
+        let pick = |idx: &[usize]| {
+            (
+                d.points.select(Axis(0), idx),
+                idx.iter().map(|&i| labels[i]).collect::<Vec<u32>>(),
+            )
+        };
+        let ((xtr, ytr), (xte, yte)) = (pick(train), pick(test));
+        let mlp = Classifier::train(
+            xtr.view(),
+            &ytr,
+            10,
+            &ClassifierConfig::mlp(),
+            &mut stream(0, 0, Role::Fit),
+        );
+        let (acc, per) = mlp.accuracy(xte.view(), &yte);
+        assert!(acc >= 0.95, "MLP accuracy {acc}");
+        assert!(per.iter().all(|&a| a > 0.8), "per class {per:?}");
+        let soft = Classifier::train(
+            xtr.view(),
+            &ytr,
+            10,
+            &ClassifierConfig::softmax(),
+            &mut stream(0, 0, Role::Fit),
+        );
+        let (acc_s, _) = soft.accuracy(xte.view(), &yte);
+        assert!(acc_s >= 0.93, "softmax accuracy {acc_s}");
+        // Deterministic: the same seed gives the same predictions.
+        let again = Classifier::train(
+            xtr.view(),
+            &ytr,
+            10,
+            &ClassifierConfig::softmax(),
+            &mut stream(0, 0, Role::Fit),
+        );
+        assert_eq!(again.predict(xte.view()), soft.predict(xte.view()));
+    }
+}
