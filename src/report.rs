@@ -168,3 +168,118 @@ pub fn plot_metrics(path: &Path, names: &[&str], rows: &[(u64, usize, Vec<f64>)]
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }
+
+/// The cells of an image grid, row by row: with labels, one row per class (in class order) of
+/// its first `per_row` images; without, the first `per_row` × `max_rows` images in order. `None`
+/// is an empty cell.
+pub fn grid_cells(
+    labels: Option<&[u32]>,
+    count: usize,
+    per_row: usize,
+    max_rows: usize,
+) -> Vec<Vec<Option<usize>>> {
+    match labels {
+        Some(labels) => {
+            let classes = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+            (0..classes.min(max_rows))
+                .map(|c| {
+                    let mut row: Vec<Option<usize>> = (0..count)
+                        .filter(|&i| labels[i] as usize == c)
+                        .take(per_row)
+                        .map(Some)
+                        .collect();
+                    row.resize(per_row, None);
+                    row
+                })
+                .collect()
+        }
+        None => (0..count.div_ceil(per_row).min(max_rows))
+            .map(|r| {
+                (0..per_row)
+                    .map(|c| Some(r * per_row + c).filter(|&i| i < count))
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// Writes a PNG of a grid of images: cell (r, c) shows row `cells[r][c]` of `images`, a
+/// `side.0 × side.1` image stored row-major; grey levels map [lo, hi] linearly to black..white
+/// (clipped); each pixel is drawn `scale × scale`, with 1-pixel white gaps between cells.
+pub fn image_grid(
+    path: &Path,
+    images: ndarray::ArrayView2<f32>,
+    side: (usize, usize),
+    cells: &[Vec<Option<usize>>],
+    range: (f32, f32),
+    scale: usize,
+) -> Result<()> {
+    let (ih, iw) = side;
+    assert_eq!(ih * iw, images.ncols(), "image side matches the dimension");
+    let rows = cells.len().max(1);
+    let cols = cells.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
+    let (cell_w, cell_h) = (iw * scale + 1, ih * scale + 1);
+    let (w, h) = ((cols * cell_w + 1) as u32, (rows * cell_h + 1) as u32);
+    let err = |e: String| Error::Run(format!("cannot draw {}: {e}", path.display()));
+    let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let (lo, hi) = range;
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    for (r, row) in cells.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            let Some(i) = *cell else { continue };
+            let img = images.row(i);
+            for y in 0..ih {
+                for x in 0..iw {
+                    let v = ((img[y * iw + x] - lo) / span).clamp(0.0, 1.0);
+                    let g = (v * 255.0).round() as u8;
+                    let color = RGBColor(g, g, g);
+                    let (x0, y0) = (1 + c * cell_w + x * scale, 1 + r * cell_h + y * scale);
+                    for dy in 0..scale {
+                        for dx in 0..scale {
+                            root.draw_pixel(((x0 + dx) as i32, (y0 + dy) as i32), &color)
+                                .map_err(|e| err(e.to_string()))?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+
+    #[test]
+    fn cells_group_by_class_or_fill_in_order() {
+        let labels = [1u32, 0, 1, 1, 2, 0];
+        let cells = grid_cells(Some(&labels), 6, 2, 10);
+        assert_eq!(
+            cells,
+            vec![
+                vec![Some(1), Some(5)],
+                vec![Some(0), Some(2)],
+                vec![Some(4), None]
+            ]
+        );
+        let cells = grid_cells(None, 5, 2, 10);
+        assert_eq!(cells[2], vec![Some(4), None]);
+        assert_eq!(grid_cells(None, 50, 5, 3).len(), 3);
+    }
+
+    #[test]
+    fn grid_png_has_the_expected_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.png");
+        let images = ndarray::Array2::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f32);
+        let cells = grid_cells(None, 3, 2, 10);
+        image_grid(&p, images.view(), (2, 2), &cells, (0.0, 11.0), 3).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        // PNG IHDR: width and height at bytes 16..24 (2 cells of 2·3 + 1 plus 1 → 15; 2 rows → 15).
+        let wh = |o: usize| u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap());
+        assert_eq!((wh(16), wh(20)), (15, 15));
+    }
+}

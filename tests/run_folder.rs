@@ -217,3 +217,47 @@ fn outputs_are_readable_and_the_config_reruns() {
     .unwrap_err();
     assert!(err.to_string().contains("--force"), "{err}");
 }
+
+/// Image targets get pictures: `real.png` (a row per class) and a grid per saved generation.
+#[test]
+fn image_targets_write_sample_grids() {
+    let text = r#"
+seed = 1
+generations = 2
+samples_per_generation = 200
+[target]
+kind = "digits"
+[model]
+kind = "gaussian"
+[loop]
+schedule = "replace"
+train_size = 500
+[metrics]
+names = ["mean_shift"]
+"#;
+    let exp = Experiment::new(Config::parse(text, &[]).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    run(
+        &exp,
+        &out,
+        &RunOptions {
+            force: false,
+            threads: 1,
+            progress: false,
+        },
+    )
+    .unwrap();
+    for f in [
+        "real.png",
+        "samples/seed-1/gen-000.png",
+        "samples/seed-1/gen-001.png",
+    ] {
+        let bytes = std::fs::read(out.join(f)).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG", "{f}");
+    }
+    // real.png: 10 classes × 10 images of 8×8 pixels drawn 3×3 (25 px per cell with the gap).
+    let bytes = std::fs::read(out.join("real.png")).unwrap();
+    let wh = |o: usize| u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap());
+    assert_eq!((wh(16), wh(20)), (251, 251));
+}

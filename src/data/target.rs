@@ -23,6 +23,8 @@ pub enum Target {
         data: Dataset,
         /// Share of points held out.
         heldout_fraction: f64,
+        /// (rows, cols) of a point viewed as an image (digits, MNIST-like sets), for pictures.
+        image_side: Option<(usize, usize)>,
     },
 }
 
@@ -154,12 +156,12 @@ impl Target {
                     positive("target.df", *df)?,
                 )))
             }
-            TargetConfig::Digits(o) => finite("digits", digits()?, o)?,
+            TargetConfig::Digits(o) => finite("digits", digits()?, o, Some((8, 8)))?,
             TargetConfig::Mnist(c) => images("mnist", c)?,
             TargetConfig::FashionMnist(c) => images("fashion-mnist", c)?,
             TargetConfig::Idx(c) => images("idx", c)?,
-            TargetConfig::Faithful(o) => finite("faithful", faithful()?, o)?,
-            TargetConfig::Penguins(o) => finite("penguins", penguins()?, o)?,
+            TargetConfig::Faithful(o) => finite("faithful", faithful()?, o, None)?,
+            TargetConfig::Penguins(o) => finite("penguins", penguins()?, o, None)?,
             TargetConfig::Csv(c) => {
                 let data = read_csv(
                     &c.path,
@@ -172,7 +174,7 @@ impl Target {
                     heldout_fraction: c.heldout_fraction,
                     standardize: c.standardize,
                 };
-                finite(&c.path.display().to_string(), data, &o)?
+                finite(&c.path.display().to_string(), data, &o, None)?
             }
             TargetConfig::Npy(c) => {
                 let points = read_npy(&c.path)?;
@@ -206,6 +208,7 @@ impl Target {
                     &c.path.display().to_string(),
                     Dataset { points, labels },
                     &o,
+                    None,
                 )?
             }
         })
@@ -229,6 +232,22 @@ impl Target {
                 heldout_fraction,
                 ..
             } => Some(data.len() - heldout_count(data.len(), *heldout_fraction)),
+        }
+    }
+
+    /// (rows, cols) of a point viewed as an image, for image data sets.
+    pub fn image_side(&self) -> Option<(usize, usize)> {
+        match self {
+            Target::Finite { image_side, .. } => *image_side,
+            Target::Known(_) => None,
+        }
+    }
+
+    /// The finite data set's points and labels (none for a known distribution).
+    pub fn dataset(&self) -> Option<&Dataset> {
+        match self {
+            Target::Finite { data, .. } => Some(data),
+            Target::Known(_) => None,
         }
     }
 
@@ -449,15 +468,21 @@ fn images(kind: &str, c: &ImageConfig) -> Result<Target> {
         data.points = idx::downsample(&data.points, side, s)
             .map_err(|e| Error::config(format!("target.side = {s}: {e}")))?;
     }
+    let side = c.side.map_or(side, |s| (s, s));
     data.points.mapv_inplace(idx::pixels_to_unit);
     let o = RealDataConfig {
         heldout_fraction: c.heldout_fraction,
         standardize: c.standardize,
     };
-    finite(&name, data, &o)
+    finite(&name, data, &o, Some(side))
 }
 
-fn finite(name: &str, mut data: Dataset, o: &RealDataConfig) -> Result<Target> {
+fn finite(
+    name: &str,
+    mut data: Dataset,
+    o: &RealDataConfig,
+    image_side: Option<(usize, usize)>,
+) -> Result<Target> {
     if !(0.0..1.0).contains(&o.heldout_fraction) {
         return Err(Error::config(format!(
             "target.heldout_fraction = {}: expected a number in [0, 1)",
@@ -492,6 +517,7 @@ fn finite(name: &str, mut data: Dataset, o: &RealDataConfig) -> Result<Target> {
         name: name.to_string(),
         data,
         heldout_fraction: o.heldout_fraction,
+        image_side,
     })
 }
 

@@ -1,6 +1,8 @@
 //! Writing a run folder:
 //! `config.toml` (resolved config), `metrics.csv` (one row per seed and generation),
-//! `samples/seed-S/gen-GGG.npy`, optionally `train/seed-S/gen-GGG.npy`, and `metrics.png`.
+//! `samples/seed-S/gen-GGG.npy` (and `gen-GGG.png`, a grid of the first 100 samples, for image
+//! targets, with `real.png`: the real images, a row per class), optionally
+//! `train/seed-S/gen-GGG.npy`, and `metrics.png`.
 //! The run is written to a hidden sibling folder and renamed into place only when complete, so a
 //! failed run never leaves a half-written folder behind.
 
@@ -129,6 +131,31 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
             .expect("valid template"),
     );
     let saved = |g: usize| g.is_multiple_of(cfg.save_every) || g + 1 == cfg.generations;
+    // Image targets: pictures of the real data (a row per class) and of each saved generation.
+    let picture = exp
+        .target
+        .image_side()
+        .zip(exp.target.dataset())
+        .map(|(side, data)| {
+            let lo = data.points.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = data
+                .points
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
+            (side, (lo, hi), (28 / side.0.max(side.1)).max(1))
+        });
+    if let (Some((side, range, scale)), Some(data)) = (picture, exp.target.dataset()) {
+        let cells = report::grid_cells(data.labels.as_deref(), data.len(), 10, 10);
+        report::image_grid(
+            &dir.join("real.png"),
+            data.points.view(),
+            side,
+            &cells,
+            range,
+            scale,
+        )?;
+    }
     let per_seed: Vec<Result<Vec<Vec<f64>>>> = super::with_threads(opts.threads, || {
         seeds
             .par_iter()
@@ -152,6 +179,18 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                     if saved(g.generation) {
                         if cfg.save_samples {
                             write_npy(&sample_dir.join(&file), g.samples)?;
+                            if let Some((side, range, scale)) = picture {
+                                let cells = report::grid_cells(None, g.samples.nrows(), 10, 10);
+                                let png = sample_dir.join(format!("gen-{:03}.png", g.generation));
+                                report::image_grid(
+                                    &png,
+                                    g.samples.view(),
+                                    side,
+                                    &cells,
+                                    range,
+                                    scale,
+                                )?;
+                            }
                         }
                         if cfg.save_train_sets {
                             write_npy(&train_dir.join(&file), g.train)?;
