@@ -198,6 +198,15 @@ fn bench_metrics(
     Ok(())
 }
 
+/// A value for a terminal table: 4 decimals, or scientific notation when small.
+fn format_value(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 /// The built-in demo experiment.
 pub const DEMO_CONFIG: &str = r#"# Fully synthetic loop: each generation fits a Gaussian by maximum likelihood to 20 samples of the
 # previous one. Theory: the expected variance shrinks as ((n-1)/n)^(g+1).
@@ -260,15 +269,17 @@ pub fn main_with(cli: Cli) -> Result<()> {
             let sweep = crate::experiment::with_threads(threads, || {
                 crate::experiment::reconstruct::reconstruct(&exp, &steps, &out, force)
             })??;
-            println!(
-                "{:>10} {:>10} {:>13} {:>11} {:>15} {:>11} {:>10}",
-                "t", "sigma", "rms_distance", "mean_shift", "cov_trace_ratio", "mmd2", "memorized"
-            );
+            let mut head = format!("{:>8} {:>9}", "t", "sigma");
+            for c in &sweep.columns {
+                head.push_str(&format!(" {c:>15}"));
+            }
+            println!("{head}");
             for (t, sigma, v) in &sweep.rows {
-                println!(
-                    "{t:>10} {sigma:>10.4} {:>13.4} {:>11.4} {:>15.4} {:>11.2e} {:>10.4}",
-                    v[0], v[1], v[2], v[3], v[4]
-                );
+                let mut line = format!("{t:>8} {sigma:>9.4}");
+                for x in v {
+                    line.push_str(&format!(" {:>15}", format_value(*x)));
+                }
+                println!("{line}");
             }
             println!("folder: {}", out.display());
             Ok(())

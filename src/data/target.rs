@@ -276,8 +276,10 @@ impl Target {
                     target: self,
                     seed,
                     pool: None,
+                    pool_labels: None,
                     next: 0,
                     reference,
+                    reference_labels: None,
                     mean,
                     cov,
                 }
@@ -293,14 +295,21 @@ impl Target {
                 let h = heldout_count(n, *heldout_fraction);
                 let reference = data.points.select(Axis(0), &order[..h]);
                 let pool = data.points.select(Axis(0), &order[h..]);
+                let pick = |idx: &[usize]| {
+                    data.labels
+                        .as_ref()
+                        .map(|l| idx.iter().map(|&i| l[i]).collect::<Vec<u32>>())
+                };
                 let mean = linalg::mean(data.points.view());
                 let cov = linalg::covariance(data.points.view(), 1);
                 RealData {
                     target: self,
                     seed,
                     pool: Some(pool),
+                    pool_labels: pick(&order[h..]),
                     next: 0,
                     reference,
+                    reference_labels: pick(&order[..h]),
                     mean,
                     cov,
                 }
@@ -320,9 +329,13 @@ pub struct RealData<'a> {
     seed: u64,
     /// Shuffled training split of a finite data set; draws take its rows in order.
     pool: Option<Array2<f32>>,
+    /// Labels of the pool's rows, when the data set has classes.
+    pool_labels: Option<Vec<u32>>,
     next: usize,
     /// Real points for evaluation, never trained on.
     pub reference: Array2<f32>,
+    /// Labels of the reference points, when the data set has classes.
+    pub reference_labels: Option<Vec<u32>>,
     /// The target's mean.
     pub mean: Array1<f64>,
     /// The target's covariance.
@@ -333,6 +346,26 @@ impl RealData<'_> {
     /// `n` real points for `generation`: fresh draws from the stream (seed, generation, role) for
     /// a known distribution, or the next `n` unused points of a finite training pool.
     pub fn draw(&mut self, n: usize, generation: usize, role: Role) -> Result<Array2<f32>> {
+        Ok(self.draw_labeled(n, generation, role)?.0)
+    }
+
+    /// [`RealData::draw`] with the labels of the drawn points, when the data set has classes.
+    pub fn draw_labeled(
+        &mut self,
+        n: usize,
+        generation: usize,
+        role: Role,
+    ) -> Result<(Array2<f32>, Option<Vec<u32>>)> {
+        let start = self.next;
+        let points = self.draw_points(n, generation, role)?;
+        let labels = self
+            .pool_labels
+            .as_ref()
+            .map(|l| l[start..start + points.nrows()].to_vec());
+        Ok((points, labels))
+    }
+
+    fn draw_points(&mut self, n: usize, generation: usize, role: Role) -> Result<Array2<f32>> {
         match (&self.pool, self.target) {
             (None, Target::Known(dist)) => {
                 Ok(dist.sample(n, &mut stream(self.seed, generation as u64, role)))

@@ -4,10 +4,13 @@
 
 use super::Experiment;
 use super::run_dir::write_atomically;
+use crate::classifier::{Classifier, ClassifierConfig};
 use crate::data::write_npy;
 use crate::diffusion::DiffusionModel;
 use crate::error::{Error, Result};
 use crate::linalg;
+use crate::metrics::edges::edge_coverage;
+use crate::metrics::fidelity::prdc;
 use crate::metrics::kernel::{median_bandwidth, mmd2_unbiased};
 use crate::metrics::memorization::memorized_share;
 use crate::models::{Learner, Model};
@@ -15,23 +18,37 @@ use crate::rng::{Role, stream};
 use ndarray::{Array2, ArrayView2};
 use std::path::Path;
 
-/// Column names of `reconstruction.csv` after `t` and `sigma`.
-pub const COLUMNS: [&str; 5] = [
+/// Column names of `reconstruction.csv` after `t` and `sigma`, for every target: see
+/// [`measure`].
+pub const COLUMNS: [&str; 9] = [
     "rms_distance",
     "mean_shift",
     "cov_trace_ratio",
     "mmd2",
     "memorized",
+    "density",
+    "coverage",
+    "edge90",
+    "edge99",
 ];
 
-/// One row per time: t, σ(t) (in the model's standardised units) and [`COLUMNS`].
+/// Further column for a data set with classes: the accuracy on the held-out real points of the
+/// MLP classifier of [`crate::classifier`] trained on the reconstructed set with the labels of
+/// the originals (at large t the reconstruction no longer depends on its original, and with an
+/// unconditional model the accuracy falls to chance).
+pub const LABELLED_COLUMNS: [&str; 1] = ["accuracy"];
+
+/// One row per time: t, σ(t) (in the model's standardised units) and the values of `columns`.
 pub struct Sweep {
+    /// Column names after t and σ.
+    pub columns: Vec<&'static str>,
     /// (t, σ, values).
     pub rows: Vec<(f64, f64, Vec<f64>)>,
 }
 
-/// Runs the sweep for the first seed of `exp` and writes `out`: config.toml, original.npy,
-/// reconstructed/t-<t>.npy and reconstruction.csv. Everything is checked before anything is
+/// Runs the sweep for the first seed of `exp` and writes `out`: config.toml, original.npy (and
+/// labels.npy for a data set with classes), reconstructed/t-<t>.npy (and t-<t>.png, a row per
+/// class, for image targets) and reconstruction.csv. Everything is checked before anything is
 /// written.
 pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> Result<Sweep> {
     let Learner::Diffusion(learner) = &exp.learner else {
@@ -52,7 +69,8 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
     }
     let seed = exp.config.seed;
     let mut real = exp.target.realize(seed, exp.metrics.eval_samples);
-    let train = real.draw(exp.schedule.min_train_size(), 0, Role::RealInit)?;
+    let (train, train_labels) =
+        real.draw_labeled(exp.schedule.min_train_size(), 0, Role::RealInit)?;
     let model: DiffusionModel =
         match exp
             .learner
@@ -63,12 +81,24 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
         };
     let n = exp.config.samples_per_generation.min(train.nrows());
     let x0 = train.slice(ndarray::s![..n, ..]).to_owned();
+    let labels0 = train_labels.map(|l| l[..n].to_vec());
+    let labelled = labels0.as_deref().zip(real.reference_labels.as_deref());
+    if real.reference.nrows() <= 5 {
+        return Err(Error::config(
+            "metrics.eval_samples / target.heldout_fraction: reconstruction's density and coverage \
+             need more than 5 reference points",
+        ));
+    }
     let bandwidth = median_bandwidth(real.reference.view());
+    let mut columns: Vec<&'static str> = COLUMNS.to_vec();
+    if labelled.is_some() {
+        columns.extend(LABELLED_COLUMNS);
+    }
     let mut rows = Vec::new();
     let mut sets = Vec::new();
     for (i, &t) in times.iter().enumerate() {
         let x = model.reconstruct(x0.view(), t, &mut stream(seed, i as u64, Role::Samples));
-        let values = measure(
+        let mut values = measure(
             x.view(),
             x0.view(),
             train.view(),
@@ -76,9 +106,23 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
             bandwidth,
             exp.metrics.memorization_ratio,
         );
+        if let Some((l0, lr)) = labelled {
+            values.extend(measure_labelled(
+                x.view(),
+                l0,
+                real.reference.view(),
+                lr,
+                seed,
+            ));
+        }
         rows.push((t, learner.plan.schedule.sigma(t), values));
         sets.push(x);
     }
+    let picture = exp.target.image_side().map(|side| {
+        let lo = x0.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = x0.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        (side, (lo, hi), (28 / side.0.max(side.1)).max(1))
+    });
     write_atomically(out, force, |dir| {
         let io = |what: &str, e| Error::io(format!("cannot write {what}"), e);
         std::fs::write(dir.join("config.toml"), exp.config.to_toml())
@@ -88,9 +132,18 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
         std::fs::create_dir_all(&sub).map_err(|e| io("reconstructed/", e))?;
         for (&t, x) in times.iter().zip(&sets) {
             write_npy(&sub.join(format!("t-{t}.npy")), x)?;
+            if let Some((side, range, scale)) = picture {
+                let cells = crate::report::grid_cells(labels0.as_deref(), x.nrows(), 10, 10);
+                let png = sub.join(format!("t-{t}.png"));
+                crate::report::image_grid(&png, x.view(), side, &cells, range, scale)?;
+            }
+        }
+        if let Some(l) = &labels0 {
+            let col = Array2::from_shape_fn((l.len(), 1), |(i, _)| l[i] as f32);
+            write_npy(&dir.join("labels.npy"), &col)?;
         }
         let mut csv = String::from("t,sigma");
-        for c in COLUMNS {
+        for c in &columns {
             csv.push(',');
             csv.push_str(c);
         }
@@ -104,11 +157,38 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
         }
         std::fs::write(dir.join("reconstruction.csv"), csv).map_err(|e| io("reconstruction.csv", e))
     })?;
-    Ok(Sweep { rows })
+    Ok(Sweep { columns, rows })
+}
+
+/// [`LABELLED_COLUMNS`] for the reconstructed set `x` with the originals' labels.
+fn measure_labelled(
+    x: ArrayView2<f32>,
+    labels: &[u32],
+    heldout: ArrayView2<f32>,
+    heldout_labels: &[u32],
+    seed: u64,
+) -> Vec<f64> {
+    let classes = labels
+        .iter()
+        .chain(heldout_labels)
+        .copied()
+        .max()
+        .map_or(1, |m| m as usize + 1);
+    let clf = Classifier::train(
+        x,
+        labels,
+        classes,
+        &ClassifierConfig::mlp(),
+        &mut stream(seed, 0, Role::Fit),
+    );
+    vec![clf.accuracy(heldout, heldout_labels).0]
 }
 
 /// RMS distance to the originals √(mean ‖x̂ − x₀‖²), ‖mean x̂ − mean x₀‖, tr Cov(x̂)/tr Cov(x₀),
-/// unbiased MMD² to the real reference set and the memorised share against the training set.
+/// unbiased MMD² to the real reference set, the memorised share against the training set,
+/// density and coverage (k = 5) against the reference set, and edge coverage: the share of x̂
+/// beyond the 90th and 99th percentile of the reference points' distance to their mean (a real
+/// set scores ≈ 0.10 and 0.01).
 fn measure(
     x: ArrayView2<f32>,
     x0: ArrayView2<f32>,
@@ -124,11 +204,16 @@ fn measure(
         .sum()
         .sqrt();
     let tr = |a: ArrayView2<f32>| linalg::covariance(a, 1).diag().sum();
+    let p = prdc(reference, x, 5);
     vec![
         rms,
         shift,
         tr(x) / tr(x0),
         mmd2_unbiased(x, reference, bandwidth),
         memorized_share(x, train, ratio),
+        p.density,
+        p.coverage,
+        edge_coverage(reference, x, 0.9, None),
+        edge_coverage(reference, x, 0.99, None),
     ]
 }

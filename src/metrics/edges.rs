@@ -12,13 +12,16 @@ pub fn edge_coverage(
     real: ArrayView2<f32>,
     generated: ArrayView2<f32>,
     quantile: f64,
-    labels: Option<(&[usize], &[usize])>,
+    labels: Option<(&[u32], &[u32])>,
 ) -> f64 {
     if generated.nrows() == 0 || real.nrows() == 0 {
         return f64::NAN;
     }
-    let (real_labels, gen_labels) = match labels {
-        Some((r, g)) => (r.to_vec(), g.to_vec()),
+    let (real_labels, gen_labels): (Vec<usize>, Vec<usize>) = match labels {
+        Some((r, g)) => (
+            r.iter().map(|&v| v as usize).collect(),
+            g.iter().map(|&v| v as usize).collect(),
+        ),
         None => (vec![0; real.nrows()], vec![0; generated.nrows()]),
     };
     let classes = real_labels.iter().copied().max().unwrap_or(0) + 1;
@@ -98,7 +101,7 @@ mod tests {
         // Per class: class 1 is the real set shifted by 10; labels keep classes apart.
         let shifted = real.mapv(|v| v + 10.0);
         let both = ndarray::concatenate![ndarray::Axis(0), real, shifted];
-        let labels: Vec<usize> = (0..8000).map(|i| i / 4000).collect();
+        let labels: Vec<u32> = (0..8000).map(|i| i / 4000).collect();
         let gen_labels = labels.clone();
         let e = edge_coverage(both.view(), both.view(), 0.9, Some((&labels, &gen_labels)));
         assert!((e - 0.1).abs() < 0.002, "{e}");
