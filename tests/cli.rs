@@ -119,6 +119,26 @@ fn config_mistakes_name_the_key() {
     );
     assert_rejected(
         GOOD,
+        &["--set", "metrics.bandwidths=[\"wide\"]"],
+        &["metrics.bandwidths", "bandwidth `wide`", "median"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "metrics.names=[\"precision\"]", "--set", "metrics.k=0"],
+        &["metrics.k = 0"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "metrics.names=[\"modes_hit\"]"],
+        &["`modes_hit` needs", "Gaussian-mixture target"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "metrics.names=[\"synthetic_accuracy\"]"],
+        &["`synthetic_accuracy` needs labelled samples", "ouro eval"],
+    );
+    assert_rejected(
+        GOOD,
         &["--set", "nonsense"],
         &["--set `nonsense`", "KEY=VALUE"],
     );
