@@ -220,33 +220,17 @@ mod tests {
             )
         };
         let ((xtr, ytr), (xte, yte)) = (pick(train), pick(test));
-        let mlp = Classifier::train(
-            xtr.view(),
-            &ytr,
-            10,
-            &ClassifierConfig::mlp(),
-            &mut stream(0, 0, Role::Fit),
-        );
-        let (acc, per) = mlp.accuracy(xte.view(), &yte);
+        let fit = |cfg: &ClassifierConfig| {
+            Classifier::train(xtr.view(), &ytr, 10, cfg, &mut stream(0, 0, Role::Fit))
+        };
+        let (acc, per) = fit(&ClassifierConfig::mlp()).accuracy(xte.view(), &yte);
         assert!(acc >= 0.95, "MLP accuracy {acc}");
         assert!(per.iter().all(|&a| a > 0.8), "per class {per:?}");
-        let soft = Classifier::train(
-            xtr.view(),
-            &ytr,
-            10,
-            &ClassifierConfig::softmax(),
-            &mut stream(0, 0, Role::Fit),
-        );
+        let soft = fit(&ClassifierConfig::softmax());
         let (acc_s, _) = soft.accuracy(xte.view(), &yte);
         assert!(acc_s >= 0.93, "softmax accuracy {acc_s}");
         // Deterministic: the same seed gives the same predictions.
-        let again = Classifier::train(
-            xtr.view(),
-            &ytr,
-            10,
-            &ClassifierConfig::softmax(),
-            &mut stream(0, 0, Role::Fit),
-        );
+        let again = fit(&ClassifierConfig::softmax());
         assert_eq!(again.predict(xte.view()), soft.predict(xte.view()));
     }
 }

@@ -124,7 +124,12 @@ fn config_mistakes_name_the_key() {
     );
     assert_rejected(
         GOOD,
-        &["--set", "metrics.names=[\"precision\"]", "--set", "metrics.k=0"],
+        &[
+            "--set",
+            "metrics.names=[\"precision\"]",
+            "--set",
+            "metrics.k=0",
+        ],
         &["metrics.k = 0"],
     );
     assert_rejected(
