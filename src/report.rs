@@ -100,6 +100,23 @@ fn fmt(v: f64) -> String {
 /// Writes a PNG with one panel per metric: the mean over seeds against generation, with a band
 /// of ± one standard deviation when there are several seeds.
 pub fn plot_metrics(path: &Path, names: &[&str], rows: &[(u64, usize, Vec<f64>)]) -> Result<()> {
+    let points: Vec<(f64, Vec<Summary>)> = by_generation(rows, names.len())
+        .into_iter()
+        .enumerate()
+        .map(|(g, s)| (g as f64, s))
+        .collect();
+    plot_panels(path, names, "generation", &points)
+}
+
+/// Writes a PNG with one panel per column of `names`: each point's mean against its x (in
+/// increasing x), with a band of ± one standard deviation where any is positive. Used for the
+/// per-generation metrics and for reconstruction sweeps (x = t).
+pub fn plot_panels(
+    path: &Path,
+    names: &[&str],
+    x_desc: &str,
+    points: &[(f64, Vec<Summary>)],
+) -> Result<()> {
     REGISTER_FONT.call_once(|| {
         let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
         assert!(
@@ -107,7 +124,6 @@ pub fn plot_metrics(path: &Path, names: &[&str], rows: &[(u64, usize, Vec<f64>)]
             "the bundled font is a valid TrueType file"
         );
     });
-    let summary = by_generation(rows, names.len());
     let cols = names.len().clamp(1, 3);
     let panel_rows = names.len().div_ceil(cols).max(1);
     let (w, h) = (460 * cols as u32, 320 * panel_rows as u32);
@@ -115,14 +131,20 @@ pub fn plot_metrics(path: &Path, names: &[&str], rows: &[(u64, usize, Vec<f64>)]
     let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let panels = root.split_evenly((panel_rows, cols));
+    let x_min = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let x_max = points.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+    let (x_min, x_max) = if x_min.is_finite() && x_max > x_min {
+        (x_min, x_max)
+    } else {
+        (0.0, 1.0)
+    };
+    let whole = points.iter().all(|p| p.0.fract() == 0.0);
     for (m, (name, area)) in names.iter().zip(panels.iter()).enumerate() {
-        let pts: Vec<(f64, Summary)> = summary
+        let pts: Vec<(f64, Summary)> = points
             .iter()
-            .enumerate()
-            .map(|(g, s)| (g as f64, s[m]))
+            .map(|(x, s)| (*x, s[m]))
             .filter(|(_, s)| s.count > 0)
             .collect();
-        let x_max = (summary.len().max(2) - 1) as f64;
         let (mut lo, mut hi) = pts
             .iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, s)| {
@@ -137,13 +159,13 @@ pub fn plot_metrics(path: &Path, names: &[&str], rows: &[(u64, usize, Vec<f64>)]
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))
+            .build_cartesian_2d(x_min..x_max, (lo - pad)..(hi + pad))
             .map_err(|e| err(e.to_string()))?;
         let tiny = (hi - lo).abs().max(hi.abs()) * 1e-9;
         chart
             .configure_mesh()
-            .x_desc("generation")
-            .x_label_formatter(&|v| format!("{v:.0}"))
+            .x_desc(x_desc)
+            .x_label_formatter(&|v| if whole { format!("{v:.0}") } else { fmt(*v) })
             .y_label_formatter(&|v| if v.abs() <= tiny { "0".into() } else { fmt(*v) })
             .label_style(("sans-serif", 12))
             .draw()

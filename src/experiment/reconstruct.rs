@@ -14,6 +14,7 @@ use crate::metrics::fidelity::prdc;
 use crate::metrics::kernel::{median_bandwidth, mmd2_unbiased};
 use crate::metrics::memorization::memorized_share;
 use crate::models::{Learner, Model};
+use crate::report::{Summary, plot_panels};
 use crate::rng::{Role, stream};
 use ndarray::{Array2, ArrayView2};
 use std::path::Path;
@@ -48,7 +49,7 @@ pub struct Sweep {
 
 /// Runs the sweep for the first seed of `exp` and writes `out`: config.toml, original.npy (and
 /// labels.npy for a data set with classes), reconstructed/t-<t>.npy (and t-<t>.png, a row per
-/// class, for image targets) and reconstruction.csv. Everything is checked before anything is
+/// class, for image targets), reconstruction.csv and reconstruction.png (every column against t). Everything is checked before anything is
 /// written.
 pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> Result<Sweep> {
     let Learner::Diffusion(learner) = &exp.learner else {
@@ -155,7 +156,24 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
             }
             csv.push('\n');
         }
-        std::fs::write(dir.join("reconstruction.csv"), csv).map_err(|e| io("reconstruction.csv", e))
+        std::fs::write(dir.join("reconstruction.csv"), csv)
+            .map_err(|e| io("reconstruction.csv", e))?;
+        let mut points: Vec<(f64, Vec<Summary>)> = rows
+            .iter()
+            .map(|(t, _, v)| {
+                let s = v
+                    .iter()
+                    .map(|&mean| Summary {
+                        mean,
+                        sd: 0.0,
+                        count: mean.is_finite() as usize,
+                    })
+                    .collect();
+                (*t, s)
+            })
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        plot_panels(&dir.join("reconstruction.png"), &columns, "t", &points)
     })?;
     Ok(Sweep { columns, rows })
 }
