@@ -102,10 +102,17 @@ impl Context<'_> {
                     .model
                     .log_density(self.samples.slice(s![..1, ..]))
                     .is_some();
-                let kde = (!own).then(|| {
+                let kde = if own {
+                    None
+                } else {
+                    // A collapsed sample (all points equal) has no KDE: the divergences are NaN.
                     let x = self.eval_view();
-                    Kde::new(x.to_owned(), scott_bandwidth(x))
-                });
+                    let h = scott_bandwidth(x);
+                    if !(h.is_finite() && h > 0.0) {
+                        return None;
+                    }
+                    Some(Kde::new(x.to_owned(), h))
+                };
                 let log_q = |x: ArrayView2<f32>| match &kde {
                     Some(k) => k.log_density(x).expect("a KDE with h > 0"),
                     None => self.model.log_density(x).expect("checked above"),
