@@ -4,6 +4,7 @@
 
 pub mod gemm;
 pub mod mlp;
+pub mod weights;
 pub mod simd;
 
 pub(crate) use simd::simd_dispatch;
