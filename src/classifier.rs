@@ -3,6 +3,7 @@
 //! small SiLU MLP, both trained with softmax cross-entropy and Adam on inputs standardised with
 //! the training set's statistics, on the project's GEMM and seeded streams.
 
+use crate::error::{Error, Result};
 use crate::nn::mlp::{
     Adam, MlpShape, PackedWeights, Workspace, backward, forward_train, init_params,
     softmax_xent_grad,
@@ -10,6 +11,11 @@ use crate::nn::mlp::{
 use crate::rng::Stream;
 use ndarray::{Array2, ArrayView2};
 use rand::seq::SliceRandom;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Format tag of a saved classifier.
+const FORMAT: &str = "ouro-mlp-classifier-1";
 
 /// How a classifier is built and trained.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,12 +113,24 @@ impl Classifier {
         }
     }
 
-    /// Class scores (logits), one row per row of `x`.
-    pub fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
+    /// Input dimension.
+    pub fn dim(&self) -> usize {
+        self.shape.widths[0]
+    }
+
+    /// Runs the network over `x` in chunks and copies `width` values per row out of each chunk's
+    /// workspace with `take`.
+    fn map_rows(
+        &self,
+        x: ArrayView2<f32>,
+        width: usize,
+        take: impl Fn(&Workspace) -> &[f32],
+    ) -> Array2<f32> {
         const CHUNK: usize = 256;
         let (n, d) = x.dim();
+        assert_eq!(d, self.dim(), "input dimension");
         let packed = PackedWeights::new(&self.shape, &self.params, false);
-        let mut out = Array2::<f32>::zeros((n, self.classes));
+        let mut out = Array2::<f32>::zeros((n, width));
         for r0 in (0..n).step_by(CHUNK) {
             let rows = CHUNK.min(n - r0);
             let mut ws = Workspace::new(&self.shape, rows);
@@ -121,7 +139,7 @@ impl Classifier {
                 standardise_row(x.row(r0 + r), &self.mean, &self.inv_sd, dst);
             }
             forward_train(&self.shape, &self.params, &packed, &mut ws);
-            for (r, row) in ws.output().chunks_exact(self.classes).enumerate() {
+            for (r, row) in take(&ws).chunks_exact(width).enumerate() {
                 out.row_mut(r0 + r)
                     .iter_mut()
                     .zip(row)
@@ -129,6 +147,66 @@ impl Classifier {
             }
         }
         out
+    }
+
+    /// Class scores (logits), one row per row of `x`.
+    pub fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        self.map_rows(x, self.classes, |ws| ws.output())
+    }
+
+    /// The last hidden layer's activations (the penultimate layer: a feature space for image
+    /// metrics, as Inception features are for FID); `None` for softmax regression.
+    pub fn features(&self, x: ArrayView2<f32>) -> Option<Array2<f32>> {
+        let hidden = self.shape.layers().checked_sub(2)?;
+        let width = self.shape.widths[hidden + 1];
+        Some(self.map_rows(x, width, |ws| ws.hidden(hidden)))
+    }
+
+    /// Writes the classifier as safetensors ([`crate::nn::weights`] layout) with its classes and
+    /// input standardisation in the metadata.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let list = |v: &[f32]| {
+            let items: Vec<String> = v.iter().map(|x| format!("{x:e}")).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let meta = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            ("classes".to_string(), self.classes.to_string()),
+            ("mean".to_string(), list(&self.mean)),
+            ("inv_sd".to_string(), list(&self.inv_sd)),
+        ]);
+        crate::nn::weights::write(path, &self.shape, &self.params, meta)
+    }
+
+    /// Reads a classifier written by [`Classifier::save`].
+    pub fn load(path: &Path) -> Result<Classifier> {
+        let net = crate::nn::weights::read(path, FORMAT)?;
+        let bad = |m: &str| Error::data(path, format!("classifier metadata: {m}"));
+        let list = |key: &str| -> Result<Vec<f32>> {
+            let text = net
+                .metadata
+                .get(key)
+                .ok_or_else(|| bad(&format!("no `{key}`")))?;
+            serde_json::from_str(text)
+                .map_err(|_| bad(&format!("`{key}` is not a list of numbers")))
+        };
+        let (mean, inv_sd) = (list("mean")?, list("inv_sd")?);
+        let classes: usize = net
+            .metadata
+            .get("classes")
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| bad("no `classes`"))?;
+        let d = net.shape.widths[0];
+        if mean.len() != d || inv_sd.len() != d || net.shape.widths.last() != Some(&classes) {
+            return Err(bad("sizes do not match the network"));
+        }
+        Ok(Classifier {
+            shape: net.shape,
+            params: net.params,
+            mean,
+            inv_sd,
+            classes,
+        })
     }
 
     /// The most likely class of every row (ties to the lower class).
@@ -232,5 +310,14 @@ mod tests {
         // Deterministic: the same seed gives the same predictions.
         let again = fit(&ClassifierConfig::softmax());
         assert_eq!(again.predict(xte.view()), soft.predict(xte.view()));
+        assert!(soft.features(xte.view()).is_none());
+        // Saved and loaded, the MLP gives the same logits and 256 features per point.
+        let mlp = fit(&ClassifierConfig::mlp());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        mlp.save(&path).unwrap();
+        let back = Classifier::load(&path).unwrap();
+        assert_eq!(back.logits(xte.view()), mlp.logits(xte.view()));
+        assert_eq!(back.features(xte.view()).unwrap().dim(), (xte.nrows(), 256));
     }
 }

@@ -70,6 +70,19 @@ enum Command {
     },
     /// List the metrics that `[metrics] names` accepts.
     Metrics,
+    /// Train the MLP classifier on the training split of CONFIG's labelled data set (first seed)
+    /// and save it: its held-out accuracy is printed, and its last hidden layer is the feature
+    /// space of `ouro eval --features`.
+    Classifier {
+        /// Experiment file whose `[target]` is a labelled data set (digits, mnist, …).
+        config: PathBuf,
+        /// Where to write the classifier (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        /// Override a config key (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Compare a generated set with a real one (and a training set): fidelity, coverage,
     /// distances and memorisation, from .npy files of shape [n, d].
     Eval {
@@ -118,6 +131,10 @@ enum Command {
         /// Class labels of the training points (enables real_accuracy).
         #[arg(long, value_name = "LABELS.npy")]
         train_labels: Option<PathBuf>,
+        /// Compare the sets in the feature space of this classifier (`ouro classifier`): every
+        /// set is mapped through its last hidden layer first (FID-style metrics on images).
+        #[arg(long, value_name = "CLASSIFIER.safetensors")]
+        features: Option<PathBuf>,
         /// Worker threads (0 = all cores); results are identical for any value.
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -341,6 +358,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
             real_labels,
             generated_labels,
             train_labels,
+            features,
             threads,
             list,
         } => {
@@ -380,17 +398,23 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 generated_labels.as_deref(),
                 train_labels.as_deref(),
             ];
+            let features = features
+                .as_deref()
+                .map(crate::classifier::Classifier::load)
+                .transpose()?;
             eval(
                 &real,
                 &generated,
                 train.as_deref(),
                 labels,
+                features.as_ref(),
                 &metrics,
                 json,
                 &opts,
                 threads,
             )
         }
+        Command::Classifier { config, out, set } => train_classifier(&config, &set, &out),
         Command::Metrics => {
             use crate::metrics::{ALL, Needs, eval::EVAL_METRICS};
             for m in ALL {
@@ -462,6 +486,7 @@ fn eval(
     generated: &Path,
     train: Option<&Path>,
     label_paths: [Option<&Path>; 3],
+    features: Option<&crate::classifier::Classifier>,
     names: &[String],
     json: bool,
     opts: &crate::metrics::eval::EvalOptions,
@@ -509,6 +534,27 @@ fn eval(
             ));
         }
     }
+    let (r, g, t) = match features {
+        None => (r, g, t),
+        Some(c) => {
+            if r.ncols() != c.dim() {
+                return Err(Error::data(
+                    real,
+                    format!(
+                        "--features: the classifier takes {}-dimensional points, these have {}",
+                        c.dim(),
+                        r.ncols()
+                    ),
+                ));
+            }
+            let map = |x: &ndarray::Array2<f32>| {
+                c.features(x.view()).ok_or_else(|| {
+                    Error::Run("--features: the classifier has no hidden layer".into())
+                })
+            };
+            (map(&r)?, map(&g)?, t.as_ref().map(map).transpose()?)
+        }
+    };
     let knn = ["precision", "recall", "density", "coverage"];
     if chosen.iter().any(|m| knn.contains(&m.name)) {
         for (x, path, what) in [(&r, real, "real"), (&g, generated, "generated")] {
@@ -588,6 +634,48 @@ fn eval(
 }
 
 /// Loads and checks an experiment file; config errors are prefixed with the file's path.
+/// `ouro classifier`: trains on the first seed's training pool of the config's target, reports
+/// the held-out accuracy, writes the classifier.
+fn train_classifier(config: &Path, set: &[String], out: &Path) -> Result<()> {
+    use crate::classifier::{Classifier, ClassifierConfig};
+    use crate::rng::{Role, stream};
+    let exp = load_experiment(config, set)?;
+    let seed = exp.config.seed;
+    let pool = exp.target.pool_size().ok_or_else(|| {
+        Error::config("target: the classifier needs a finite labelled data set (digits, mnist, …)")
+    })?;
+    let mut real = exp.target.realize(seed, exp.metrics.eval_samples);
+    let (x, labels) = real.draw_labeled(pool, 0, Role::RealInit)?;
+    let (Some(labels), Some(test_labels)) = (labels, real.reference_labels.clone()) else {
+        return Err(Error::config("target: the data set has no class labels"));
+    };
+    let classes = labels
+        .iter()
+        .chain(&test_labels)
+        .copied()
+        .max()
+        .unwrap_or(0) as usize
+        + 1;
+    let c = Classifier::train(
+        x.view(),
+        &labels,
+        classes,
+        &ClassifierConfig::mlp(),
+        &mut stream(seed, 0, Role::Fit),
+    );
+    let (acc, per) = c.accuracy(real.reference.view(), &test_labels);
+    c.save(out)?;
+    println!(
+        "trained on {} points, {classes} classes; held-out accuracy {acc:.4} on {} points",
+        x.nrows(),
+        test_labels.len()
+    );
+    let per: Vec<String> = per.iter().map(|a| format!("{a:.3}")).collect();
+    println!("per class: {}", per.join(" "));
+    println!("written: {}", out.display());
+    Ok(())
+}
+
 fn load_experiment(config: &std::path::Path, set: &[String]) -> Result<Experiment> {
     Experiment::new(Config::load(config, set)?).map_err(|e| match e {
         Error::Config(m) => Error::config(format!("{}: {m}", config.display())),

@@ -362,3 +362,28 @@ fn reconstruct_rejects_times_outside_the_schedule() {
     assert_eq!(csv.lines().count(), 4, "{csv}");
     assert!(csv.starts_with("t,sigma,rms_distance"));
 }
+
+/// `ouro classifier` needs a finite labelled data set; anything else is one line, no file.
+#[test]
+fn classifier_needs_a_labelled_data_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("exp.toml");
+    std::fs::write(&cfg, GOOD).unwrap();
+    let out = dir.path().join("c.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_ouro"))
+        .args([
+            "classifier",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("finite labelled data set") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -241,3 +241,53 @@ fn classifier_accuracy_trains_on_generated_and_tests_on_real() {
     assert_eq!(code, 2);
     assert!(err.contains("--generated-labels"), "{err}");
 }
+
+/// `--features`: the shipped digits classifier maps both sets to its 256 hidden units first. A
+/// set compared with itself has FD 0 in any space; against a set of other digits the feature FD
+/// is positive; a dimension that does not fit the classifier is refused with one line.
+#[test]
+fn feature_space_metrics_use_the_shipped_classifier() {
+    let d = ouro::data::digits().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = save(
+        dir.path(),
+        "a.npy",
+        &d.points.slice(ndarray::s![..600, ..]).to_owned(),
+    );
+    let b = save(
+        dir.path(),
+        "b.npy",
+        &d.points.slice(ndarray::s![600..1200, ..]).to_owned(),
+    );
+    let feats = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/features/digits-mlp.safetensors");
+    let run = |x: &Path, y: &Path| {
+        let (code, out, err) = eval(
+            &[x, y],
+            &[
+                "--features",
+                feats.to_str().unwrap(),
+                "--metrics",
+                "frechet,precision",
+                "--json",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let v = json(&out);
+        (
+            v["frechet"].as_f64().unwrap(),
+            v["precision"].as_f64().unwrap(),
+        )
+    };
+    let (same, p_same) = run(&a, &a);
+    assert!(same.abs() < 1e-6, "{same}");
+    assert_eq!(p_same, 1.0);
+    let (other, _) = run(&a, &b);
+    assert!(other > 1e-3, "{other}");
+    let flat = save(dir.path(), "c.npy", &Array2::zeros((10, 3)));
+    let (code, _, err) = eval(&[&flat, &flat], &["--features", feats.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("64-dimensional") && err.lines().count() == 1,
+        "{err}"
+    );
+}

@@ -37,4 +37,3 @@ pub fn save(model: &DiffusionModel, path: &Path) -> Result<()> {
 pub fn load(path: &Path) -> Result<SavedNetwork> {
     crate::nn::weights::read(path, FORMAT)
 }
-

@@ -113,6 +113,11 @@ impl Workspace {
     pub fn output(&self) -> &[f32] {
         &self.out
     }
+
+    /// The activations silu(z_l) of hidden layer `l` in the last forward pass (rows × width).
+    pub fn hidden(&self, l: usize) -> &[f32] {
+        &self.h[l]
+    }
 }
 
 /// The weights of every layer packed for [`matmul`]: W_l for the forward pass and, when built for

@@ -4,7 +4,7 @@
 
 pub mod gemm;
 pub mod mlp;
-pub mod weights;
 pub mod simd;
+pub mod weights;
 
 pub(crate) use simd::simd_dispatch;

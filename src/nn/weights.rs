@@ -41,7 +41,36 @@ pub fn write(
         .map_err(|e| Error::Run(format!("safetensors: {e}")))?;
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::Run(format!("safetensors: {e}")))?;
+    let bytes = with_sorted_metadata(&bytes)?;
     std::fs::write(path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// The same safetensors file with its `__metadata__` keys in sorted order. `safetensors`
+/// writes the metadata from a `HashMap`, whose order changes from run to run; sorting makes the
+/// file bytes a function of the weights and metadata alone (reruns are bit-identical). The
+/// header is re-padded with spaces to a multiple of 8 bytes, as the format asks; tensor offsets
+/// are relative to the data section and do not change.
+fn with_sorted_metadata(bytes: &[u8]) -> Result<Vec<u8>> {
+    let bad = || Error::Run("safetensors: unexpected header".into());
+    let n =
+        u64::from_le_bytes(bytes.get(..8).ok_or_else(bad)?.try_into().expect("8 bytes")) as usize;
+    let header = bytes.get(8..8 + n).ok_or_else(bad)?;
+    let mut value: serde_json::Value = serde_json::from_slice(header).map_err(|_| bad())?;
+    if let Some(serde_json::Value::Object(meta)) = value.get_mut("__metadata__") {
+        let mut entries: Vec<(String, serde_json::Value)> =
+            std::mem::take(meta).into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        meta.extend(entries);
+    }
+    let mut text = serde_json::to_vec(&value).map_err(|_| bad())?;
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Weights read back from a file written by [`write`].
