@@ -498,6 +498,11 @@ pub struct MetricsConfig {
     /// "0.5x", or numbers as strings; the run metric `mmd2` always uses the median.
     #[serde(default = "default_bandwidths")]
     pub bandwidths: Vec<String>,
+    /// A classifier written by `ouro classifier` (e.g. `data/features/digits-mlp.safetensors`):
+    /// the `ouro eval` metrics named in `names` compare its last hidden layer's features instead
+    /// of the raw points (the run metrics of the first table are unaffected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<std::path::PathBuf>,
 }
 
 fn default_k() -> usize {
@@ -526,6 +531,7 @@ impl Default for MetricsConfig {
             k: default_k(),
             projections: default_projections(),
             bandwidths: default_bandwidths(),
+            features: None,
         }
     }
 }

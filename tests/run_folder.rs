@@ -261,3 +261,57 @@ names = ["mean_shift"]
     let wh = |o: usize| u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap());
     assert_eq!((wh(16), wh(20)), (251, 251));
 }
+
+/// `[metrics] features`: the named eval metrics of a digits run are computed on the shipped
+/// classifier's 256 features (generation 0's samples are a Gaussian fit, so its feature FD is
+/// positive); a classifier of another dimension is refused.
+#[test]
+fn eval_metrics_in_a_run_can_use_a_feature_space() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = format!(
+        r#"
+seed = 1
+generations = 1
+samples_per_generation = 300
+[target]
+kind = "digits"
+[model]
+kind = "gaussian"
+[loop]
+schedule = "replace"
+train_size = 500
+[metrics]
+names = ["frechet", "precision", "mean_shift"]
+eval_samples = 300
+features = "{root}/data/features/digits-mlp.safetensors"
+"#
+    );
+    let exp = Experiment::new(Config::parse(&text, &[]).unwrap()).unwrap();
+    let raw =
+        Experiment::new(Config::parse(&text.replace("features = ", "# features = "), &[]).unwrap())
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut firsts = Vec::new();
+    for (i, e) in [&exp, &raw].into_iter().enumerate() {
+        let out = tmp.path().join(format!("r{i}"));
+        let opts = RunOptions {
+            force: false,
+            threads: 1,
+            progress: false,
+        };
+        let res = run(e, &out, &opts).unwrap();
+        firsts.push(res.rows[0].2.clone());
+    }
+    // Feature FD differs from the raw-pixel FD; mean_shift (a run metric) is the same.
+    assert!(firsts[0][0] > 0.0 && firsts[0][0] != firsts[1][0]);
+    assert_eq!(firsts[0][2], firsts[1][2]);
+    let wrong = text.replace("digits-mlp", "mnist14-mlp");
+    let err = Experiment::new(Config::parse(&wrong, &[]).unwrap())
+        .err()
+        .expect("a 196-input classifier on 64-D digits is refused")
+        .to_string();
+    assert!(
+        err.contains("196-dimensional") && err.contains("64-dimensional"),
+        "{err}"
+    );
+}

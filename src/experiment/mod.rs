@@ -95,6 +95,15 @@ impl Experiment {
             }),
         };
         let metrics = MetricSet::from_config(&config.metrics, available)?;
+        if let Some(c) = &metrics.features
+            && c.dim() != target.dim()
+        {
+            return Err(Error::config(format!(
+                "metrics.features: the classifier takes {}-dimensional points, the target's are {}-dimensional",
+                c.dim(),
+                target.dim()
+            )));
+        }
         // record the defaults that were resolved, so config.toml says exactly what ran
         config.metrics.names = Some(metrics.names().iter().map(|n| n.to_string()).collect());
         match schedule {

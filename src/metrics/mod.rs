@@ -18,6 +18,7 @@ pub use closed_form::{kl_gaussians, w2_gaussians};
 pub use kernel::{median_bandwidth, mmd2_unbiased, mmd2_unbiased_with, self_kernel_mean};
 pub use memorization::memorized_share;
 
+use crate::classifier::Classifier;
 use crate::config::MetricsConfig;
 use crate::distributions::{Distribution, Gaussian, Kde};
 use crate::error::{Error, Result};
@@ -346,6 +347,8 @@ pub struct MetricSet {
     pub memorization_ratio: f64,
     /// Settings of the `ouro eval` metrics.
     pub options: EvalOptions,
+    /// The classifier whose last hidden layer the `ouro eval` metrics compare in, if any.
+    pub features: Option<std::sync::Arc<Classifier>>,
 }
 
 impl MetricSet {
@@ -424,8 +427,24 @@ impl MetricSet {
         if bandwidths.is_empty() {
             return Err(Error::config("metrics.bandwidths: expected at least one"));
         }
+        let features = match &cfg.features {
+            None => None,
+            Some(path) => {
+                let c = Classifier::load(path)?;
+                if c.features(ndarray::Array2::zeros((0, c.dim())).view())
+                    .is_none()
+                {
+                    return Err(Error::config(format!(
+                        "metrics.features: {} has no hidden layer to take features from",
+                        path.display()
+                    )));
+                }
+                Some(std::sync::Arc::new(c))
+            }
+        };
         Ok(MetricSet {
             chosen,
+            features,
             eval_samples: cfg.eval_samples,
             memorization_ratio: cfg.memorization_ratio,
             options: EvalOptions {
@@ -474,6 +493,22 @@ impl MetricSet {
             .collect();
         let from_eval = if wanted.is_empty() {
             Vec::new()
+        } else if let Some(c) = &self.features {
+            let f = |x: ArrayView2<f32>| c.features(x).expect("checked in from_config");
+            let (r, g, t) = (
+                f(ctx.reference.points.view()),
+                f(ctx.eval_view()),
+                f(ctx.train),
+            );
+            let labels = eval::Labels::default();
+            eval::evaluate(
+                r.view(),
+                g.view(),
+                Some(t.view()),
+                &labels,
+                &wanted,
+                ctx.options,
+            )
         } else {
             eval::evaluate(
                 ctx.reference.points.view(),
