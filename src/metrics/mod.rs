@@ -140,6 +140,8 @@ pub struct Reference {
     pub mmd_bandwidth: f64,
     /// 1/(n(n−1)) Σ_{i≠j} k(y_i, y_j) over the reference points.
     pub mmd_self_term: f64,
+    /// The points in the feature space of `[metrics] features`, when one is set.
+    pub features: Option<Array2<f32>>,
 }
 
 /// A named per-generation measurement.
@@ -474,10 +476,15 @@ impl MetricSet {
         } else {
             (f64::NAN, f64::NAN)
         };
+        let features = self
+            .features
+            .as_ref()
+            .and_then(|c| c.features(points.view()));
         Reference {
             points,
             mmd_bandwidth,
             mmd_self_term,
+            features,
         }
     }
 
