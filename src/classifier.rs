@@ -251,6 +251,20 @@ impl Classifier {
     }
 }
 
+/// The MLP classifier ([`ClassifierConfig::mlp`]) trained on (x, labels) with the `Fit` stream of
+/// `seed`, over the classes 0..(largest label in `labels` or `other_labels`) + 1, so that it can
+/// be scored on a set holding classes the training set lacks.
+pub fn fit_mlp(x: ArrayView2<f32>, labels: &[u32], other_labels: &[u32], seed: u64) -> Classifier {
+    let classes = labels
+        .iter()
+        .chain(other_labels)
+        .copied()
+        .max()
+        .map_or(1, |m| m as usize + 1);
+    let mut rng = crate::rng::stream(seed, 0, crate::rng::Role::Fit);
+    Classifier::train(x, labels, classes, &ClassifierConfig::mlp(), &mut rng)
+}
+
 /// Per-column mean and 1/sd (population sd; 1 where a column is constant).
 fn standardiser(x: ArrayView2<f32>) -> (Vec<f32>, Vec<f32>) {
     let mu = crate::linalg::mean(x);

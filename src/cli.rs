@@ -637,8 +637,7 @@ fn eval(
 /// `ouro classifier`: trains on the first seed's training pool of the config's target, reports
 /// the held-out accuracy, writes the classifier.
 fn train_classifier(config: &Path, set: &[String], out: &Path) -> Result<()> {
-    use crate::classifier::{Classifier, ClassifierConfig};
-    use crate::rng::{Role, stream};
+    use crate::rng::Role;
     let exp = load_experiment(config, set)?;
     let seed = exp.config.seed;
     let pool = exp.target.pool_size().ok_or_else(|| {
@@ -649,21 +648,9 @@ fn train_classifier(config: &Path, set: &[String], out: &Path) -> Result<()> {
     let (Some(labels), Some(test_labels)) = (labels, real.reference_labels.clone()) else {
         return Err(Error::config("target: the data set has no class labels"));
     };
-    let classes = labels
-        .iter()
-        .chain(&test_labels)
-        .copied()
-        .max()
-        .unwrap_or(0) as usize
-        + 1;
-    let c = Classifier::train(
-        x.view(),
-        &labels,
-        classes,
-        &ClassifierConfig::mlp(),
-        &mut stream(seed, 0, Role::Fit),
-    );
+    let c = crate::classifier::fit_mlp(x.view(), &labels, &test_labels, seed);
     let (acc, per) = c.accuracy(real.reference.view(), &test_labels);
+    let classes = per.len();
     c.save(out)?;
     println!(
         "trained on {} points, {classes} classes; held-out accuracy {acc:.4} on {} points",

@@ -191,6 +191,39 @@ pub fn plot_panels(
     Ok(())
 }
 
+/// How a set of images is drawn: their side (rows, cols), the value range mapped to black..white
+/// (that of the reference images, so that every picture of a run shares one scale) and the
+/// pixel magnification (small images are drawn at least 28 pixels wide).
+#[derive(Clone, Copy, Debug)]
+pub struct Picture {
+    side: (usize, usize),
+    range: (f32, f32),
+    scale: usize,
+}
+
+impl Picture {
+    /// For images of `side` whose grey levels span those of `reference`.
+    pub fn new(side: (usize, usize), reference: ndarray::ArrayView2<f32>) -> Self {
+        let lo = reference.iter().copied().fold(f32::INFINITY, f32::min);
+        let hi = reference.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        Picture {
+            side,
+            range: (lo, hi),
+            scale: (28 / side.0.max(side.1)).max(1),
+        }
+    }
+
+    /// Writes the grid `cells` of `images` to `path` (see [`image_grid`]).
+    pub fn draw(
+        &self,
+        path: &Path,
+        images: ndarray::ArrayView2<f32>,
+        cells: &[Vec<Option<usize>>],
+    ) -> Result<()> {
+        image_grid(path, images, self.side, cells, self.range, self.scale)
+    }
+}
+
 /// The cells of an image grid, row by row: with labels, one row per class (in class order) of
 /// its first `per_row` images; without, the first `per_row` × `max_rows` images in order. `None`
 /// is an empty cell.

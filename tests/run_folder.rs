@@ -29,6 +29,15 @@ warm_start = true
 eval_samples = 600
 "#;
 
+/// Run options without progress bar or `--force`.
+fn options(threads: usize) -> RunOptions {
+    RunOptions {
+        force: false,
+        threads,
+        progress: false,
+    }
+}
+
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -56,16 +65,7 @@ fn runs_are_bit_identical_across_reruns_and_thread_counts() {
     let mut all = Vec::new();
     for (i, threads) in [1, 2, 2].into_iter().enumerate() {
         let out = tmp.path().join(format!("run{i}"));
-        run(
-            &exp,
-            &out,
-            &RunOptions {
-                force: false,
-                threads,
-                progress: false,
-            },
-        )
-        .unwrap();
+        run(&exp, &out, &options(threads)).unwrap();
         all.push(files(&out));
     }
     let names: Vec<&str> = all[0].iter().map(|f| f.0.as_str()).collect();
@@ -98,16 +98,7 @@ fn every_metric_by_name_in_a_run_is_thread_independent() {
     let mut tables = Vec::new();
     for threads in [1, 2] {
         let out = tmp.path().join(format!("t{threads}"));
-        run(
-            &exp,
-            &out,
-            &RunOptions {
-                force: false,
-                threads,
-                progress: false,
-            },
-        )
-        .unwrap();
+        run(&exp, &out, &options(threads)).unwrap();
         tables.push(std::fs::read_to_string(out.join("metrics.csv")).unwrap());
     }
     assert_eq!(tables[0], tables[1]);
@@ -153,16 +144,7 @@ fn outputs_are_readable_and_the_config_reruns() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = Experiment::new(Config::parse(CONFIG, &[]).unwrap()).unwrap();
     let out = tmp.path().join("run");
-    let r = run(
-        &exp,
-        &out,
-        &RunOptions {
-            force: false,
-            threads: 0,
-            progress: false,
-        },
-    )
-    .unwrap();
+    let r = run(&exp, &out, &options(0)).unwrap();
     assert!(r.plot.exists());
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let header = csv.lines().next().unwrap();
@@ -190,31 +172,13 @@ fn outputs_are_readable_and_the_config_reruns() {
     )
     .unwrap();
     let out2 = tmp.path().join("rerun");
-    run(
-        &Experiment::new(again).unwrap(),
-        &out2,
-        &RunOptions {
-            force: false,
-            threads: 1,
-            progress: false,
-        },
-    )
-    .unwrap();
+    run(&Experiment::new(again).unwrap(), &out2, &options(1)).unwrap();
     assert_eq!(
         csv,
         std::fs::read_to_string(out2.join("metrics.csv")).unwrap()
     );
     // an existing folder is not overwritten without force
-    let err = run(
-        &exp,
-        &out,
-        &RunOptions {
-            force: false,
-            threads: 1,
-            progress: false,
-        },
-    )
-    .unwrap_err();
+    let err = run(&exp, &out, &options(1)).unwrap_err();
     assert!(err.to_string().contains("--force"), "{err}");
 }
 
@@ -238,16 +202,7 @@ names = ["mean_shift"]
     let exp = Experiment::new(Config::parse(text, &[]).unwrap()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    run(
-        &exp,
-        &out,
-        &RunOptions {
-            force: false,
-            threads: 1,
-            progress: false,
-        },
-    )
-    .unwrap();
+    run(&exp, &out, &options(1)).unwrap();
     for f in [
         "real.png",
         "samples/seed-1/gen-000.png",
@@ -294,12 +249,7 @@ features = "{root}/data/features/digits-mlp.safetensors"
     let mut firsts = Vec::new();
     for (i, e) in [&exp, &raw].into_iter().enumerate() {
         let out = tmp.path().join(format!("r{i}"));
-        let opts = RunOptions {
-            force: false,
-            threads: 1,
-            progress: false,
-        };
-        let res = run(e, &out, &opts).unwrap();
+        let res = run(e, &out, &options(1)).unwrap();
         firsts.push(res.rows[0].2.clone());
     }
     // Feature FD differs from the raw-pixel FD; mean_shift (a run metric) is the same.

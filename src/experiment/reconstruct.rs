@@ -4,7 +4,7 @@
 
 use super::Experiment;
 use super::run_dir::write_atomically;
-use crate::classifier::{Classifier, ClassifierConfig};
+use crate::classifier::fit_mlp;
 use crate::data::write_npy;
 use crate::diffusion::DiffusionModel;
 use crate::error::{Error, Result};
@@ -119,11 +119,10 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
         rows.push((t, learner.plan.schedule.sigma(t), values));
         sets.push(x);
     }
-    let picture = exp.target.image_side().map(|side| {
-        let lo = x0.iter().copied().fold(f32::INFINITY, f32::min);
-        let hi = x0.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        (side, (lo, hi), (28 / side.0.max(side.1)).max(1))
-    });
+    let picture = exp
+        .target
+        .image_side()
+        .map(|side| crate::report::Picture::new(side, x0.view()));
     write_atomically(out, force, |dir| {
         let io = |what: &str, e| Error::io(format!("cannot write {what}"), e);
         std::fs::write(dir.join("config.toml"), exp.config.to_toml())
@@ -133,10 +132,9 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
         std::fs::create_dir_all(&sub).map_err(|e| io("reconstructed/", e))?;
         for (&t, x) in times.iter().zip(&sets) {
             write_npy(&sub.join(format!("t-{t}.npy")), x)?;
-            if let Some((side, range, scale)) = picture {
+            if let Some(pic) = &picture {
                 let cells = crate::report::grid_cells(labels0.as_deref(), x.nrows(), 10, 10);
-                let png = sub.join(format!("t-{t}.png"));
-                crate::report::image_grid(&png, x.view(), side, &cells, range, scale)?;
+                pic.draw(&sub.join(format!("t-{t}.png")), x.view(), &cells)?;
             }
         }
         if let Some(l) = &labels0 {
@@ -186,19 +184,7 @@ fn measure_labelled(
     heldout_labels: &[u32],
     seed: u64,
 ) -> Vec<f64> {
-    let classes = labels
-        .iter()
-        .chain(heldout_labels)
-        .copied()
-        .max()
-        .map_or(1, |m| m as usize + 1);
-    let clf = Classifier::train(
-        x,
-        labels,
-        classes,
-        &ClassifierConfig::mlp(),
-        &mut stream(seed, 0, Role::Fit),
-    );
+    let clf = fit_mlp(x, labels, heldout_labels, seed);
     vec![clf.accuracy(heldout, heldout_labels).0]
 }
 

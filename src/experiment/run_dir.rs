@@ -136,25 +136,10 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
         .target
         .image_side()
         .zip(exp.target.dataset())
-        .map(|(side, data)| {
-            let lo = data.points.iter().copied().fold(f32::INFINITY, f32::min);
-            let hi = data
-                .points
-                .iter()
-                .copied()
-                .fold(f32::NEG_INFINITY, f32::max);
-            (side, (lo, hi), (28 / side.0.max(side.1)).max(1))
-        });
-    if let (Some((side, range, scale)), Some(data)) = (picture, exp.target.dataset()) {
+        .map(|(side, data)| (report::Picture::new(side, data.points.view()), data));
+    if let Some((pic, data)) = &picture {
         let cells = report::grid_cells(data.labels.as_deref(), data.len(), 10, 10);
-        report::image_grid(
-            &dir.join("real.png"),
-            data.points.view(),
-            side,
-            &cells,
-            range,
-            scale,
-        )?;
+        pic.draw(&dir.join("real.png"), data.points.view(), &cells)?;
     }
     let per_seed: Vec<Result<Vec<Vec<f64>>>> = super::with_threads(opts.threads, || {
         seeds
@@ -179,17 +164,10 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                     if saved(g.generation) {
                         if cfg.save_samples {
                             write_npy(&sample_dir.join(&file), g.samples)?;
-                            if let Some((side, range, scale)) = picture {
+                            if let Some((pic, _)) = &picture {
                                 let cells = report::grid_cells(None, g.samples.nrows(), 10, 10);
                                 let png = sample_dir.join(format!("gen-{:03}.png", g.generation));
-                                report::image_grid(
-                                    &png,
-                                    g.samples.view(),
-                                    side,
-                                    &cells,
-                                    range,
-                                    scale,
-                                )?;
+                                pic.draw(&png, g.samples.view(), &cells)?;
                             }
                         }
                         if cfg.save_train_sets {

@@ -6,7 +6,7 @@ use super::fidelity::prdc;
 use super::kernel::{Kernel, median_bandwidth, mmd2, mmd2_many};
 use super::memorization::{memorization, nn_distance_gap};
 use super::mutual_info::mi_excess;
-use crate::classifier::{Classifier, ClassifierConfig};
+use crate::classifier::fit_mlp;
 use crate::error::{Error, Result};
 use crate::rng::{Role, stream};
 use ndarray::ArrayView2;
@@ -293,20 +293,9 @@ fn tstr_accuracy(
     test_labels: &[u32],
     seed: u64,
 ) -> f64 {
-    let classes = train_labels
-        .iter()
-        .chain(test_labels)
-        .copied()
-        .max()
-        .map_or(1, |m| m as usize + 1);
-    let c = Classifier::train(
-        train,
-        train_labels,
-        classes,
-        &ClassifierConfig::mlp(),
-        &mut stream(seed, 0, Role::Fit),
-    );
-    c.accuracy(test, test_labels).0
+    fit_mlp(train, train_labels, test_labels, seed)
+        .accuracy(test, test_labels)
+        .0
 }
 
 /// Computes `metrics` for `generated` against `real` (and `train`), in the given order. The
