@@ -423,6 +423,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
                     Needs::Gaussians => " (Gaussian target and model)",
                     Needs::Mixture => " (mixture target)",
                     Needs::Density => " (target with a known density)",
+                    Needs::Labels => " (labelled target, model.conditional = true)",
                 };
                 let default = if m.default { "" } else { " [by name]" };
                 println!("{:<16} {}{note}{default}", m.name, m.description);

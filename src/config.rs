@@ -408,6 +408,15 @@ pub struct DiffusionConfig {
     /// mlp: write each generation's weights to `weights/seed-S/gen-GGG.safetensors` (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub save_weights: Option<bool>,
+    /// mlp: condition on the target's class labels (default false); samples carry labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditional: Option<bool>,
+    /// conditional: probability of training a point without its label (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_dropout: Option<f64>,
+    /// conditional: classifier-free guidance weight w ≥ 0 (default 0: purely conditional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f64>,
 }
 
 /// `[model.error]`: D'(x, σ) = x + scale·(D − x) + bias + noise·f(x) with f a fixed random field.

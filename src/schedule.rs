@@ -10,12 +10,10 @@
 //! - `accumulate-subsample`: the same pool, subsampled without replacement to `train_size`.
 
 use crate::config::{LoopConfig, ScheduleKind};
-use crate::data::{RealData, Target};
-use crate::distributions::Distribution;
+use crate::data::{Dataset, RealData, Target};
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::rng::{Role, stream};
-use ndarray::{Array2, Axis, concatenate};
 use rand::seq::index::sample;
 
 /// A checked schedule with its sizes resolved.
@@ -43,9 +41,9 @@ pub enum Schedule {
 #[derive(Default)]
 pub struct LoopState {
     /// The real set drawn at generation 0 (kept by `augment` and the accumulating schedules).
-    real: Option<Array2<f32>>,
+    real: Option<Dataset>,
     /// Every synthetic set so far (accumulating schedules).
-    synthetic: Vec<Array2<f32>>,
+    synthetic: Vec<Dataset>,
 }
 
 impl Schedule {
@@ -168,8 +166,9 @@ impl Schedule {
         }
     }
 
-    /// The training set of `generation` for `seed`. `previous` is model `generation − 1`
-    /// (`None` at generation 0).
+    /// The training set of `generation` for `seed`, with labels where every part has them
+    /// (real points of a labelled data set, samples of a class-conditional model). `previous`
+    /// is model `generation − 1` (`None` at generation 0).
     pub fn training_set(
         &self,
         seed: u64,
@@ -177,15 +176,16 @@ impl Schedule {
         real: &mut RealData,
         previous: Option<&Model>,
         state: &mut LoopState,
-    ) -> Result<Array2<f32>> {
+    ) -> Result<Dataset> {
         let g = generation as u64;
-        let synthetic = |n: usize| -> Array2<f32> {
+        let synthetic = |n: usize| -> Dataset {
             let model = previous.expect("generation ≥ 1 has a previous model");
-            model.sample(n, &mut stream(seed, g, Role::Synthetic))
+            model.sample_labeled(n, &mut stream(seed, g, Role::Synthetic))
         };
+        let real_set = |(points, labels)| Dataset { points, labels };
         let Some(_) = previous else {
             let n = self.min_train_size();
-            let set = real.draw(n, 0, Role::RealInit)?;
+            let set = real_set(real.draw_labeled(n, 0, Role::RealInit)?);
             state.real = Some(set.clone());
             return Ok(set);
         };
@@ -193,28 +193,28 @@ impl Schedule {
             Schedule::Replace { train_size } => synthetic(train_size),
             Schedule::Augment { synthetic_size, .. } => {
                 let d = state.real.as_ref().expect("set at generation 0");
-                concatenate![Axis(0), *d, synthetic(synthetic_size)]
+                Dataset::concat(&[d, &synthetic(synthetic_size)])
             }
             Schedule::Fresh {
                 train_size,
                 fresh_size,
             } => {
-                let fresh = real.draw(fresh_size, generation, Role::Fresh)?;
-                concatenate![Axis(0), fresh, synthetic(train_size - fresh_size)]
+                let fresh = real_set(real.draw_labeled(fresh_size, generation, Role::Fresh)?);
+                Dataset::concat(&[&fresh, &synthetic(train_size - fresh_size)])
             }
             Schedule::Accumulate { train_size } | Schedule::AccumulateSubsample { train_size } => {
                 state.synthetic.push(synthetic(train_size));
-                let mut parts = vec![state.real.as_ref().expect("set at generation 0").view()];
-                parts.extend(state.synthetic.iter().map(|s| s.view()));
-                let pool = ndarray::concatenate(Axis(0), &parts).expect("same dimension");
+                let mut parts = vec![state.real.as_ref().expect("set at generation 0")];
+                parts.extend(state.synthetic.iter());
+                let pool = Dataset::concat(&parts);
                 if let Schedule::AccumulateSubsample { .. } = self {
                     let idx = sample(
                         &mut stream(seed, g, Role::Subsample),
-                        pool.nrows(),
+                        pool.len(),
                         train_size,
                     )
                     .into_vec();
-                    pool.select(Axis(0), &idx)
+                    pool.select(&idx)
                 } else {
                     pool
                 }

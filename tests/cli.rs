@@ -140,7 +140,49 @@ fn config_mistakes_name_the_key() {
     assert_rejected(
         GOOD,
         &["--set", "metrics.names=[\"synthetic_accuracy\"]"],
-        &["`synthetic_accuracy` needs labelled samples", "ouro eval"],
+        &[
+            "`synthetic_accuracy` needs labelled samples",
+            "model.conditional = true",
+        ],
+    );
+    let diffusion = "generations = 1\n[target]\nkind = \"digits\"\n[model]\nkind = \"diffusion\"\n\
+                     denoiser = \"mlp\"\n[loop]\nschedule = \"replace\"\n";
+    assert_rejected(
+        diffusion,
+        &["--set", "model.guidance=1.0"],
+        &["model.guidance", "unless model.conditional = true"],
+    );
+    assert_rejected(
+        diffusion,
+        &[
+            "--set",
+            "model.conditional=true",
+            "--set",
+            "model.label_dropout=0.0",
+            "--set",
+            "model.guidance=2.0",
+        ],
+        &["guidance > 0 needs label_dropout > 0"],
+    );
+    assert_rejected(
+        diffusion,
+        &[
+            "--set",
+            "model.conditional=true",
+            "--set",
+            "model.label_dropout=1.0",
+        ],
+        &["model.label_dropout = 1", "0 ≤ label_dropout < 1"],
+    );
+    assert_rejected(
+        &diffusion.replace("\"mlp\"", "\"empirical\""),
+        &["--set", "model.conditional=true"],
+        &["model.conditional", "unless denoiser = \"mlp\""],
+    );
+    assert_rejected(
+        &diffusion.replace("\"digits\"", "\"gaussian\"\ndim = 2"),
+        &["--set", "model.conditional=true"],
+        &["model.conditional = true needs a target with class labels"],
     );
     assert_rejected(
         GOOD,

@@ -57,6 +57,7 @@ fn check_fresh(exp: &Experiment, alpha: f64, h: f64, n_train: f64) -> Vec<f64> {
         let m = g.metrics[0];
         let norms: Vec<f64> = g
             .samples
+            .points
             .rows()
             .into_iter()
             .map(|r| r.iter().map(|&v| (v as f64).powi(2)).sum())

@@ -216,6 +216,16 @@ pub fn write_npy(path: &Path, points: &Array2<f32>) -> Result<()> {
         .map_err(|e| Error::Run(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Writes class labels as a little-endian int64 `.npy` file of shape [n] (what `ouro eval
+/// --real-labels` and friends read).
+pub fn write_labels_npy(path: &Path, labels: &[u32]) -> Result<()> {
+    let file = File::create(path)
+        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    ndarray::Array1::from_iter(labels.iter().map(|&l| l as i64))
+        .write_npy(BufWriter::new(file))
+        .map_err(|e| Error::Run(format!("cannot write {}: {e}", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ pub mod idx;
 mod target;
 
 pub use builtin::{digits, faithful, mnist, penguins};
-pub use files::{read_csv, read_npy, write_npy};
+pub use files::{read_csv, read_npy, write_labels_npy, write_npy};
 pub use target::{RealData, Target};
 
 use ndarray::Array2;
@@ -35,5 +35,87 @@ impl Dataset {
     /// Dimension of a point.
     pub fn dim(&self) -> usize {
         self.points.ncols()
+    }
+}
+
+impl Dataset {
+    /// The rows of `parts` one after the other; labelled only when every part is.
+    pub fn concat(parts: &[&Dataset]) -> Dataset {
+        let views: Vec<_> = parts.iter().map(|p| p.points.view()).collect();
+        let points = ndarray::concatenate(ndarray::Axis(0), &views).expect("same dimension");
+        let labels = parts
+            .iter()
+            .map(|p| p.labels.as_deref())
+            .collect::<Option<Vec<&[u32]>>>()
+            .map(|l| l.concat());
+        Dataset { points, labels }
+    }
+
+    /// The rows `idx` (with their labels).
+    pub fn select(&self, idx: &[usize]) -> Dataset {
+        Dataset {
+            points: self.points.select(ndarray::Axis(0), idx),
+            labels: self
+                .labels
+                .as_ref()
+                .map(|l| idx.iter().map(|&i| l[i]).collect()),
+        }
+    }
+
+    /// Number of classes: the largest label + 1 (`None` without labels).
+    pub fn classes(&self) -> Option<usize> {
+        self.labels
+            .as_ref()
+            .map(|l| l.iter().copied().max().map_or(0, |m| m as usize + 1))
+    }
+}
+
+/// Splits `n` into integer counts proportional to `weights` by the largest-remainder (Hamilton)
+/// method: each class gets ⌊n·wᵢ/Σw⌋, and the points left over go one each to the largest
+/// remainders (ties to the lower class). The counts sum to `n` and each is within 1 of n·wᵢ/Σw.
+/// All weights zero: everything to the first class.
+pub fn apportion(weights: &[usize], n: usize) -> Vec<usize> {
+    let total: usize = weights.iter().sum();
+    if total == 0 {
+        let mut counts = vec![0; weights.len()];
+        if let Some(c) = counts.first_mut() {
+            *c = n;
+        }
+        return counts;
+    }
+    let exact: Vec<u128> = weights.iter().map(|&w| n as u128 * w as u128).collect();
+    let mut counts: Vec<usize> = exact
+        .iter()
+        .map(|&e| (e / total as u128) as usize)
+        .collect();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    // Largest remainder first; stable sort keeps ties in class order.
+    order.sort_by_key(|&i| std::cmp::Reverse(exact[i] % total as u128));
+    let left = n - counts.iter().sum::<usize>();
+    for &i in order.iter().take(left) {
+        counts[i] += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apportion;
+
+    #[test]
+    fn apportion_sums_to_n_and_stays_within_one_of_the_quota() {
+        assert_eq!(apportion(&[1, 1, 1], 10), vec![4, 3, 3]);
+        assert_eq!(apportion(&[178, 182, 177], 100), vec![33, 34, 33]);
+        assert_eq!(apportion(&[0, 5], 7), vec![0, 7]);
+        assert_eq!(apportion(&[0, 0], 3), vec![3, 0]);
+        let w = [3usize, 0, 11, 7, 1];
+        for n in [0usize, 1, 13, 500, 1797] {
+            let c = apportion(&w, n);
+            assert_eq!(c.iter().sum::<usize>(), n);
+            for (&ci, &wi) in c.iter().zip(&w) {
+                let quota = n as f64 * wi as f64 / 22.0;
+                assert!((ci as f64 - quota).abs() < 1.0, "{c:?} for n = {n}");
+            }
+        }
     }
 }

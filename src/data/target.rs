@@ -243,6 +243,11 @@ impl Target {
         }
     }
 
+    /// Number of classes of a labelled data set (largest label + 1).
+    pub fn classes(&self) -> Option<usize> {
+        self.dataset().and_then(|d| d.classes())
+    }
+
     /// The finite data set's points and labels (none for a known distribution).
     pub fn dataset(&self) -> Option<&Dataset> {
         match self {

@@ -33,6 +33,7 @@ pub fn reference_config(steps: usize) -> TrainConfig {
         grad_clip: None,
         ema: None,
         early_stopping: None,
+        conditioning: None,
     }
 }
 
@@ -70,6 +71,7 @@ pub fn train(
         let mut rng = stream(seed, 0, Role::Fit);
         let warm = MlpDenoiser::train(
             data.view(),
+            None,
             &reference_config(warmup.max(1)),
             &schedule,
             None,
@@ -78,6 +80,7 @@ pub fn train(
         let t0 = Instant::now();
         let net = MlpDenoiser::train(
             data.view(),
+            None,
             &reference_config(steps),
             &schedule,
             Some(warm.params()),
@@ -102,7 +105,7 @@ pub fn sample(d: usize, n: usize, steps: usize, seed: u64, threads: usize) -> Re
     let x = standard_normals(n, d, &mut rng).mapv(|v| (std * v) as f32);
     with_threads(threads, || {
         let t0 = Instant::now();
-        let out = run(&net, Sampler::Ddpm, &grid[..=steps], x, &mut rng);
+        let out = run(&net, Sampler::Ddpm, &grid[..=steps], x, None, &mut rng);
         let el = t0.elapsed().as_secs_f64();
         std::hint::black_box(out);
         el

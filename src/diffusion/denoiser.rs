@@ -12,6 +12,20 @@ pub trait Denoiser: Send + Sync {
 
     /// Writes D(x_i, σ) into row i of `out` for every row x_i of `x` (σ > 0, data units).
     fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>);
+
+    /// Writes D(x_i, σ | c_i), the denoiser given row i's class label c_i = `labels[i]`: what a
+    /// class-conditional denoiser computes (with its guidance). A denoiser without classes
+    /// ignores the labels.
+    fn denoise_labeled(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[u32],
+        sigma: f64,
+        out: ArrayViewMut2<f32>,
+    ) {
+        let _ = labels;
+        self.denoise(x, sigma, out)
+    }
 }
 
 impl<D: Denoiser + ?Sized> Denoiser for std::sync::Arc<D> {
@@ -20,6 +34,15 @@ impl<D: Denoiser + ?Sized> Denoiser for std::sync::Arc<D> {
     }
     fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
         (**self).denoise(x, sigma, out)
+    }
+    fn denoise_labeled(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[u32],
+        sigma: f64,
+        out: ArrayViewMut2<f32>,
+    ) {
+        (**self).denoise_labeled(x, labels, sigma, out)
     }
 }
 
@@ -85,6 +108,24 @@ impl<D: Denoiser> Denoiser for Imperfect<D> {
 
     fn denoise(&self, x: ArrayView2<f32>, sigma: f64, mut out: ArrayViewMut2<f32>) {
         self.inner.denoise(x, sigma, out.view_mut());
+        self.add_error(x, out);
+    }
+
+    fn denoise_labeled(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[u32],
+        sigma: f64,
+        mut out: ArrayViewMut2<f32>,
+    ) {
+        self.inner.denoise_labeled(x, labels, sigma, out.view_mut());
+        self.add_error(x, out);
+    }
+}
+
+impl<D: Denoiser> Imperfect<D> {
+    /// Turns the inner denoiser's output D into D'(x, σ) = x + s·(D − x) + b + τ·f(x).
+    fn add_error(&self, x: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
         let field = if self.noise != 0.0 {
             let xf = x.mapv(|v| v as f64);
             let mut proj = xf.dot(&self.freqs.t());

@@ -5,7 +5,7 @@ use super::closed_form::{KernelDenoiser, MixtureDenoiser};
 use super::denoiser::{Denoiser, Imperfect};
 use super::noise::NoiseSchedule;
 use super::sampler::{Sampler, SamplingPlan};
-use super::trained::{EarlyStopping, MlpDenoiser, Objective, TrainConfig};
+use super::trained::{Conditioning, EarlyStopping, MlpDenoiser, Objective, TrainConfig};
 use crate::config::{DenoiserErrorConfig, DiffusionConfig};
 use crate::error::{Error, Result};
 use crate::models::MixtureEm;
@@ -42,6 +42,9 @@ pub struct DiffusionLearner {
     pub error: Option<DenoiserErrorConfig>,
     /// Whether the run folder keeps each generation's MLP weights.
     pub save_weights: bool,
+    /// (label dropout, guidance) of a class-conditional MLP, before the number of classes is
+    /// known (see [`DiffusionLearner::set_classes`]).
+    conditional: Option<(f64, f64)>,
     resolved: DiffusionConfig,
 }
 
@@ -269,6 +272,7 @@ impl DiffusionLearner {
             ("patience", cfg.patience.is_some()),
             ("eval_every", cfg.eval_every.is_some()),
             ("save_weights", cfg.save_weights.is_some()),
+            ("conditional", cfg.conditional.is_some()),
         ] {
             unused(key, set && !is_mlp, "unless denoiser = \"mlp\"")?;
         }
@@ -316,14 +320,77 @@ impl DiffusionLearner {
         if is_mlp {
             r.save_weights = Some(save_weights);
         }
+        let is_conditional = cfg.conditional == Some(true);
+        let why = "unless model.conditional = true";
+        unused(
+            "label_dropout",
+            cfg.label_dropout.is_some() && !is_conditional,
+            why,
+        )?;
+        unused("guidance", cfg.guidance.is_some() && !is_conditional, why)?;
+        let conditional = if is_conditional {
+            let p = cfg.label_dropout.unwrap_or(0.1);
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::config(format!(
+                    "model.label_dropout = {p}: expected 0 ≤ label_dropout < 1"
+                )));
+            }
+            let w = cfg.guidance.unwrap_or(0.0);
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(Error::config(format!(
+                    "model.guidance = {w}: expected a number ≥ 0 (0: purely conditional)"
+                )));
+            }
+            if w > 0.0 && p == 0.0 {
+                return Err(Error::config(
+                    "model.guidance > 0 needs label_dropout > 0 (the unconditional model it \
+                     extrapolates from is learnt from the dropped labels)",
+                ));
+            }
+            r.conditional = Some(true);
+            r.label_dropout = Some(p);
+            r.guidance = Some(w);
+            Some((p, w))
+        } else {
+            r.conditional = cfg.conditional;
+            None
+        };
         Ok(DiffusionLearner {
             denoiser,
             plan,
             standardize,
             error: cfg.error.clone(),
             save_weights,
+            conditional,
             resolved: r,
         })
+    }
+
+    /// Whether the learner is class-conditional (`model.conditional = true`).
+    pub fn is_conditional(&self) -> bool {
+        self.conditional.is_some()
+    }
+
+    /// Gives a class-conditional learner the number of classes of the target (`None`: the
+    /// target has no labels, an error for a class-conditional learner).
+    pub fn set_classes(&mut self, classes: Option<usize>) -> Result<()> {
+        let Some((label_dropout, guidance)) = self.conditional else {
+            return Ok(());
+        };
+        let Some(classes) = classes else {
+            return Err(Error::config(
+                "model.conditional = true needs a target with class labels (digits, mnist, \
+                 fashion-mnist, idx, or a file target with `labels`)",
+            ));
+        };
+        if let DenoiserSpec::Mlp(t) = &mut self.denoiser {
+            t.conditioning = Some(Conditioning {
+                classes,
+                label_dropout,
+                guidance,
+            });
+        }
+        Ok(())
     }
 
     fn train_config(
@@ -446,6 +513,7 @@ impl DiffusionLearner {
             grad_clip,
             ema: cfg.ema,
             early_stopping,
+            conditioning: None,
         })
     }
 
@@ -463,10 +531,12 @@ impl DiffusionLearner {
         }
     }
 
-    /// Fits `data`; `previous` gives the warm start (MLP weights) when given.
+    /// Fits `data` (with its `labels`, which a class-conditional learner needs); `previous`
+    /// gives the warm start (MLP weights) when given.
     pub fn fit(
         &self,
         data: ArrayView2<f32>,
+        labels: Option<&[u32]>,
         previous: Option<&DiffusionModel>,
         rng: &mut Stream,
     ) -> Result<DiffusionModel> {
@@ -496,6 +566,7 @@ impl DiffusionLearner {
                 let init = previous.and_then(|p| p.network()).map(|n| n.params());
                 Fitted::Mlp(MlpDenoiser::train(
                     x.view(),
+                    labels,
                     &t,
                     &self.plan.schedule,
                     init,
@@ -518,12 +589,23 @@ impl DiffusionLearner {
             }
             None => fitted.clone(),
         };
+        let class_counts = match (&self.denoiser, labels) {
+            (DenoiserSpec::Mlp(t), Some(labels)) => t.conditioning.as_ref().map(|c| {
+                let mut counts = vec![0usize; c.classes];
+                for &y in labels {
+                    counts[y as usize] += 1;
+                }
+                counts
+            }),
+            _ => None,
+        };
         Ok(DiffusionModel {
             fitted,
             denoiser,
             plan: self.plan.clone(),
             shift,
             scale,
+            class_counts,
         })
     }
 }
@@ -564,6 +646,18 @@ impl Denoiser for Fitted {
             Fitted::Mlp(n) => n.denoise(x, sigma, out),
         }
     }
+    fn denoise_labeled(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[u32],
+        sigma: f64,
+        out: ArrayViewMut2<f32>,
+    ) {
+        match self {
+            Fitted::Mlp(n) => n.denoise_labeled(x, labels, sigma, out),
+            _ => self.denoise(x, sigma, out),
+        }
+    }
 }
 
 /// A fitted diffusion model: a denoiser in standardised units, the sampling plan, and the affine
@@ -578,6 +672,9 @@ pub struct DiffusionModel {
     pub shift: Array1<f64>,
     /// Overall scale (data standard deviation when standardising, else 1).
     pub scale: f64,
+    /// Points per class in the training set of a class-conditional model: the class
+    /// proportions its samples follow.
+    pub class_counts: Option<Vec<usize>>,
 }
 
 impl std::fmt::Debug for DiffusionModel {
@@ -587,6 +684,7 @@ impl std::fmt::Debug for DiffusionModel {
             .field("plan", &self.plan)
             .field("shift", &self.shift)
             .field("scale", &self.scale)
+            .field("class_counts", &self.class_counts)
             .finish()
     }
 }
@@ -602,6 +700,7 @@ impl DiffusionModel {
             plan,
             shift: Array1::zeros(d),
             scale: 1.0,
+            class_counts: None,
         }
     }
 
@@ -629,15 +728,53 @@ impl DiffusionModel {
 
     /// Draws `n` samples (data units).
     pub fn generate(&self, n: usize, rng: &mut Stream) -> Array2<f32> {
-        let x = self.plan.generate(&*self.denoiser, n, rng);
+        self.generate_labeled(n, rng).0
+    }
+
+    /// Draws `n` samples (data units) with their labels for a class-conditional model: the
+    /// classes in the proportions of its training set (largest-remainder counts, see
+    /// [`crate::data::apportion`]) in a random order drawn from `rng`. Other models: no labels.
+    pub fn generate_labeled(&self, n: usize, rng: &mut Stream) -> (Array2<f32>, Option<Vec<u32>>) {
+        let labels = self.class_counts.as_ref().map(|counts| {
+            use rand::seq::SliceRandom;
+            let mut labels: Vec<u32> = crate::data::apportion(counts, n)
+                .iter()
+                .enumerate()
+                .flat_map(|(c, &k)| std::iter::repeat_n(c as u32, k))
+                .collect();
+            labels.shuffle(rng);
+            labels
+        });
+        let x = self
+            .plan
+            .generate(&*self.denoiser, n, labels.as_deref(), rng);
+        (self.to_data_units(x), labels)
+    }
+
+    /// Draws one sample (data units) of each class in `labels` (class-conditional models;
+    /// others ignore the labels).
+    pub fn generate_classes(&self, labels: &[u32], rng: &mut Stream) -> Array2<f32> {
+        let x = self
+            .plan
+            .generate(&*self.denoiser, labels.len(), Some(labels), rng);
         self.to_data_units(x)
     }
 
     /// Reconstruction from time `t` of the schedule: noise `x0` (data units) forward to t and run
-    /// the sampler back (Yamaguchi & Fukuda).
-    pub fn reconstruct(&self, x0: ArrayView2<f32>, t: f64, rng: &mut Stream) -> Array2<f32> {
+    /// the sampler back (Yamaguchi & Fukuda), conditioned on each point's label when `labels`
+    /// are given and the model is class-conditional.
+    pub fn reconstruct(
+        &self,
+        x0: ArrayView2<f32>,
+        labels: Option<&[u32]>,
+        t: f64,
+        rng: &mut Stream,
+    ) -> Array2<f32> {
         let x = standardize(x0, &self.shift, self.scale);
-        let out = self.plan.reconstruct(&*self.denoiser, x.view(), t, rng);
+        let labels = labels.filter(|_| self.class_counts.is_some());
+        let out = self
+            .plan
+            .reconstruct(&*self.denoiser, x.view(), labels, t, rng);
         self.to_data_units(out)
     }
 }

@@ -52,27 +52,56 @@ impl Sampler {
 }
 
 /// Runs `sampler` from `x` (rows at noise level `grid[0]`) down the grid and returns the points at
-/// `grid.last()`. `rng` seeds one independent stream per chunk of [`CHUNK`] rows.
+/// `grid.last()`. `labels` (one per row) are handed to the denoiser as the rows' classes.
+/// `rng` seeds one independent stream per chunk of [`CHUNK`] rows.
 pub fn run(
     denoiser: &dyn Denoiser,
     sampler: Sampler,
     grid: &[f64],
     mut x: Array2<f32>,
+    labels: Option<&[u32]>,
     rng: &mut Stream,
 ) -> Array2<f32> {
     assert!(grid.len() >= 2, "a grid needs at least one step");
+    if let Some(l) = labels {
+        assert_eq!(l.len(), x.nrows(), "one label per row");
+    }
     let chunks = x.nrows().div_ceil(CHUNK);
     let seeds: Vec<u64> = (0..chunks).map(|_| rng.next_u64()).collect();
     let views: Vec<_> = x.axis_chunks_iter_mut(Axis(0), CHUNK).collect();
-    views.into_par_iter().zip(seeds).for_each(|(chunk, seed)| {
-        let mut chunk_rng = Stream::seed_from_u64(seed);
-        run_chunk(denoiser, sampler, grid, chunk, &mut chunk_rng);
-    });
+    views
+        .into_par_iter()
+        .zip(seeds)
+        .enumerate()
+        .for_each(|(c, (chunk, seed))| {
+            let mut chunk_rng = Stream::seed_from_u64(seed);
+            let rows = c * CHUNK..c * CHUNK + chunk.nrows();
+            let den = Chunk {
+                inner: denoiser,
+                labels: labels.map(|l| &l[rows]),
+            };
+            run_chunk(&den, sampler, grid, chunk, &mut chunk_rng);
+        });
     x
 }
 
+/// The denoiser seen by one chunk of rows: with the chunk's labels, when there are labels.
+struct Chunk<'a> {
+    inner: &'a dyn Denoiser,
+    labels: Option<&'a [u32]>,
+}
+
+impl Chunk<'_> {
+    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
+        match self.labels {
+            Some(l) => self.inner.denoise_labeled(x, l, sigma, out),
+            None => self.inner.denoise(x, sigma, out),
+        }
+    }
+}
+
 fn run_chunk(
-    den: &dyn Denoiser,
+    den: &Chunk,
     sampler: Sampler,
     grid: &[f64],
     mut x: ArrayViewMut2<f32>,
@@ -187,14 +216,21 @@ impl SamplingPlan {
             .grid(t_start, self.t_min, steps, self.denoise_final)
     }
 
-    /// Draws `n` points: x ~ N(0, prior_std(σ_max)² I), then the sampler down the grid.
-    pub fn generate(&self, den: &dyn Denoiser, n: usize, rng: &mut Stream) -> Array2<f32> {
+    /// Draws `n` points: x ~ N(0, prior_std(σ_max)² I), then the sampler down the grid; row i
+    /// is of class `labels[i]` when labels are given (n = their number).
+    pub fn generate(
+        &self,
+        den: &dyn Denoiser,
+        n: usize,
+        labels: Option<&[u32]>,
+        rng: &mut Stream,
+    ) -> Array2<f32> {
         let grid = self.grid();
         let std = self.schedule.prior_std(grid[0]) as f32;
         let x = Array2::from_shape_simple_fn((n, den.dim()), || {
             std * <StandardNormal as rand_distr::Distribution<f32>>::sample(&StandardNormal, rng)
         });
-        run(den, self.sampler, &grid, x, rng)
+        run(den, self.sampler, &grid, x, labels, rng)
     }
 
     /// Reconstruction (Yamaguchi & Fukuda): noises `x0` forward to time `t` (x = x₀ + σ(t) z) and
@@ -204,6 +240,7 @@ impl SamplingPlan {
         &self,
         den: &dyn Denoiser,
         x0: ArrayView2<f32>,
+        labels: Option<&[u32]>,
         t: f64,
         rng: &mut Stream,
     ) -> Array2<f32> {
@@ -218,7 +255,7 @@ impl SamplingPlan {
         }
         let steps = ((self.steps as f64 * t / self.schedule.t_end()).round() as usize).max(1);
         let grid = self.grid_from(t, steps);
-        run(den, self.sampler, &grid, x, rng)
+        run(den, self.sampler, &grid, x, labels, rng)
     }
 }
 
@@ -249,8 +286,8 @@ mod tests {
             t_min: 1.0,
             denoise_final: true,
         };
-        let a = plan.generate(&den, 1000, &mut stream(1, 0, Role::Samples));
-        let b = plan.generate(&den, 1000, &mut stream(1, 0, Role::Samples));
+        let a = plan.generate(&den, 1000, None, &mut stream(1, 0, Role::Samples));
+        let b = plan.generate(&den, 1000, None, &mut stream(1, 0, Role::Samples));
         assert_eq!(a, b);
         assert!(a.iter().all(|v| v.is_finite()));
     }
@@ -274,6 +311,7 @@ mod tests {
                 sampler,
                 &grid,
                 x0.clone(),
+                None,
                 &mut stream(0, 0, Role::Samples),
             );
             (0..3)
@@ -307,7 +345,7 @@ mod tests {
                 t_min: 1.0,
                 denoise_final: true,
             };
-            let x = plan.generate(&den, 20_000, &mut stream(3, 0, Role::Samples));
+            let x = plan.generate(&den, 20_000, None, &mut stream(3, 0, Role::Samples));
             out.push(variance(&x) / (s * s));
         }
         for r in &out {

@@ -1,6 +1,8 @@
 //! MLP denoiser weights as safetensors in the PyTorch-compatible layout of
 //! [`crate::nn::weights`]. The metadata holds what turns the network back into a denoiser in data
-//! units: `objective`, `time_embedding`, `dim`, `shift` (JSON list) and `scale`.
+//! units: `objective`, `time_embedding`, `dim`, `shift` (JSON list) and `scale`, and for a
+//! class-conditional network `classes` (0: unconditional; the input then ends with a one-hot
+//! block of classes + 1 entries, the last one "no class") and the sampling `guidance`.
 
 use super::learner::DiffusionModel;
 use crate::error::Result;
@@ -24,7 +26,15 @@ pub fn save(model: &DiffusionModel, path: &Path) -> Result<()> {
         ("objective".to_string(), net.objective().name().to_string()),
         (
             "time_embedding".to_string(),
-            (shape.widths[0] - net.dim_out()).to_string(),
+            net.time_embedding().to_string(),
+        ),
+        (
+            "classes".to_string(),
+            net.conditioning().map_or(0, |c| c.classes).to_string(),
+        ),
+        (
+            "guidance".to_string(),
+            net.conditioning().map_or(0.0, |c| c.guidance).to_string(),
         ),
         ("dim".to_string(), net.dim_out().to_string()),
         ("shift".to_string(), format!("[{}]", shift.join(", "))),

@@ -5,14 +5,12 @@ pub mod reconstruct;
 pub mod run_dir;
 
 use crate::config::Config;
-use crate::data::Target;
-use crate::distributions::Distribution;
+use crate::data::{Dataset, Target};
 use crate::error::{Error, Result};
 use crate::metrics::{Available, Context, MetricSet};
 use crate::models::{Learner, Model};
 use crate::rng::{Role, stream};
 use crate::schedule::{LoopState, Schedule};
-use ndarray::Array2;
 
 /// A fully checked experiment, ready to run.
 pub struct Experiment {
@@ -34,14 +32,17 @@ pub struct Generation<'a> {
     pub seed: u64,
     /// The generation number (0 = fitted on real data).
     pub generation: usize,
-    /// The training set the model was fitted on.
-    pub train: &'a Array2<f32>,
+    /// The training set the model was fitted on (labelled when all its points are).
+    pub train: &'a Dataset,
     /// The fitted model.
     pub model: &'a Model,
-    /// Its evaluation samples.
-    pub samples: &'a Array2<f32>,
+    /// Its evaluation samples (labelled for a class-conditional model).
+    pub samples: &'a Dataset,
     /// The metric values, in the order of [`MetricSet::names`].
     pub metrics: &'a [f64],
+    /// Per-class accuracy on the reference points of the classifier trained on the samples and
+    /// of the one trained on real data (when accuracy metrics are chosen).
+    pub class_accuracy: Option<(&'a [f64], &'a [f64])>,
 }
 
 impl Experiment {
@@ -61,8 +62,9 @@ impl Experiment {
             return Err(Error::config("save_every: expected at least 1"));
         }
         let target = Target::from_config(&config.target)?;
-        let learner = Learner::from_config(&config.model)?;
-        if let Learner::Diffusion(l) = &learner {
+        let mut learner = Learner::from_config(&config.model)?;
+        if let Learner::Diffusion(l) = &mut learner {
+            l.set_classes(target.classes())?;
             config.model = crate::config::ModelConfig::Diffusion(Box::new(l.resolved_config()));
         }
         let schedule = Schedule::from_config(&config.schedule, &target)?;
@@ -93,6 +95,8 @@ impl Experiment {
                 d.log_density(ndarray::Array2::<f32>::zeros((1, d.dim())).view())
                     .is_some()
             }),
+            labels: target.classes().is_some()
+                && matches!(&learner, Learner::Diffusion(l) if l.is_conditional()),
         };
         let metrics = MetricSet::from_config(&config.metrics, available)?;
         if let Some(c) = &metrics.features
@@ -133,7 +137,10 @@ impl Experiment {
         observe: &mut dyn FnMut(&Generation) -> Result<()>,
     ) -> Result<Vec<Vec<f64>>> {
         let mut real = self.target.realize(seed, self.metrics.eval_samples);
-        let reference = self.metrics.reference(real.reference.view());
+        let reference = self
+            .metrics
+            .reference(real.reference.view(), real.reference_labels.as_deref());
+        let mut real_accuracy = None;
         let mut state = LoopState::default();
         let mut previous: Option<Model> = None;
         let mut rows = Vec::with_capacity(self.config.generations);
@@ -146,16 +153,31 @@ impl Experiment {
             } else {
                 None
             };
-            let model =
-                self.learner
-                    .fit(train.view(), warm, &mut stream(seed, g as u64, Role::Fit))?;
-            let samples = model.sample(
+            if g == 0
+                && self.metrics.uses_labels()
+                && let (Some(tl), Some(rl)) = (&train.labels, &reference.labels)
+            {
+                real_accuracy = Some(crate::metrics::eval::tstr_accuracy(
+                    train.points.view(),
+                    tl,
+                    reference.points.view(),
+                    rl,
+                    seed,
+                ));
+            }
+            let model = self.learner.fit(
+                train.points.view(),
+                train.labels.as_deref(),
+                warm,
+                &mut stream(seed, g as u64, Role::Fit),
+            )?;
+            let samples = model.sample_labeled(
                 self.config.samples_per_generation,
                 &mut stream(seed, g as u64, Role::Samples),
             );
             let ctx = Context {
-                samples: samples.view(),
-                train: train.view(),
+                samples: samples.points.view(),
+                train: train.points.view(),
                 reference: &reference,
                 target_mean: &real.mean,
                 target_cov: &real.cov,
@@ -167,8 +189,18 @@ impl Experiment {
                 options: &self.metrics.options,
                 modes: Default::default(),
                 divergences: Default::default(),
+                sample_labels: samples.labels.as_deref(),
+                real_accuracy: real_accuracy.as_ref(),
+                synthetic_accuracy: Default::default(),
+                seed,
             };
             let values = self.metrics.evaluate(&ctx);
+            let class_accuracy = ctx
+                .synthetic_accuracy
+                .get()
+                .and_then(|s| s.as_ref())
+                .zip(real_accuracy.as_ref())
+                .map(|(s, r)| (&s.1[..], &r.1[..]));
             observe(&Generation {
                 seed,
                 generation: g,
@@ -176,6 +208,7 @@ impl Experiment {
                 model: &model,
                 samples: &samples,
                 metrics: &values,
+                class_accuracy,
             })?;
             rows.push(values);
             previous = Some(model);

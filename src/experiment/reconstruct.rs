@@ -72,14 +72,15 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
     let mut real = exp.target.realize(seed, exp.metrics.eval_samples);
     let (train, train_labels) =
         real.draw_labeled(exp.schedule.min_train_size(), 0, Role::RealInit)?;
-    let model: DiffusionModel =
-        match exp
-            .learner
-            .fit(train.view(), None, &mut stream(seed, 0, Role::Fit))?
-        {
-            Model::Diffusion(m) => m,
-            _ => unreachable!("a diffusion learner fits a diffusion model"),
-        };
+    let model: DiffusionModel = match exp.learner.fit(
+        train.view(),
+        train_labels.as_deref(),
+        None,
+        &mut stream(seed, 0, Role::Fit),
+    )? {
+        Model::Diffusion(m) => m,
+        _ => unreachable!("a diffusion learner fits a diffusion model"),
+    };
     let n = exp.config.samples_per_generation.min(train.nrows());
     let x0 = train.slice(ndarray::s![..n, ..]).to_owned();
     let labels0 = train_labels.map(|l| l[..n].to_vec());
@@ -98,7 +99,12 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
     let mut rows = Vec::new();
     let mut sets = Vec::new();
     for (i, &t) in times.iter().enumerate() {
-        let x = model.reconstruct(x0.view(), t, &mut stream(seed, i as u64, Role::Samples));
+        let x = model.reconstruct(
+            x0.view(),
+            labels0.as_deref(),
+            t,
+            &mut stream(seed, i as u64, Role::Samples),
+        );
         let mut values = measure(
             x.view(),
             x0.view(),

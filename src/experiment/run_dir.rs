@@ -1,13 +1,15 @@
 //! Writing a run folder:
 //! `config.toml` (resolved config), `metrics.csv` (one row per seed and generation),
-//! `samples/seed-S/gen-GGG.npy` (and `gen-GGG.png`, a grid of the first 100 samples, for image
-//! targets, with `real.png`: the real images, a row per class), optionally
-//! `train/seed-S/gen-GGG.npy`, and `metrics.png`.
+//! `samples/seed-S/gen-GGG.npy` (with `gen-GGG.labels.npy` for a class-conditional model, and
+//! `gen-GGG.png` for image targets: a grid of samples, a row per class when they are labelled,
+//! with `real.png`: the real images, a row per class), optionally `train/seed-S/gen-GGG.npy`
+//! (and `.labels.npy`), `class_accuracy.csv` when accuracy metrics are chosen, and
+//! `metrics.png`.
 //! The run is written to a hidden sibling folder and renamed into place only when complete, so a
 //! failed run never leaves a half-written folder behind.
 
 use super::{Experiment, Generation};
-use crate::data::write_npy;
+use crate::data::{Dataset, write_labels_npy, write_npy};
 use crate::error::{Error, Result};
 use crate::report;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -141,7 +143,7 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
         let cells = report::grid_cells(data.labels.as_deref(), data.len(), 10, 10);
         pic.draw(&dir.join("real.png"), data.points.view(), &cells)?;
     }
-    let per_seed: Vec<Result<Vec<Vec<f64>>>> = super::with_threads(opts.threads, || {
+    let per_seed: Vec<Result<(Vec<Vec<f64>>, String)>> = super::with_threads(opts.threads, || {
         seeds
             .par_iter()
             .map(|&seed| {
@@ -159,19 +161,31 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                 if cfg.save_train_sets {
                     mkdir(&train_dir)?;
                 }
+                let mut class_rows = String::new();
                 let mut observe = |g: &Generation| -> Result<()> {
-                    let file = format!("gen-{:03}.npy", g.generation);
+                    let stem = format!("gen-{:03}", g.generation);
+                    if let Some((synthetic, real)) = g.class_accuracy {
+                        let counts = class_counts(g.samples, synthetic.len());
+                        for (c, ((s, r), n)) in synthetic.iter().zip(real).zip(counts).enumerate() {
+                            writeln!(class_rows, "{seed},{},{c},{n},{s},{r}", g.generation)
+                                .expect("string write");
+                        }
+                    }
                     if saved(g.generation) {
                         if cfg.save_samples {
-                            write_npy(&sample_dir.join(&file), g.samples)?;
+                            write_set(&sample_dir, &stem, g.samples)?;
                             if let Some((pic, _)) = &picture {
-                                let cells = report::grid_cells(None, g.samples.nrows(), 10, 10);
-                                let png = sample_dir.join(format!("gen-{:03}.png", g.generation));
-                                pic.draw(&png, g.samples.view(), &cells)?;
+                                let (x, labels) = (&g.samples.points, g.samples.labels.as_deref());
+                                let cells = report::grid_cells(labels, x.nrows(), 10, 10);
+                                pic.draw(
+                                    &sample_dir.join(format!("{stem}.png")),
+                                    x.view(),
+                                    &cells,
+                                )?;
                             }
                         }
                         if cfg.save_train_sets {
-                            write_npy(&train_dir.join(&file), g.train)?;
+                            write_set(&train_dir, &stem, g.train)?;
                         }
                         if let (true, crate::models::Model::Diffusion(m)) = (save_weights, g.model)
                         {
@@ -183,24 +197,54 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                     bar.inc(1);
                     Ok(())
                 };
-                exp.run_seed(seed, &mut observe)
-                    .map_err(|e| Error::Run(format!("seed {seed}: {e}")))
+                let rows = exp
+                    .run_seed(seed, &mut observe)
+                    .map_err(|e| Error::Run(format!("seed {seed}: {e}")))?;
+                Ok((rows, class_rows))
             })
             .collect()
     })?;
     bar.finish_and_clear();
     let names = exp.metrics.names();
     let mut rows = Vec::new();
+    let mut class_csv =
+        String::from("seed,generation,class,samples,synthetic_accuracy,real_accuracy\n");
     for (seed, result) in seeds.iter().zip(per_seed) {
-        for (g, values) in result?.into_iter().enumerate() {
+        let (values, class_rows) = result?;
+        for (g, values) in values.into_iter().enumerate() {
             rows.push((*seed, g, values));
         }
+        class_csv.push_str(&class_rows);
+    }
+    if exp.metrics.uses_labels() {
+        std::fs::write(dir.join("class_accuracy.csv"), class_csv)
+            .map_err(|e| Error::io("cannot write class_accuracy.csv", e))?;
     }
     std::fs::write(dir.join("metrics.csv"), metrics_csv(&names, &rows))
         .map_err(|e| Error::io("cannot write metrics.csv", e))?;
     let plot = dir.join("metrics.png");
     report::plot_metrics(&plot, &names, &rows)?;
     Ok(RunResult { names, rows, plot })
+}
+
+/// Writes `dir/STEM.npy` and, for a labelled set, `dir/STEM.labels.npy`.
+fn write_set(dir: &Path, stem: &str, set: &Dataset) -> Result<()> {
+    write_npy(&dir.join(format!("{stem}.npy")), &set.points)?;
+    if let Some(labels) = &set.labels {
+        write_labels_npy(&dir.join(format!("{stem}.labels.npy")), labels)?;
+    }
+    Ok(())
+}
+
+/// Points of each class 0..classes in a labelled set (all zero without labels).
+fn class_counts(set: &Dataset, classes: usize) -> Vec<usize> {
+    let mut counts = vec![0; classes];
+    for &y in set.labels.iter().flatten() {
+        if let Some(c) = counts.get_mut(y as usize) {
+            *c += 1;
+        }
+    }
+    counts
 }
 
 /// `seed,generation,<metrics…>` with one row per seed and generation; numbers in Rust's shortest

@@ -58,6 +58,16 @@ pub struct Context<'a> {
     pub modes: OnceCell<Option<ModeMass>>,
     /// Divergences to the target, computed once per generation.
     pub divergences: OnceCell<Option<Divergences>>,
+    /// Class labels of the samples (class-conditional models).
+    pub sample_labels: Option<&'a [u32]>,
+    /// Accuracy (overall, per class) on the labelled reference points of the classifier trained
+    /// on the seed's real training set (generation 0's): the reference line of
+    /// `synthetic_accuracy`.
+    pub real_accuracy: Option<&'a (f64, Vec<f64>)>,
+    /// The same for the classifier trained on the samples, computed once per generation.
+    pub synthetic_accuracy: OnceCell<Option<(f64, Vec<f64>)>>,
+    /// The run's seed (seeds the classifiers).
+    pub seed: u64,
 }
 
 impl Context<'_> {
@@ -72,6 +82,23 @@ impl Context<'_> {
             self.target_gaussian?,
             self.model.distribution().as_gaussian()?,
         ))
+    }
+
+    /// Train on the samples and their labels, test on the labelled reference points.
+    pub fn synthetic_accuracy(&self) -> Option<&(f64, Vec<f64>)> {
+        self.synthetic_accuracy
+            .get_or_init(|| {
+                let labels = self.sample_labels?;
+                let ref_labels = self.reference.labels.as_deref()?;
+                Some(eval::tstr_accuracy(
+                    self.samples,
+                    labels,
+                    self.reference.points.view(),
+                    ref_labels,
+                    self.seed,
+                ))
+            })
+            .as_ref()
     }
 
     fn mode_mass(&self) -> Option<&ModeMass> {
@@ -142,6 +169,8 @@ pub struct Reference {
     pub mmd_self_term: f64,
     /// The points in the feature space of `[metrics] features`, when one is set.
     pub features: Option<Array2<f32>>,
+    /// Class labels of the points, for a labelled data set.
+    pub labels: Option<Vec<u32>>,
 }
 
 /// A named per-generation measurement.
@@ -168,6 +197,8 @@ pub enum Needs {
     Mixture,
     /// A target with a known density.
     Density,
+    /// Labelled real data and a model whose samples carry labels (class-conditional).
+    Labels,
 }
 
 /// What an experiment's target and model offer (see [`Needs`]).
@@ -179,6 +210,8 @@ pub struct Available {
     pub mixture: bool,
     /// The target's density is known.
     pub density: bool,
+    /// Real points and samples both have class labels.
+    pub labels: bool,
 }
 
 impl Available {
@@ -188,6 +221,7 @@ impl Available {
             Needs::Gaussians => self.gaussians,
             Needs::Mixture => self.mixture,
             Needs::Density => self.density,
+            Needs::Labels => self.labels,
         }
     }
 }
@@ -329,6 +363,30 @@ pub const ALL: &[Metric] = &[
         Needs::Density,
         |c| c.divergences().map_or(f64::NAN, |d| d.tv.error),
     ),
+    Metric {
+        name: "synthetic_accuracy",
+        description: "held-out real accuracy of an MLP classifier trained on all samples and their labels (train on synthetic, test on real)",
+        needs: Needs::Labels,
+        default: true,
+        compute: |c| c.synthetic_accuracy().map_or(f64::NAN, |a| a.0),
+    },
+    Metric {
+        name: "real_accuracy",
+        description: "the same classifier trained on the seed's real training set (generation 0's): the reference line",
+        needs: Needs::Labels,
+        default: true,
+        compute: |c| c.real_accuracy.map_or(f64::NAN, |a| a.0),
+    },
+    Metric {
+        name: "accuracy_gap",
+        description: "synthetic_accuracy − real_accuracy",
+        needs: Needs::Labels,
+        default: true,
+        compute: |c| match (c.synthetic_accuracy(), c.real_accuracy) {
+            (Some(s), Some(r)) => s.0 - r.0,
+            _ => f64::NAN,
+        },
+    },
 ];
 
 /// One chosen column: a run metric, or an `ouro eval` metric computed on (reference, samples,
@@ -371,6 +429,10 @@ impl MetricSet {
                             let what = match ALL[i].needs {
                                 Needs::Gaussians => "a Gaussian target and a Gaussian model",
                                 Needs::Mixture => "a Gaussian-mixture target",
+                                Needs::Labels => {
+                                    "labelled samples: a target with class labels and a \
+                                     class-conditional model (model.conditional = true)"
+                                }
                                 _ => "a target with a known density",
                             };
                             return Err(Error::config(format!(
@@ -379,12 +441,6 @@ impl MetricSet {
                         }
                         Choice::Run(i)
                     } else if let Some(i) = EVAL_METRICS.iter().position(|m| m.name == n) {
-                        if EVAL_METRICS[i].needs_labels {
-                            return Err(Error::config(format!(
-                                "metrics.names: `{n}` needs labelled samples, which runs do not \
-                                 produce yet; use `ouro eval` with label files"
-                            )));
-                        }
                         Choice::Eval(i)
                     } else {
                         let known = known_names();
@@ -465,11 +521,19 @@ impl MetricSet {
         self.chosen.iter().map(|&c| name_of(c)).collect()
     }
 
-    /// The reference set of one seed, with its cached terms (computed only if `mmd2` is chosen).
-    pub fn reference(&self, points: ArrayView2<f32>) -> Reference {
-        let points = points
-            .slice(s![..points.nrows().min(self.eval_samples), ..])
-            .to_owned();
+    /// Whether a chosen metric trains classifiers on labelled points.
+    pub fn uses_labels(&self) -> bool {
+        self.chosen
+            .iter()
+            .any(|&c| matches!(c, Choice::Run(i) if ALL[i].needs == Needs::Labels))
+    }
+
+    /// The reference set of one seed (the first `eval_samples` points, with their labels), with
+    /// its cached terms (computed only if `mmd2` is chosen).
+    pub fn reference(&self, points: ArrayView2<f32>, labels: Option<&[u32]>) -> Reference {
+        let n = points.nrows().min(self.eval_samples);
+        let points = points.slice(s![..n, ..]).to_owned();
+        let labels = labels.map(|l| l[..n].to_vec());
         let (mmd_bandwidth, mmd_self_term) = if self.names().contains(&"mmd2") {
             let bw = median_bandwidth(points.view());
             (bw, self_kernel_mean(points.view(), bw))
@@ -485,6 +549,7 @@ impl MetricSet {
             mmd_bandwidth,
             mmd_self_term,
             features,
+            labels,
         }
     }
 

@@ -10,6 +10,7 @@ pub use mle::GaussianMle;
 pub use smoothing::{Bandwidth, KdeLearner};
 
 use crate::config::{BandwidthConfig, ModelConfig};
+use crate::data::Dataset;
 use crate::diffusion::{DiffusionLearner, DiffusionModel};
 use crate::distributions::{Distribution, Gaussian, GaussianMixture, Kde};
 use crate::error::{Error, Result};
@@ -30,6 +31,21 @@ pub enum Model {
 }
 
 impl Model {
+    /// Draws `n` points with their class labels when the model generates labelled points (a
+    /// class-conditional diffusion model); other models give points without labels.
+    pub fn sample_labeled(&self, n: usize, rng: &mut Stream) -> Dataset {
+        match self {
+            Model::Diffusion(m) => {
+                let (points, labels) = m.generate_labeled(n, rng);
+                Dataset { points, labels }
+            }
+            _ => Dataset {
+                points: self.sample(n, rng),
+                labels: None,
+            },
+        }
+    }
+
     /// The model as a distribution to sample from.
     pub fn distribution(&self) -> &dyn Distribution {
         match self {
@@ -154,11 +170,13 @@ impl Learner {
         }
     }
 
-    /// Fits `data` (rows are points). `previous` is the last generation's model when warm
+    /// Fits `data` (rows are points; `labels`, one per point, are used by class-conditional
+    /// learners and ignored by the others). `previous` is the last generation's model when warm
     /// starting; `rng` is the (seed, generation, fit) stream.
     pub fn fit(
         &self,
         data: ArrayView2<f32>,
+        labels: Option<&[u32]>,
         previous: Option<&Model>,
         rng: &mut Stream,
     ) -> Result<Model> {
@@ -184,7 +202,7 @@ impl Learner {
                     Some(Model::Diffusion(m)) => Some(m),
                     _ => None,
                 };
-                Model::Diffusion(l.fit(data, init, rng)?)
+                Model::Diffusion(l.fit(data, labels, init, rng)?)
             }
         })
     }
