@@ -33,11 +33,13 @@ pub const COLUMNS: [&str; 9] = [
     "edge99",
 ];
 
-/// Further column for a data set with classes: the accuracy on the held-out real points of the
+/// Further columns for a data set with classes: the accuracy on the held-out real points of the
 /// MLP classifier of [`crate::classifier`] trained on the reconstructed set with the labels of
 /// the originals (at large t the reconstruction no longer depends on its original, and with an
-/// unconditional model the accuracy falls to chance).
-pub const LABELLED_COLUMNS: [&str; 1] = ["accuracy"];
+/// unconditional model the accuracy falls to chance), and the per-class edge coverage: the share
+/// of reconstructed points beyond the 90th/99th percentile of their class's held-out real
+/// distances to the class mean.
+pub const LABELLED_COLUMNS: [&str; 3] = ["accuracy", "class_edge90", "class_edge99"];
 
 /// One row per time: t, σ(t) (in the model's standardised units) and the values of `columns`.
 pub struct Sweep {
@@ -191,7 +193,12 @@ fn measure_labelled(
     seed: u64,
 ) -> Vec<f64> {
     let clf = fit_mlp(x, labels, heldout_labels, seed);
-    vec![clf.accuracy(heldout, heldout_labels).0]
+    let edge = |q| edge_coverage(heldout, x, q, Some((heldout_labels, labels)));
+    vec![
+        clf.accuracy(heldout, heldout_labels).0,
+        edge(0.9),
+        edge(0.99),
+    ]
 }
 
 /// RMS distance to the originals √(mean ‖x̂ − x₀‖²), ‖mean x̂ − mean x₀‖, tr Cov(x̂)/tr Cov(x₀),

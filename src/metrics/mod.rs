@@ -84,6 +84,23 @@ impl Context<'_> {
         ))
     }
 
+    /// Edge coverage per class ([`edges::edge_coverage`] with labels) of the labelled
+    /// evaluation samples against the labelled reference points.
+    fn class_edge(&self, quantile: f64) -> f64 {
+        match (self.sample_labels, self.reference.labels.as_deref()) {
+            (Some(labels), Some(ref_labels)) => {
+                let x = self.eval_view();
+                edges::edge_coverage(
+                    self.reference.points.view(),
+                    x,
+                    quantile,
+                    Some((ref_labels, &labels[..x.nrows()])),
+                )
+            }
+            _ => f64::NAN,
+        }
+    }
+
     /// Train on the samples and their labels, test on the labelled reference points.
     pub fn synthetic_accuracy(&self) -> Option<&(f64, Vec<f64>)> {
         self.synthetic_accuracy
@@ -363,6 +380,20 @@ pub const ALL: &[Metric] = &[
         Needs::Density,
         |c| c.divergences().map_or(f64::NAN, |d| d.tv.error),
     ),
+    Metric {
+        name: "class_edge90",
+        description: "share of samples beyond the 90th percentile of their class's real distances to the class mean (real: 0.10)",
+        needs: Needs::Labels,
+        default: true,
+        compute: |c| c.class_edge(0.9),
+    },
+    Metric {
+        name: "class_edge99",
+        description: "the same beyond the 99th percentile (real: 0.01)",
+        needs: Needs::Labels,
+        default: true,
+        compute: |c| c.class_edge(0.99),
+    },
     Metric {
         name: "synthetic_accuracy",
         description: "held-out real accuracy of an MLP classifier trained on all samples and their labels (train on synthetic, test on real)",
