@@ -363,6 +363,10 @@ pub struct DiffusionConfig {
     /// gmm-exact: mixture components fitted by EM (default 1: a Gaussian).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub components: Option<usize>,
+    /// Clip the denoiser's prediction of x₀ (and so the samples) to [lo, hi] in data units,
+    /// e.g. [-1, 1] for image targets (DDPM's clip_denoised; default: no clipping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<[f64; 2]>,
     /// Controlled error added to the denoiser (`[model.error]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<DenoiserErrorConfig>,

@@ -148,6 +148,54 @@ impl<D: Denoiser> Imperfect<D> {
     }
 }
 
+/// Another denoiser's output clipped to a box, coordinate by coordinate: D'(x, σ) =
+/// min(max(D(x, σ), lo), hi). For data known to lie in a box (pixels in [−1, 1]) this is DDPM's
+/// `clip_denoised`: the prediction of x₀ never leaves the data range, and neither do the samples
+/// (the last step returns D).
+pub struct Clipped<D> {
+    inner: D,
+    lo: Vec<f32>,
+    hi: Vec<f32>,
+}
+
+impl<D: Denoiser> Clipped<D> {
+    /// Wraps `inner` with per-coordinate bounds (`lo[j] ≤ hi[j]`).
+    pub fn new(inner: D, lo: Vec<f32>, hi: Vec<f32>) -> Self {
+        assert!(lo.len() == inner.dim() && hi.len() == inner.dim());
+        Clipped { inner, lo, hi }
+    }
+
+    fn clip(&self, mut out: ArrayViewMut2<f32>) {
+        for mut row in out.rows_mut() {
+            for ((v, &lo), &hi) in row.iter_mut().zip(&self.lo).zip(&self.hi) {
+                *v = v.clamp(lo, hi);
+            }
+        }
+    }
+}
+
+impl<D: Denoiser> Denoiser for Clipped<D> {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, mut out: ArrayViewMut2<f32>) {
+        self.inner.denoise(x, sigma, out.view_mut());
+        self.clip(out);
+    }
+
+    fn denoise_labeled(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[u32],
+        sigma: f64,
+        mut out: ArrayViewMut2<f32>,
+    ) {
+        self.inner.denoise_labeled(x, labels, sigma, out.view_mut());
+        self.clip(out);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -161,6 +209,15 @@ pub(crate) mod tests {
         fn denoise(&self, x: ArrayView2<f32>, _sigma: f64, mut out: ArrayViewMut2<f32>) {
             out.assign(&x);
         }
+    }
+
+    #[test]
+    fn clipped_output_stays_in_the_box() {
+        let den = Clipped::new(Identity(2), vec![-1.0, 0.0], vec![1.0, 0.5]);
+        let x = ndarray::array![[-3.0f32, 0.25], [0.5, 9.0]];
+        let mut out = Array2::zeros((2, 2));
+        den.denoise(x.view(), 1.0, out.view_mut());
+        assert_eq!(out, ndarray::array![[-1.0f32, 0.25], [0.5, 0.5]]);
     }
 
     #[test]

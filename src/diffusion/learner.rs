@@ -2,7 +2,7 @@
 //! training set into a [`DiffusionModel`] (a fitted denoiser plus a sampling plan).
 
 use super::closed_form::{KernelDenoiser, MixtureDenoiser};
-use super::denoiser::{Denoiser, Imperfect};
+use super::denoiser::{Clipped, Denoiser, Imperfect};
 use super::noise::NoiseSchedule;
 use super::sampler::{Sampler, SamplingPlan};
 use super::trained::{Conditioning, EarlyStopping, MlpDenoiser, Objective, TrainConfig};
@@ -40,6 +40,8 @@ pub struct DiffusionLearner {
     pub standardize: bool,
     /// Controlled error added to the fitted denoiser.
     pub error: Option<DenoiserErrorConfig>,
+    /// Box [lo, hi] (data units) that the denoiser's output is clipped to.
+    pub clip: Option<[f64; 2]>,
     /// Whether the run folder keeps each generation's MLP weights.
     pub save_weights: bool,
     /// (label dropout, guidance) of a class-conditional MLP, before the number of classes is
@@ -316,6 +318,14 @@ impl DiffusionLearner {
             positive("error.length_scale", e.length_scale)?;
         }
         r.error = cfg.error.clone();
+        if let Some([lo, hi]) = cfg.clip
+            && !(lo.is_finite() && hi.is_finite() && lo < hi)
+        {
+            return Err(Error::config(format!(
+                "model.clip = [{lo}, {hi}]: expected [lo, hi] with lo < hi (data units)"
+            )));
+        }
+        r.clip = cfg.clip;
         let save_weights = is_mlp && cfg.save_weights.unwrap_or(true);
         if is_mlp {
             r.save_weights = Some(save_weights);
@@ -360,6 +370,7 @@ impl DiffusionLearner {
             plan,
             standardize,
             error: cfg.error.clone(),
+            clip: cfg.clip,
             save_weights,
             conditional,
             resolved: r,
@@ -588,6 +599,15 @@ impl DiffusionLearner {
                 ))
             }
             None => fitted.clone(),
+        };
+        let denoiser: Arc<dyn Denoiser> = match self.clip {
+            Some([lo, hi]) => {
+                let bound = |v: f64| -> Vec<f32> {
+                    shift.iter().map(|&m| ((v - m) / scale) as f32).collect()
+                };
+                Arc::new(Clipped::new(denoiser, bound(lo), bound(hi)))
+            }
+            None => denoiser,
         };
         let class_counts = match (&self.denoiser, labels) {
             (DenoiserSpec::Mlp(t), Some(labels)) => t.conditioning.as_ref().map(|c| {

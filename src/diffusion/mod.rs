@@ -17,7 +17,7 @@ pub mod trained;
 pub mod weights;
 
 pub use closed_form::{KernelDenoiser, MixtureDenoiser};
-pub use denoiser::{Denoiser, Imperfect};
+pub use denoiser::{Clipped, Denoiser, Imperfect};
 pub use learner::{DiffusionLearner, DiffusionModel};
 pub use noise::NoiseSchedule;
 pub use sampler::{Sampler, SamplingPlan};
