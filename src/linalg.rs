@@ -255,6 +255,49 @@ mod tests {
     use super::*;
     use ndarray::{Array2, array};
 
+    /// The hand-written eigenvalues agree with nalgebra's to 1e-12 relative to the spectral
+    /// radius: random symmetric and SPD matrices of several sizes, a diagonal one, one with a
+    /// repeated eigenvalue, a rank-one one, and the 1 × 1 and 2 × 2 cases.
+    #[test]
+    fn symmetric_eigenvalues_match_nalgebra() {
+        let mut rng = crate::rng::stream(9, 0, crate::rng::Role::Metrics);
+        let mut cases: Vec<DMatrix<f64>> = Vec::new();
+        for n in [1usize, 2, 3, 5, 17, 64, 70] {
+            let g = crate::distributions::standard_normals(n, n, &mut rng);
+            let g = to_na(&g);
+            cases.push(&g + g.transpose());
+            cases.push(&g * g.transpose());
+        }
+        cases.push(DMatrix::from_diagonal(&nalgebra::DVector::from_vec(vec![
+            3.0, -1.0, 2.0, 0.0,
+        ])));
+        let u = to_na(&crate::distributions::standard_normals(6, 1, &mut rng));
+        cases.push(&u * u.transpose());
+        let q = to_na(&crate::distributions::standard_normals(8, 8, &mut rng))
+            .qr()
+            .q();
+        let spectrum = nalgebra::DVector::from_vec(vec![2.0, 2.0, 2.0, 1.0, 5.0, 5.0, -3.0, 0.5]);
+        cases.push(&q * DMatrix::from_diagonal(&spectrum) * q.transpose());
+        for a in &cases {
+            let mine = symmetric_eigenvalues(a);
+            let mut theirs: Vec<f64> = symmetrize(a)
+                .symmetric_eigenvalues()
+                .iter()
+                .copied()
+                .collect();
+            theirs.sort_by(f64::total_cmp);
+            let scale = theirs.iter().fold(1e-300f64, |m, v| m.max(v.abs()));
+            for (x, y) in mine.iter().zip(&theirs) {
+                assert!(
+                    (x - y).abs() <= 1e-12 * scale,
+                    "n = {}: {mine:?} vs {theirs:?}",
+                    a.nrows()
+                );
+            }
+            assert_eq!(mine.len(), a.nrows());
+        }
+    }
+
     #[test]
     fn covariance_matches_hand_computation() {
         let x = array![[1.0f32, 2.0], [3.0, 0.0], [5.0, 4.0]];
@@ -294,5 +337,174 @@ mod tests {
         let singular = DMatrix::from_row_slice(2, 2, &[1.0, 1.0, 1.0, 1.0]);
         let f = psd_factor(&singular);
         assert!((&f * f.transpose() - &singular).abs().max() < 1e-12);
+    }
+}
+
+/// Eigenvalues (ascending) of the symmetric part of `a`: Householder reduction to tridiagonal form
+/// (Golub & Van Loan, Algorithm 8.3.1) and the implicit QL algorithm with Wilkinson shifts on the
+/// tridiagonal matrix (`tqli` of Numerical Recipes, eigenvalues only). Written out because the
+/// Fréchet distance needs only the eigenvalues of one 64 × 64 matrix per call and nalgebra's
+/// `symmetric_eigenvalues` took 224 µs of a 1.4 ms call; this takes about 40 µs (10 000 × 64
+/// points, this 2-core VM), the reduction's rank-2 updates running 4 f64 lanes wide.
+pub fn symmetric_eigenvalues(a: &DMatrix<f64>) -> Vec<f64> {
+    let n = a.nrows();
+    assert_eq!(n, a.ncols(), "a square matrix");
+    let mut m: Vec<f64> = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            0.5 * (a[(i, j)] + a[(j, i)])
+        })
+        .collect();
+    let (mut d, mut e) = (vec![0.0; n], vec![0.0; n]);
+    tridiagonalize(&mut m, n, &mut d, &mut e);
+    tridiagonal_eigenvalues(&mut d, &mut e);
+    d.sort_by(f64::total_cmp);
+    d
+}
+
+/// Reduces the symmetric n × n row-major `a` (overwritten) to tridiagonal form Qᵀ A Q: diagonal
+/// into `d`, off-diagonal (k, k + 1) into `e[k]` (e[n − 1] = 0). At step k the reflector
+/// H = I − τvvᵀ zeroes A[k+2.., k]; the trailing block B becomes B − vwᵀ − wvᵀ with p = τBv and
+/// w = p − (τ pᵀv/2) v.
+fn tridiagonalize(a: &mut [f64], n: usize, d: &mut [f64], e: &mut [f64]) {
+    let mut v = vec![0.0; n];
+    let mut w = vec![0.0; n];
+    for k in 0..n.saturating_sub(2) {
+        let m = n - k - 1;
+        let off = k + 1;
+        for (i, vi) in v[..m].iter_mut().enumerate() {
+            *vi = a[(off + i) * n + k];
+        }
+        let norm = v[..m].iter().map(|x| x * x).sum::<f64>().sqrt();
+        d[k] = a[k * n + k];
+        if norm == 0.0 {
+            e[k] = 0.0;
+            continue;
+        }
+        let alpha = if v[0] > 0.0 { -norm } else { norm };
+        e[k] = alpha;
+        v[0] -= alpha;
+        let vv: f64 = v[..m].iter().map(|x| x * x).sum();
+        if vv == 0.0 {
+            continue;
+        }
+        let tau = 2.0 / vv;
+        for i in 0..m {
+            let row = &a[(off + i) * n + off..(off + i) * n + n];
+            w[i] = tau * dot(row, &v[..m]);
+        }
+        let k_coef = 0.5 * tau * dot(&w[..m], &v[..m]);
+        for i in 0..m {
+            w[i] -= k_coef * v[i];
+        }
+        for i in 0..m {
+            let (vi, wi) = (v[i], w[i]);
+            rank2_row(
+                &mut a[(off + i) * n + off..(off + i) * n + n],
+                &v[..m],
+                &w[..m],
+                vi,
+                wi,
+            );
+        }
+    }
+    if n >= 2 {
+        d[n - 2] = a[(n - 2) * n + n - 2];
+        e[n - 2] = a[(n - 1) * n + n - 2];
+    }
+    if n >= 1 {
+        d[n - 1] = a[(n - 1) * n + n - 1];
+        e[n - 1] = 0.0;
+    }
+}
+
+crate::nn::simd::simd_dispatch! {
+    /// row −= vᵢ·w + wᵢ·v (one row of the rank-2 update of [`tridiagonalize`]).
+    fn rank2_row(row: &mut [f64], v: &[f64], w: &[f64], vi: f64, wi: f64) {
+        for ((r, &vj), &wj) in row.iter_mut().zip(v).zip(w) {
+            *r -= vi * wj + wi * vj;
+        }
+    }
+}
+
+/// x · y in f64, in 4 interleaved partial sums (so that it vectorises).
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let tail: f64 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for l in 0..4 {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Eigenvalues of the symmetric tridiagonal matrix with diagonal `d` and off-diagonal `e`
+/// (e[k] couples k and k + 1; e[n − 1] unused): implicit QL with Wilkinson shifts, deflating
+/// where |e[m]| ≤ ε(|d[m]| + |d[m + 1]|). Eigenvalues are left in `d` (unsorted); `e` is destroyed.
+/// Plane rotations use √(f² + g²) rather than `hypot` (a libm call that made this 5× slower);
+/// this is exact enough and cannot overflow for entries below 1e150.
+fn tridiagonal_eigenvalues(d: &mut [f64], e: &mut [f64]) {
+    let n = d.len();
+    if n == 0 {
+        return;
+    }
+    e[n - 1] = 0.0;
+    for l in 0..n {
+        let mut iterations = 0;
+        loop {
+            let mut m = l;
+            while m + 1 < n {
+                let dd = d[m].abs() + d[m + 1].abs();
+                if e[m].abs() <= f64::EPSILON * dd {
+                    break;
+                }
+                m += 1;
+            }
+            if m == l {
+                break;
+            }
+            iterations += 1;
+            if iterations > 60 {
+                break; // does not happen for finite input; keep the current estimate
+            }
+            let mut g = (d[l + 1] - d[l]) / (2.0 * e[l]);
+            let mut r = (g * g + 1.0).sqrt();
+            g = d[m] - d[l] + e[l] / (g + r.copysign(g));
+            let (mut s, mut c, mut p) = (1.0f64, 1.0f64, 0.0f64);
+            let mut deflated = false;
+            for i in (l..m).rev() {
+                let f = s * e[i];
+                let b = c * e[i];
+                r = (f * f + g * g).sqrt();
+                e[i + 1] = r;
+                if r == 0.0 {
+                    d[i + 1] -= p;
+                    e[m] = 0.0;
+                    deflated = true;
+                    break;
+                }
+                let inv = 1.0 / r;
+                s = f * inv;
+                c = g * inv;
+                g = d[i + 1] - p;
+                r = (d[i] - g) * s + 2.0 * c * b;
+                p = s * r;
+                d[i + 1] = g + p;
+                g = c * r - b;
+            }
+            if deflated {
+                continue;
+            }
+            d[l] -= p;
+            e[l] = g;
+            e[m] = 0.0;
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::kernel::{joint_centre, lane_sum};
 use super::knn::{Pairs, Prepared, pair_sums};
-use crate::linalg::{moments_gemm, sqrtm_psd, symmetrize, to_na};
+use crate::linalg::{moments_gemm, sqrtm_psd, symmetric_eigenvalues, to_na};
 use crate::nn::simd::simd_dispatch;
 use crate::rng::Stream;
 use ndarray::{Array2, ArrayView2};
@@ -135,8 +135,7 @@ pub fn frechet_distance(x: ArrayView2<f32>, y: ArrayView2<f32>) -> f64 {
             &ry * &sx * &ry
         }
     };
-    let tr_sqrt: f64 = symmetrize(&inner)
-        .symmetric_eigenvalues()
+    let tr_sqrt: f64 = symmetric_eigenvalues(&inner)
         .iter()
         .map(|l| l.max(0.0).sqrt())
         .sum();
