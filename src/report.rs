@@ -153,7 +153,13 @@ pub fn plot_panels(
         if !lo.is_finite() {
             (lo, hi) = (0.0, 1.0);
         }
-        let pad = ((hi - lo) * 0.05).max(1e-12 + lo.abs() * 1e-6);
+        // A flat series (e.g. real_accuracy, one value per seed) gets a visible band of ±5%
+        // around it rather than a range too thin for distinct tick labels.
+        let pad = if hi - lo <= 1e-9 * hi.abs().max(lo.abs()).max(1e-300) {
+            (lo.abs() * 0.05).max(1e-12)
+        } else {
+            (hi - lo) * 0.05
+        };
         let mut chart = ChartBuilder::on(area)
             .caption(*name, ("sans-serif", 18))
             .margin(10)
@@ -162,10 +168,23 @@ pub fn plot_panels(
             .build_cartesian_2d(x_min..x_max, (lo - pad)..(hi + pad))
             .map_err(|e| err(e.to_string()))?;
         let tiny = (hi - lo).abs().max(hi.abs()) * 1e-9;
+        // Whole-number x (generations): one label per integer when they fit, so that no label
+        // is a rounded fraction.
+        let span = (x_max - x_min).round() as usize + 1;
+        let x_labels = if whole && span <= 12 { span } else { 10 };
         chart
             .configure_mesh()
+            .x_labels(x_labels)
             .x_desc(x_desc)
-            .x_label_formatter(&|v| if whole { format!("{v:.0}") } else { fmt(*v) })
+            .x_label_formatter(&|v| {
+                if !whole {
+                    fmt(*v)
+                } else if (v - v.round()).abs() < 1e-6 {
+                    format!("{v:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .y_label_formatter(&|v| if v.abs() <= tiny { "0".into() } else { fmt(*v) })
             .label_style(("sans-serif", 12))
             .draw()
