@@ -175,6 +175,11 @@ fn config_mistakes_name_the_key() {
         &["model.label_dropout = 1", "0 ≤ label_dropout < 1"],
     );
     assert_rejected(
+        diffusion,
+        &["--set", "model.clip=[1.0, -1.0]"],
+        &["model.clip = [1, -1]", "lo < hi"],
+    );
+    assert_rejected(
         &diffusion.replace("\"mlp\"", "\"empirical\""),
         &["--set", "model.conditional=true"],
         &["model.conditional", "unless denoiser = \"mlp\""],

@@ -413,6 +413,11 @@ impl MlpDenoiser {
                 }
                 (Some(c), Some(labels)) => {
                     assert_eq!(labels.len(), rows, "one label per row");
+                    assert!(
+                        labels.iter().all(|&y| (y as usize) < c.classes),
+                        "labels must be below the network's {} classes",
+                        c.classes
+                    );
                     for class in 0..c.classes as u32 {
                         let count = labels.iter().filter(|&&y| y == class).count();
                         if count == 0 {
@@ -435,11 +440,6 @@ impl MlpDenoiser {
                             f[i * d..(i + 1) * d].copy_from_slice(src);
                         }
                     }
-                    assert!(
-                        labels.iter().all(|&y| (y as usize) < c.classes),
-                        "labels must be below the network's {} classes",
-                        c.classes
-                    );
                     if c.guidance != 0.0 {
                         tail[temb..].fill(0.0);
                         tail[temb + c.classes] = 1.0;

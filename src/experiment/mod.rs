@@ -154,7 +154,7 @@ impl Experiment {
                 None
             };
             if g == 0
-                && self.metrics.uses_labels()
+                && self.metrics.uses_classifiers()
                 && let (Some(tl), Some(rl)) = (&train.labels, &reference.labels)
             {
                 real_accuracy = Some(crate::metrics::eval::tstr_accuracy(
@@ -195,12 +195,13 @@ impl Experiment {
                 seed,
             };
             let values = self.metrics.evaluate(&ctx);
-            let class_accuracy = ctx
-                .synthetic_accuracy
-                .get()
-                .and_then(|s| s.as_ref())
-                .zip(real_accuracy.as_ref())
-                .map(|(s, r)| (&s.1[..], &r.1[..]));
+            let class_accuracy = if self.metrics.uses_classifiers() {
+                ctx.synthetic_accuracy()
+                    .zip(real_accuracy.as_ref())
+                    .map(|(s, r)| (&s.1[..], &r.1[..]))
+            } else {
+                None
+            };
             observe(&Generation {
                 seed,
                 generation: g,

@@ -216,7 +216,7 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
         }
         class_csv.push_str(&class_rows);
     }
-    if exp.metrics.uses_labels() {
+    if exp.metrics.uses_classifiers() {
         std::fs::write(dir.join("class_accuracy.csv"), class_csv)
             .map_err(|e| Error::io("cannot write class_accuracy.csv", e))?;
     }
