@@ -180,9 +180,22 @@ fn config_mistakes_name_the_key() {
         &["model.clip = [1, -1]", "lo < hi"],
     );
     assert_rejected(
-        &diffusion.replace("\"mlp\"", "\"empirical\""),
+        &diffusion.replace("\"mlp\"", "\"gmm-exact\""),
         &["--set", "model.conditional=true"],
-        &["model.conditional", "unless denoiser = \"mlp\""],
+        &[
+            "model.conditional",
+            "unless denoiser is \"mlp\", \"empirical\" or \"kde\"",
+        ],
+    );
+    assert_rejected(
+        &diffusion.replace("\"mlp\"", "\"empirical\""),
+        &[
+            "--set",
+            "model.conditional=true",
+            "--set",
+            "model.label_dropout=0.2",
+        ],
+        &["model.label_dropout", "unless denoiser = \"mlp\""],
     );
     assert_rejected(
         &diffusion.replace("\"digits\"", "\"gaussian\"\ndim = 2"),

@@ -256,3 +256,63 @@ fn conditional_mlp_samples_each_class_on_its_mode() {
         assert!((s - w).abs() <= 0.3 * w, "shares {shares:?}");
     }
 }
+
+/// The class-conditional empirical-optimal denoiser (Yi et al.'s optimum of each class's points)
+/// with DDIM (η = 0) on 64 labelled points of the two-Gaussian mixture (label = component):
+/// every sample of class c is memorised (nearest-neighbour ratio test), and its nearest training
+/// point is of class c; the KDE version (h = 0.3) still keeps its samples in their class.
+#[test]
+fn conditional_empirical_denoiser_memorises_within_each_class() {
+    let train = two_gaussians().sample(64, &mut stream(4, 0, Role::RealInit));
+    let labels: Vec<u32> = train
+        .rows()
+        .into_iter()
+        .map(|r| u32::from(r[0] > 0.0))
+        .collect();
+    for (cfg, memorised) in [
+        ("denoiser = \"empirical\"", true),
+        ("denoiser = \"kde\"\nbandwidth = 0.3", false),
+    ] {
+        let mut l = learner(&format!(
+            "{cfg}\nconditional = true\nsampler = \"ddim\"\neta = 0.0\nsample_steps = 100"
+        ));
+        l.set_classes(Some(2)).unwrap();
+        let model = l
+            .fit(
+                train.view(),
+                Some(&labels),
+                None,
+                &mut stream(4, 0, Role::Fit),
+            )
+            .unwrap();
+        let (x, got) = model.generate_labeled(1000, &mut stream(4, 0, Role::Samples));
+        let got = got.unwrap();
+        let ones = labels.iter().filter(|&&y| y == 1).count();
+        assert_eq!(
+            got.iter().filter(|&&y| y == 1).count(),
+            (1000.0 * ones as f64 / 64.0).round() as usize
+        );
+        let mut same_class = 0;
+        for (r, &y) in x.rows().into_iter().zip(&got) {
+            let nearest = (0..64)
+                .min_by(|&a, &b| {
+                    let d =
+                        |i: usize| (r[0] - train[[i, 0]]).powi(2) + (r[1] - train[[i, 1]]).powi(2);
+                    d(a).total_cmp(&d(b))
+                })
+                .unwrap();
+            same_class += usize::from(labels[nearest] == y);
+        }
+        let share = memorized_share(x.view(), train.view(), 1.0 / 3.0);
+        eprintln!("{cfg}: memorised {share}, nearest of own class {same_class}/1000");
+        assert!(
+            same_class >= 990,
+            "{cfg}: {same_class} of 1000 next to their class"
+        );
+        if memorised {
+            assert!(share >= 0.95, "{cfg}: memorised {share}");
+        } else {
+            assert!(share < 0.25, "{cfg}: memorised {share}");
+        }
+    }
+}

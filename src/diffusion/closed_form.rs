@@ -1,7 +1,8 @@
 //! Denoisers known in closed form: the empirical-optimal denoiser of a training set (Yi et al.),
 //! its KDE-smoothed version, and the exact posterior mean of a Gaussian mixture.
 
-use super::denoiser::Denoiser;
+use super::denoiser::{Denoiser, rows_by_class};
+use super::trained::Conditioning;
 use crate::distributions::{Gaussian, GaussianMixture};
 use crate::linalg::{gaussian_whitener, row_sq_norms};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, s};
@@ -41,6 +42,77 @@ impl KernelDenoiser {
     /// The kernel bandwidth h.
     pub fn bandwidth(&self) -> f64 {
         self.bandwidth
+    }
+}
+
+/// Class-conditional kernel denoisers: D(x, σ | c) is the [`KernelDenoiser`] of class c's
+/// training points (the exact denoiser of that class's KDE; with h = 0 the empirical optimum,
+/// which reproduces points of class c), and rows without a class use that of all points, the
+/// exact unconditional denoiser. Guidance w gives (1 + w)·D(x, σ | c) − w·D(x, σ).
+#[derive(Debug)]
+pub struct ClassKernels {
+    all: KernelDenoiser,
+    /// One per class (`None` for a class without training points: the unconditional one).
+    per_class: Vec<Option<KernelDenoiser>>,
+    guidance: f64,
+}
+
+impl ClassKernels {
+    /// The denoisers of `points` (rows, labelled by `labels` < `c.classes`) with bandwidth h.
+    pub fn new(points: ArrayView2<f32>, labels: &[u32], c: &Conditioning, bandwidth: f64) -> Self {
+        let per_class = rows_by_class(labels, c.classes)
+            .into_iter()
+            .map(|rows| {
+                (!rows.is_empty()).then(|| {
+                    KernelDenoiser::new(points.select(ndarray::Axis(0), &rows).view(), bandwidth)
+                })
+            })
+            .collect();
+        ClassKernels {
+            all: KernelDenoiser::new(points, bandwidth),
+            per_class,
+            guidance: c.guidance,
+        }
+    }
+}
+
+impl Denoiser for ClassKernels {
+    fn dim(&self) -> usize {
+        self.all.dim()
+    }
+
+    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
+        self.all.denoise(x, sigma, out)
+    }
+
+    fn denoise_labeled(
+        &self,
+        x: ArrayView2<f32>,
+        labels: &[u32],
+        sigma: f64,
+        mut out: ArrayViewMut2<f32>,
+    ) {
+        for (class, rows) in rows_by_class(labels, self.per_class.len())
+            .into_iter()
+            .enumerate()
+        {
+            if rows.is_empty() {
+                continue;
+            }
+            let sub = x.select(ndarray::Axis(0), &rows);
+            let mut d = Array2::zeros(sub.dim());
+            let den = self.per_class[class].as_ref().unwrap_or(&self.all);
+            den.denoise(sub.view(), sigma, d.view_mut());
+            for (&i, row) in rows.iter().zip(d.rows()) {
+                out.row_mut(i).assign(&row);
+            }
+        }
+        if self.guidance != 0.0 {
+            let mut u = Array2::zeros(x.dim());
+            self.all.denoise(x, sigma, u.view_mut());
+            let (a, b) = ((1.0 + self.guidance) as f32, self.guidance as f32);
+            out.zip_mut_with(&u, |v, &w| *v = a * *v - b * w);
+        }
     }
 }
 

@@ -46,6 +46,21 @@ impl<D: Denoiser + ?Sized> Denoiser for std::sync::Arc<D> {
     }
 }
 
+/// The row indices of each class 0..`classes` in `labels`, in row order (for denoisers that run
+/// the rows of one class together). A label ≥ `classes` panics: labels are checked when a model
+/// is fitted.
+pub fn rows_by_class(labels: &[u32], classes: usize) -> Vec<Vec<usize>> {
+    let mut rows = vec![Vec::new(); classes];
+    for (i, &y) in labels.iter().enumerate() {
+        assert!(
+            (y as usize) < classes,
+            "label {y} is outside the model's {classes} classes"
+        );
+        rows[y as usize].push(i);
+    }
+    rows
+}
+
 /// Controlled error added to another denoiser, for error-propagation experiments
 /// (Khelifa et al.): D'(x, σ) = x + s·(D(x, σ) − x) + b + τ·f(x), where s scales the score
 /// (s = 1: unchanged), b is a constant bias and f is a fixed smooth random field with unit

@@ -1,11 +1,13 @@
 //! `[model] kind = "diffusion"` as a learner of the loop: checked hyper-parameters that fit a
 //! training set into a [`DiffusionModel`] (a fitted denoiser plus a sampling plan).
 
-use super::closed_form::{KernelDenoiser, MixtureDenoiser};
+use super::closed_form::{ClassKernels, KernelDenoiser, MixtureDenoiser};
 use super::denoiser::{Clipped, Denoiser, Imperfect};
 use super::noise::NoiseSchedule;
 use super::sampler::{Sampler, SamplingPlan};
-use super::trained::{Conditioning, EarlyStopping, MlpDenoiser, Objective, TrainConfig};
+use super::trained::{
+    Conditioning, EarlyStopping, MlpDenoiser, Objective, TrainConfig, training_labels,
+};
 use crate::config::{DenoiserErrorConfig, DiffusionConfig};
 use crate::error::{Error, Result};
 use crate::models::MixtureEm;
@@ -44,9 +46,9 @@ pub struct DiffusionLearner {
     pub clip: Option<[f64; 2]>,
     /// Whether the run folder keeps each generation's MLP weights.
     pub save_weights: bool,
-    /// (label dropout, guidance) of a class-conditional MLP, before the number of classes is
-    /// known (see [`DiffusionLearner::set_classes`]).
-    conditional: Option<(f64, f64)>,
+    /// Class conditioning (`model.conditional = true`); its number of classes is 0 until
+    /// [`DiffusionLearner::set_classes`] gives the target's.
+    conditioning: Option<Conditioning>,
     resolved: DiffusionConfig,
 }
 
@@ -274,7 +276,7 @@ impl DiffusionLearner {
             ("patience", cfg.patience.is_some()),
             ("eval_every", cfg.eval_every.is_some()),
             ("save_weights", cfg.save_weights.is_some()),
-            ("conditional", cfg.conditional.is_some()),
+            ("label_dropout", cfg.label_dropout.is_some()),
         ] {
             unused(key, set && !is_mlp, "unless denoiser = \"mlp\"")?;
         }
@@ -331,6 +333,11 @@ impl DiffusionLearner {
             r.save_weights = Some(save_weights);
         }
         let is_conditional = cfg.conditional == Some(true);
+        unused(
+            "conditional",
+            cfg.conditional.is_some() && !matches!(kind, "mlp" | "empirical" | "kde"),
+            "unless denoiser is \"mlp\", \"empirical\" or \"kde\"",
+        )?;
         let why = "unless model.conditional = true";
         unused(
             "label_dropout",
@@ -338,8 +345,14 @@ impl DiffusionLearner {
             why,
         )?;
         unused("guidance", cfg.guidance.is_some() && !is_conditional, why)?;
-        let conditional = if is_conditional {
-            let p = cfg.label_dropout.unwrap_or(0.1);
+        let conditioning = if is_conditional {
+            // The closed-form denoisers need no dropout: their unconditional denoiser is that of
+            // all training points.
+            let p = if is_mlp {
+                cfg.label_dropout.unwrap_or(0.1)
+            } else {
+                0.0
+            };
             if !(0.0..1.0).contains(&p) {
                 return Err(Error::config(format!(
                     "model.label_dropout = {p}: expected 0 ≤ label_dropout < 1"
@@ -351,16 +364,20 @@ impl DiffusionLearner {
                     "model.guidance = {w}: expected a number ≥ 0 (0: purely conditional)"
                 )));
             }
-            if w > 0.0 && p == 0.0 {
+            if w > 0.0 && p == 0.0 && is_mlp {
                 return Err(Error::config(
                     "model.guidance > 0 needs label_dropout > 0 (the unconditional model it \
                      extrapolates from is learnt from the dropped labels)",
                 ));
             }
             r.conditional = Some(true);
-            r.label_dropout = Some(p);
+            r.label_dropout = is_mlp.then_some(p);
             r.guidance = Some(w);
-            Some((p, w))
+            Some(Conditioning {
+                classes: 0,
+                label_dropout: p,
+                guidance: w,
+            })
         } else {
             r.conditional = cfg.conditional;
             None
@@ -372,20 +389,20 @@ impl DiffusionLearner {
             error: cfg.error.clone(),
             clip: cfg.clip,
             save_weights,
-            conditional,
+            conditioning,
             resolved: r,
         })
     }
 
     /// Whether the learner is class-conditional (`model.conditional = true`).
     pub fn is_conditional(&self) -> bool {
-        self.conditional.is_some()
+        self.conditioning.is_some()
     }
 
     /// Gives a class-conditional learner the number of classes of the target (`None`: the
     /// target has no labels, an error for a class-conditional learner).
     pub fn set_classes(&mut self, classes: Option<usize>) -> Result<()> {
-        let Some((label_dropout, guidance)) = self.conditional else {
+        let Some(conditioning) = &mut self.conditioning else {
             return Ok(());
         };
         let Some(classes) = classes else {
@@ -394,12 +411,9 @@ impl DiffusionLearner {
                  fashion-mnist, idx, or a file target with `labels`)",
             ));
         };
+        conditioning.classes = classes;
         if let DenoiserSpec::Mlp(t) = &mut self.denoiser {
-            t.conditioning = Some(Conditioning {
-                classes,
-                label_dropout,
-                guidance,
-            });
+            t.conditioning = Some(conditioning.clone());
         }
         Ok(())
     }
@@ -560,11 +574,14 @@ impl DiffusionLearner {
             (Array1::zeros(d), 1.0)
         };
         let x = standardize(data, &shift, scale);
+        let class_labels = training_labels(self.conditioning.as_ref(), labels, data.nrows())?;
+        let kernel = |h: f64| match class_labels {
+            Some((c, l)) => Fitted::ClassKernels(ClassKernels::new(x.view(), l, c, h)),
+            None => Fitted::Kernel(KernelDenoiser::new(x.view(), h)),
+        };
         let fitted = match &self.denoiser {
-            DenoiserSpec::Empirical => Fitted::Kernel(KernelDenoiser::new(x.view(), 0.0)),
-            DenoiserSpec::Kde { bandwidth } => {
-                Fitted::Kernel(KernelDenoiser::new(x.view(), bandwidth / scale))
-            }
+            DenoiserSpec::Empirical => kernel(0.0),
+            DenoiserSpec::Kde { bandwidth } => kernel(bandwidth / scale),
             DenoiserSpec::GmmExact(em) => {
                 Fitted::Mixture(MixtureDenoiser::new(em.fit(x.view(), None, rng)?))
             }
@@ -609,16 +626,13 @@ impl DiffusionLearner {
             }
             None => denoiser,
         };
-        let class_counts = match (&self.denoiser, labels) {
-            (DenoiserSpec::Mlp(t), Some(labels)) => t.conditioning.as_ref().map(|c| {
-                let mut counts = vec![0usize; c.classes];
-                for &y in labels {
-                    counts[y as usize] += 1;
-                }
-                counts
-            }),
-            _ => None,
-        };
+        let class_counts = class_labels.map(|(c, labels)| {
+            let mut counts = vec![0usize; c.classes];
+            for &y in labels {
+                counts[y as usize] += 1;
+            }
+            counts
+        });
         Ok(DiffusionModel {
             fitted,
             denoiser,
@@ -645,6 +659,8 @@ fn standardize(data: ArrayView2<f32>, shift: &Array1<f64>, scale: f64) -> Array2
 pub enum Fitted {
     /// Empirical or KDE denoiser.
     Kernel(KernelDenoiser),
+    /// Class-conditional empirical or KDE denoisers.
+    ClassKernels(ClassKernels),
     /// Gaussian-mixture posterior mean.
     Mixture(MixtureDenoiser),
     /// Trained MLP.
@@ -655,6 +671,7 @@ impl Denoiser for Fitted {
     fn dim(&self) -> usize {
         match self {
             Fitted::Kernel(k) => k.dim(),
+            Fitted::ClassKernels(k) => k.dim(),
             Fitted::Mixture(m) => m.dim(),
             Fitted::Mlp(n) => n.dim(),
         }
@@ -662,6 +679,7 @@ impl Denoiser for Fitted {
     fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
         match self {
             Fitted::Kernel(k) => k.denoise(x, sigma, out),
+            Fitted::ClassKernels(k) => k.denoise(x, sigma, out),
             Fitted::Mixture(m) => m.denoise(x, sigma, out),
             Fitted::Mlp(n) => n.denoise(x, sigma, out),
         }
@@ -675,6 +693,7 @@ impl Denoiser for Fitted {
     ) {
         match self {
             Fitted::Mlp(n) => n.denoise_labeled(x, labels, sigma, out),
+            Fitted::ClassKernels(k) => k.denoise_labeled(x, labels, sigma, out),
             _ => self.denoise(x, sigma, out),
         }
     }

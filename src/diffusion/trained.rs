@@ -2,7 +2,7 @@
 //! D(x, σ) = c_skip(σ)·x + c_out(σ)·F (Karras et al. 2022, with σ_data = 1 on standardised data),
 //! trained with Adam on the ε, x₀, v or one-step-noise objective.
 
-use super::denoiser::Denoiser;
+use super::denoiser::{Denoiser, rows_by_class};
 use super::noise::NoiseSchedule;
 use crate::distributions::fill_standard_normals;
 use crate::error::{Error, Result};
@@ -136,6 +136,36 @@ impl Conditioning {
     }
 }
 
+/// The training labels a class-conditional denoiser is fitted with, checked: one per point, each
+/// below the number of classes. `None` for an unconditional denoiser (labels are then ignored).
+pub fn training_labels<'a, 'c>(
+    conditioning: Option<&'c Conditioning>,
+    labels: Option<&'a [u32]>,
+    points: usize,
+) -> Result<Option<(&'c Conditioning, &'a [u32])>> {
+    let Some(c) = conditioning else {
+        return Ok(None);
+    };
+    let Some(l) = labels else {
+        return Err(Error::Run(
+            "a class-conditional denoiser needs the training set's labels".into(),
+        ));
+    };
+    if l.len() != points {
+        return Err(Error::Run(format!(
+            "{} labels for {points} training points",
+            l.len()
+        )));
+    }
+    if let Some(&bad) = l.iter().find(|&&y| y as usize >= c.classes) {
+        return Err(Error::Run(format!(
+            "training label {bad} is outside the model's {} classes",
+            c.classes
+        )));
+    }
+    Ok(Some((c, l)))
+}
+
 /// Early stopping: hold out `fraction` of the training set and stop after `patience`
 /// evaluations (every `every` steps) without a lower held-out loss; the best weights are kept.
 #[derive(Clone, Debug, PartialEq)]
@@ -267,30 +297,8 @@ impl MlpDenoiser {
         rng: &mut Stream,
     ) -> Result<Self> {
         let dim = data.ncols();
-        let labels = match (&cfg.conditioning, labels) {
-            (None, _) => None,
-            (Some(c), Some(l)) => {
-                if l.len() != data.nrows() {
-                    return Err(Error::Run(format!(
-                        "{} labels for {} training points",
-                        l.len(),
-                        data.nrows()
-                    )));
-                }
-                if let Some(&bad) = l.iter().find(|&&y| y as usize >= c.classes) {
-                    return Err(Error::Run(format!(
-                        "training label {bad} is outside the model's {} classes",
-                        c.classes
-                    )));
-                }
-                Some(l)
-            }
-            (Some(_), None) => {
-                return Err(Error::Run(
-                    "a class-conditional denoiser needs the training set's labels".into(),
-                ));
-            }
-        };
+        let labels =
+            training_labels(cfg.conditioning.as_ref(), labels, data.nrows())?.map(|(_, l)| l);
         let shape = MlpShape::new(input_width(dim, cfg), &cfg.hidden, dim);
         let params = match init {
             Some(p) if p.len() == shape.params() => p.to_vec(),
@@ -413,30 +421,23 @@ impl MlpDenoiser {
                 }
                 (Some(c), Some(labels)) => {
                     assert_eq!(labels.len(), rows, "one label per row");
-                    assert!(
-                        labels.iter().all(|&y| (y as usize) < c.classes),
-                        "labels must be below the network's {} classes",
-                        c.classes
-                    );
-                    for class in 0..c.classes as u32 {
-                        let count = labels.iter().filter(|&&y| y == class).count();
-                        if count == 0 {
+                    for (class, idx) in rows_by_class(labels, c.classes).iter().enumerate() {
+                        if idx.is_empty() {
                             continue;
                         }
                         tail[temb..].fill(0.0);
-                        tail[temb + class as usize] = 1.0;
-                        if count == rows {
+                        tail[temb + class] = 1.0;
+                        if idx.len() == rows {
                             net(tail, input, f);
                             continue;
                         }
                         sub_in.clear();
-                        for (i, _) in labels.iter().enumerate().filter(|(_, y)| **y == class) {
+                        for &i in idx {
                             sub_in.extend_from_slice(&input[i * d..(i + 1) * d]);
                         }
-                        sub_out.resize(count * d, 0.0);
+                        sub_out.resize(idx.len() * d, 0.0);
                         net(tail, sub_in, sub_out);
-                        let rows_of = labels.iter().enumerate().filter(|(_, y)| **y == class);
-                        for ((i, _), src) in rows_of.zip(sub_out.chunks_exact(d)) {
+                        for (&i, src) in idx.iter().zip(sub_out.chunks_exact(d)) {
                             f[i * d..(i + 1) * d].copy_from_slice(src);
                         }
                     }
