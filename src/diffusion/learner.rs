@@ -801,7 +801,7 @@ impl DiffusionModel {
 
     /// Reconstruction from time `t` of the schedule: noise `x0` (data units) forward to t and run
     /// the sampler back (Yamaguchi & Fukuda), conditioned on each point's label when `labels`
-    /// are given and the model is class-conditional.
+    /// are given and the model is class-conditional. At t ≤ t_min: `x0` itself.
     pub fn reconstruct(
         &self,
         x0: ArrayView2<f32>,
@@ -809,6 +809,11 @@ impl DiffusionModel {
         t: f64,
         rng: &mut Stream,
     ) -> Array2<f32> {
+        if t <= self.plan.t_min {
+            // Nothing to undo: the originals themselves, without a round trip through the
+            // standardised units (which is not exact in f32).
+            return x0.to_owned();
+        }
         let x = standardize(x0, &self.shift, self.scale);
         let labels = labels.filter(|_| self.class_counts.is_some());
         let out = self
