@@ -5,7 +5,7 @@
 use ouro::config::Config;
 use ouro::data::read_npy;
 use ouro::experiment::Experiment;
-use ouro::experiment::reconstruct::reconstruct;
+use ouro::experiment::reconstruct::{Sweep, reconstruct};
 
 const CONFIG: &str = r#"
 seed = 3
@@ -26,12 +26,19 @@ train_size = 600
 eval_samples = 400
 "#;
 
+/// Runs `ouro reconstruct` for the experiment `text` at `times` into `recon/` of a temporary
+/// folder (kept alive by the returned handle).
+fn sweep(text: &str, times: &[f64]) -> (tempfile::TempDir, Sweep) {
+    let exp = Experiment::new(Config::parse(text, &[]).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = reconstruct(&exp, times, &tmp.path().join("recon"), false).unwrap();
+    (tmp, sweep)
+}
+
 #[test]
 fn digits_sweep_returns_the_originals_at_t0_and_writes_every_column() {
-    let exp = Experiment::new(Config::parse(CONFIG, &[]).unwrap()).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, sweep) = sweep(CONFIG, &[0.0, 500.0, 1000.0]);
     let out = tmp.path().join("recon");
-    let sweep = reconstruct(&exp, &[0.0, 500.0, 1000.0], &out, false).unwrap();
     let col = |name: &str| sweep.columns.iter().position(|c| *c == name).unwrap();
     let at0 = &sweep.rows[0].2;
     // t = 0: the originals themselves (no noise is added, no step is taken).
@@ -95,10 +102,8 @@ train_size = 2000
 [metrics]
 eval_samples = 2000
 "#;
-    let exp = Experiment::new(Config::parse(text, &[]).unwrap()).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, sweep) = sweep(text, &[0.0, 1000.0]);
     let out = tmp.path().join("recon");
-    let sweep = reconstruct(&exp, &[0.0, 1000.0], &out, false).unwrap();
     let col = |name: &str| sweep.columns.iter().position(|c| *c == name).unwrap();
     let (at0, at_t) = (&sweep.rows[0].2, &sweep.rows[1].2);
     assert_eq!(at0[col("rms_distance")], 0.0);
@@ -133,10 +138,7 @@ fn conditional_reconstruction_keeps_the_labels_at_t_max() {
             "samples_per_generation = 300",
             "samples_per_generation = 600",
         );
-    let exp = Experiment::new(Config::parse(&text, &[]).unwrap()).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("recon");
-    let sweep = reconstruct(&exp, &[0.0, 1000.0], &out, false).unwrap();
+    let (_tmp, sweep) = sweep(&text, &[0.0, 1000.0]);
     let col = |name: &str| sweep.columns.iter().position(|c| *c == name).unwrap();
     let (at0, at_t) = (&sweep.rows[0].2, &sweep.rows[1].2);
     assert_eq!(at0[col("rms_distance")], 0.0);
