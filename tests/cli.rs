@@ -180,14 +180,6 @@ fn config_mistakes_name_the_key() {
         &["model.clip = [1, -1]", "lo < hi"],
     );
     assert_rejected(
-        &diffusion.replace("\"mlp\"", "\"gmm-exact\""),
-        &["--set", "model.conditional=true"],
-        &[
-            "model.conditional",
-            "unless denoiser is \"mlp\", \"empirical\" or \"kde\"",
-        ],
-    );
-    assert_rejected(
         &diffusion.replace("\"mlp\"", "\"empirical\""),
         &[
             "--set",

@@ -260,9 +260,10 @@ fn conditional_mlp_samples_each_class_on_its_mode() {
 /// The class-conditional empirical-optimal denoiser (Yi et al.'s optimum of each class's points)
 /// with DDIM (η = 0) on 64 labelled points of the two-Gaussian mixture (label = component):
 /// every sample of class c is memorised (nearest-neighbour ratio test), and its nearest training
-/// point is of class c; the KDE version (h = 0.3) still keeps its samples in their class.
+/// point is of class c; the KDE version (h = 0.3) and a Gaussian fitted per class (`gmm-exact`)
+/// keep their samples in their class without copying.
 #[test]
-fn conditional_empirical_denoiser_memorises_within_each_class() {
+fn conditional_closed_form_denoisers_keep_samples_in_their_class() {
     let train = two_gaussians().sample(64, &mut stream(4, 0, Role::RealInit));
     let labels: Vec<u32> = train
         .rows()
@@ -272,6 +273,7 @@ fn conditional_empirical_denoiser_memorises_within_each_class() {
     for (cfg, memorised) in [
         ("denoiser = \"empirical\"", true),
         ("denoiser = \"kde\"\nbandwidth = 0.3", false),
+        ("denoiser = \"gmm-exact\"", false),
     ] {
         let mut l = learner(&format!(
             "{cfg}\nconditional = true\nsampler = \"ddim\"\neta = 0.0\nsample_steps = 100"

@@ -45,38 +45,46 @@ impl KernelDenoiser {
     }
 }
 
-/// Class-conditional kernel denoisers: D(x, σ | c) is the [`KernelDenoiser`] of class c's
-/// training points (the exact denoiser of that class's KDE; with h = 0 the empirical optimum,
-/// which reproduces points of class c), and rows without a class use that of all points, the
-/// exact unconditional denoiser. Guidance w gives (1 + w)·D(x, σ | c) − w·D(x, σ).
+/// A class-conditional closed-form denoiser: D(x, σ | c) is the denoiser `D` fitted to class c's
+/// training points alone (for kernels, the exact denoiser of that class's KDE, or with h = 0 the
+/// empirical optimum, which reproduces points of class c; for `gmm-exact`, the posterior mean of a
+/// mixture fitted to the class), and rows without a class use the one fitted to all points, the
+/// unconditional denoiser. Guidance w gives (1 + w)·D(x, σ | c) − w·D(x, σ).
 #[derive(Debug)]
-pub struct ClassKernels {
-    all: KernelDenoiser,
+pub struct PerClass<D> {
+    all: D,
     /// One per class (`None` for a class without training points: the unconditional one).
-    per_class: Vec<Option<KernelDenoiser>>,
+    per_class: Vec<Option<D>>,
     guidance: f64,
 }
 
-impl ClassKernels {
-    /// The denoisers of `points` (rows, labelled by `labels` < `c.classes`) with bandwidth h.
-    pub fn new(points: ArrayView2<f32>, labels: &[u32], c: &Conditioning, bandwidth: f64) -> Self {
+impl<D: Denoiser> PerClass<D> {
+    /// Fits `fit` to all of `points` and to the rows of each class (`labels` < `c.classes`).
+    pub fn fit(
+        points: ArrayView2<f32>,
+        labels: &[u32],
+        c: &Conditioning,
+        mut fit: impl FnMut(ArrayView2<f32>) -> crate::error::Result<D>,
+    ) -> crate::error::Result<Self> {
         let per_class = rows_by_class(labels, c.classes)
             .into_iter()
             .map(|rows| {
-                (!rows.is_empty()).then(|| {
-                    KernelDenoiser::new(points.select(ndarray::Axis(0), &rows).view(), bandwidth)
-                })
+                if rows.is_empty() {
+                    Ok(None)
+                } else {
+                    fit(points.select(ndarray::Axis(0), &rows).view()).map(Some)
+                }
             })
-            .collect();
-        ClassKernels {
-            all: KernelDenoiser::new(points, bandwidth),
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        Ok(PerClass {
+            all: fit(points)?,
             per_class,
             guidance: c.guidance,
-        }
+        })
     }
 }
 
-impl Denoiser for ClassKernels {
+impl<D: Denoiser> Denoiser for PerClass<D> {
     fn dim(&self) -> usize {
         self.all.dim()
     }

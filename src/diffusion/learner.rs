@@ -1,7 +1,7 @@
 //! `[model] kind = "diffusion"` as a learner of the loop: checked hyper-parameters that fit a
 //! training set into a [`DiffusionModel`] (a fitted denoiser plus a sampling plan).
 
-use super::closed_form::{ClassKernels, KernelDenoiser, MixtureDenoiser};
+use super::closed_form::{KernelDenoiser, MixtureDenoiser, PerClass};
 use super::denoiser::{Clipped, Denoiser, Imperfect};
 use super::noise::NoiseSchedule;
 use super::sampler::{Sampler, SamplingPlan};
@@ -333,11 +333,6 @@ impl DiffusionLearner {
             r.save_weights = Some(save_weights);
         }
         let is_conditional = cfg.conditional == Some(true);
-        unused(
-            "conditional",
-            cfg.conditional.is_some() && !matches!(kind, "mlp" | "empirical" | "kde"),
-            "unless denoiser is \"mlp\", \"empirical\" or \"kde\"",
-        )?;
         let why = "unless model.conditional = true";
         unused(
             "label_dropout",
@@ -575,15 +570,24 @@ impl DiffusionLearner {
         };
         let x = standardize(data, &shift, scale);
         let class_labels = training_labels(self.conditioning.as_ref(), labels, data.nrows())?;
-        let kernel = |h: f64| match class_labels {
-            Some((c, l)) => Fitted::ClassKernels(ClassKernels::new(x.view(), l, c, h)),
-            None => Fitted::Kernel(KernelDenoiser::new(x.view(), h)),
+        let kernel = |h: f64| -> Result<Fitted> {
+            let fit = |p: ArrayView2<f32>| Ok(KernelDenoiser::new(p, h));
+            Ok(match class_labels {
+                Some((c, l)) => Fitted::ClassKernels(PerClass::fit(x.view(), l, c, fit)?),
+                None => Fitted::Kernel(fit(x.view())?),
+            })
         };
         let fitted = match &self.denoiser {
-            DenoiserSpec::Empirical => kernel(0.0),
-            DenoiserSpec::Kde { bandwidth } => kernel(bandwidth / scale),
+            DenoiserSpec::Empirical => kernel(0.0)?,
+            DenoiserSpec::Kde { bandwidth } => kernel(bandwidth / scale)?,
             DenoiserSpec::GmmExact(em) => {
-                Fitted::Mixture(MixtureDenoiser::new(em.fit(x.view(), None, rng)?))
+                let mut fit = |p: ArrayView2<f32>| -> Result<MixtureDenoiser> {
+                    Ok(MixtureDenoiser::new(em.fit(p, None, rng)?))
+                };
+                match class_labels {
+                    Some((c, l)) => Fitted::ClassMixtures(PerClass::fit(x.view(), l, c, fit)?),
+                    None => Fitted::Mixture(fit(x.view())?),
+                }
             }
             DenoiserSpec::Mlp(t) => {
                 let mut t = t.clone();
@@ -660,7 +664,9 @@ pub enum Fitted {
     /// Empirical or KDE denoiser.
     Kernel(KernelDenoiser),
     /// Class-conditional empirical or KDE denoisers.
-    ClassKernels(ClassKernels),
+    ClassKernels(PerClass<KernelDenoiser>),
+    /// Class-conditional Gaussian-mixture posterior means (a mixture fitted per class).
+    ClassMixtures(PerClass<MixtureDenoiser>),
     /// Gaussian-mixture posterior mean.
     Mixture(MixtureDenoiser),
     /// Trained MLP.
@@ -672,6 +678,7 @@ impl Denoiser for Fitted {
         match self {
             Fitted::Kernel(k) => k.dim(),
             Fitted::ClassKernels(k) => k.dim(),
+            Fitted::ClassMixtures(m) => m.dim(),
             Fitted::Mixture(m) => m.dim(),
             Fitted::Mlp(n) => n.dim(),
         }
@@ -680,6 +687,7 @@ impl Denoiser for Fitted {
         match self {
             Fitted::Kernel(k) => k.denoise(x, sigma, out),
             Fitted::ClassKernels(k) => k.denoise(x, sigma, out),
+            Fitted::ClassMixtures(m) => m.denoise(x, sigma, out),
             Fitted::Mixture(m) => m.denoise(x, sigma, out),
             Fitted::Mlp(n) => n.denoise(x, sigma, out),
         }
@@ -694,6 +702,7 @@ impl Denoiser for Fitted {
         match self {
             Fitted::Mlp(n) => n.denoise_labeled(x, labels, sigma, out),
             Fitted::ClassKernels(k) => k.denoise_labeled(x, labels, sigma, out),
+            Fitted::ClassMixtures(m) => m.denoise_labeled(x, labels, sigma, out),
             _ => self.denoise(x, sigma, out),
         }
     }
