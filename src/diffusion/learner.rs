@@ -582,6 +582,15 @@ impl DiffusionLearner {
             DenoiserSpec::Kde { bandwidth } => kernel(bandwidth / scale)?,
             DenoiserSpec::GmmExact(em) => {
                 let mut fit = |p: ArrayView2<f32>| -> Result<MixtureDenoiser> {
+                    let need = em.components.max(2);
+                    if p.nrows() < need {
+                        return Err(Error::Run(format!(
+                            "gmm-exact: a class has {} training points; model.components = {} \
+                             needs at least {need} per class",
+                            p.nrows(),
+                            em.components
+                        )));
+                    }
                     Ok(MixtureDenoiser::new(em.fit(p, None, rng)?))
                 };
                 match class_labels {
