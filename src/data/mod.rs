@@ -70,6 +70,17 @@ impl Dataset {
     }
 }
 
+/// Points of each class 0..`classes` among `labels` (labels ≥ `classes` are not counted).
+pub fn class_counts(labels: &[u32], classes: usize) -> Vec<usize> {
+    let mut counts = vec![0; classes];
+    for &y in labels {
+        if let Some(c) = counts.get_mut(y as usize) {
+            *c += 1;
+        }
+    }
+    counts
+}
+
 /// Splits `n` into integer counts proportional to `weights` by the largest-remainder (Hamilton)
 /// method: each class gets ⌊n·wᵢ/Σw⌋, and the points left over go one each to the largest
 /// remainders (ties to the lower class). The counts sum to `n` and each is within 1 of n·wᵢ/Σw.

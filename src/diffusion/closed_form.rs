@@ -1,7 +1,7 @@
 //! Denoisers known in closed form: the empirical-optimal denoiser of a training set (Yi et al.),
 //! its KDE-smoothed version, and the exact posterior mean of a Gaussian mixture.
 
-use super::denoiser::{Denoiser, rows_by_class};
+use super::denoiser::{Denoiser, guide, rows_by_class};
 use super::trained::Conditioning;
 use crate::distributions::{Gaussian, GaussianMixture};
 use crate::linalg::{gaussian_whitener, row_sq_norms};
@@ -118,8 +118,8 @@ impl<D: Denoiser> Denoiser for PerClass<D> {
         if self.guidance != 0.0 {
             let mut u = Array2::zeros(x.dim());
             self.all.denoise(x, sigma, u.view_mut());
-            let (a, b) = ((1.0 + self.guidance) as f32, self.guidance as f32);
-            out.zip_mut_with(&u, |v, &w| *v = a * *v - b * w);
+            let out = out.as_slice_mut().expect("contiguous rows");
+            guide(out, u.as_slice().expect("contiguous"), self.guidance);
         }
     }
 }

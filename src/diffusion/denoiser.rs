@@ -61,6 +61,15 @@ pub fn rows_by_class(labels: &[u32], classes: usize) -> Vec<Vec<usize>> {
     rows
 }
 
+/// Classifier-free guidance (Ho & Salimans 2022) in place: out ← (1 + w)·out − w·unconditional,
+/// where `out` holds the class-conditional output and `unconditional` the output without class.
+pub fn guide(out: &mut [f32], unconditional: &[f32], w: f64) {
+    let (a, b) = ((1.0 + w) as f32, w as f32);
+    for (v, &u) in out.iter_mut().zip(unconditional) {
+        *v = a * *v - b * u;
+    }
+}
+
 /// Controlled error added to another denoiser, for error-propagation experiments
 /// (Khelifa et al.): D'(x, σ) = x + s·(D(x, σ) − x) + b + τ·f(x), where s scales the score
 /// (s = 1: unchanged), b is a constant bias and f is a fixed smooth random field with unit

@@ -639,13 +639,8 @@ impl DiffusionLearner {
             }
             None => denoiser,
         };
-        let class_counts = class_labels.map(|(c, labels)| {
-            let mut counts = vec![0usize; c.classes];
-            for &y in labels {
-                counts[y as usize] += 1;
-            }
-            counts
-        });
+        let class_counts =
+            class_labels.map(|(c, labels)| crate::data::class_counts(labels, c.classes));
         Ok(DiffusionModel {
             fitted,
             denoiser,
@@ -806,15 +801,6 @@ impl DiffusionModel {
             .plan
             .generate(&*self.denoiser, n, labels.as_deref(), rng);
         (self.to_data_units(x), labels)
-    }
-
-    /// Draws one sample (data units) of each class in `labels` (class-conditional models;
-    /// others ignore the labels).
-    pub fn generate_classes(&self, labels: &[u32], rng: &mut Stream) -> Array2<f32> {
-        let x = self
-            .plan
-            .generate(&*self.denoiser, labels.len(), Some(labels), rng);
-        self.to_data_units(x)
     }
 
     /// Reconstruction from time `t` of the schedule: noise `x0` (data units) forward to t and run

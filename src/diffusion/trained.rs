@@ -2,7 +2,7 @@
 //! D(x, σ) = c_skip(σ)·x + c_out(σ)·F (Karras et al. 2022, with σ_data = 1 on standardised data),
 //! trained with Adam on the ε, x₀, v or one-step-noise objective.
 
-use super::denoiser::{Denoiser, rows_by_class};
+use super::denoiser::{Denoiser, guide, rows_by_class};
 use super::noise::NoiseSchedule;
 use crate::distributions::fill_standard_normals;
 use crate::error::{Error, Result};
@@ -446,10 +446,7 @@ impl MlpDenoiser {
                         tail[temb + c.classes] = 1.0;
                         f_null.resize(rows * d, 0.0);
                         net(tail, input, f_null);
-                        let (a, b) = ((1.0 + c.guidance) as f32, c.guidance as f32);
-                        for (v, &u) in f.iter_mut().zip(f_null.iter()) {
-                            *v = a * *v - b * u;
-                        }
+                        guide(f, f_null, c.guidance);
                     }
                 }
             }

@@ -9,7 +9,7 @@
 //! failed run never leaves a half-written folder behind.
 
 use super::{Experiment, Generation};
-use crate::data::{Dataset, write_labels_npy, write_npy};
+use crate::data::{Dataset, class_counts, write_labels_npy, write_npy};
 use crate::error::{Error, Result};
 use crate::report;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -165,7 +165,8 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                 let mut observe = |g: &Generation| -> Result<()> {
                     let stem = format!("gen-{:03}", g.generation);
                     if let Some((synthetic, real)) = g.class_accuracy {
-                        let counts = class_counts(g.samples, synthetic.len());
+                        let labels = g.samples.labels.as_deref().unwrap_or(&[]);
+                        let counts = class_counts(labels, synthetic.len());
                         for (c, ((s, r), n)) in synthetic.iter().zip(real).zip(counts).enumerate() {
                             writeln!(class_rows, "{seed},{},{c},{n},{s},{r}", g.generation)
                                 .expect("string write");
@@ -234,17 +235,6 @@ fn write_set(dir: &Path, stem: &str, set: &Dataset) -> Result<()> {
         write_labels_npy(&dir.join(format!("{stem}.labels.npy")), labels)?;
     }
     Ok(())
-}
-
-/// Points of each class 0..classes in a labelled set (all zero without labels).
-fn class_counts(set: &Dataset, classes: usize) -> Vec<usize> {
-    let mut counts = vec![0; classes];
-    for &y in set.labels.iter().flatten() {
-        if let Some(c) = counts.get_mut(y as usize) {
-            *c += 1;
-        }
-    }
-    counts
 }
 
 /// `seed,generation,<metrics…>` with one row per seed and generation; numbers in Rust's shortest
