@@ -175,6 +175,16 @@ fn config_mistakes_name_the_key() {
         &["model.label_dropout = 1", "0 ≤ label_dropout < 1"],
     );
     assert_rejected(
+        &diffusion.replace("\"mlp\"", "\"gmm-exact\""),
+        &[
+            "--set",
+            "model.conditional=true",
+            "--set",
+            "model.components=500",
+        ],
+        &["gmm-exact: a class has", "needs at least 500 per class"],
+    );
+    assert_rejected(
         diffusion,
         &["--set", "model.clip=[1.0, -1.0]"],
         &["model.clip = [1, -1]", "lo < hi"],
