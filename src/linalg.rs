@@ -372,7 +372,7 @@ mod tests {
 /// algorithm of Pal, Walker and Kahan with Wilkinson shifts on the tridiagonal matrix (LAPACK's
 /// `dsterf`). Written out because the Fréchet distance needs only the eigenvalues of one
 /// 64 × 64 matrix per call and nalgebra's `symmetric_eigenvalues` took 224 µs of a 1.4 ms call;
-/// this takes about 90 µs (64 × 64, this 2-core VM).
+/// this takes about 130 µs (64 × 64, this 2-core VM).
 pub fn symmetric_eigenvalues(a: &DMatrix<f64>) -> Vec<f64> {
     let n = a.nrows();
     assert_eq!(n, a.ncols(), "a square matrix");
