@@ -51,10 +51,11 @@ const GRAM_TASK: usize = 1024;
 /// The mean (f64) and [`covariance`] of the rows of `x` in one pass, the covariance by the
 /// project's f32 GEMM (upper triangle only). Rows are shifted by a pilot centre s (the mean of
 /// the first 128 rows, rounded to f32) in f32; G = Σ(x − s)(x − s)ᵀ is summed in blocks of 128
-/// rows (f32 products, blocks added in f64) and S = Σ(x − s) in f64; then μ = s + S/n and
-/// Σ = (G − S Sᵀ/n)/(n − ddof), where S Sᵀ/n is about 1/128 of G (so little cancels). Each entry
-/// is within about 8e-6·Σ|x′ᵢ||y′ᵢ|/(n − ddof) of the f64 value (typically 1e-8 relative): for metrics on large
-/// sets, where `covariance` (f64 products, separate mean pass) is 3–4× slower.
+/// rows (f32 products, blocks added in f64) and S = Σ(x − s) in f64 (over f32 sums of 4 rows);
+/// then μ = s + S/n and Σ = (G − S Sᵀ/n)/(n − ddof), where S Sᵀ/n is about 1/128 of G (so little
+/// cancels). Each entry is within about 8e-6·Σ|x′ᵢ||y′ᵢ|/(n − ddof) of the f64 value (typically
+/// 1e-8 relative): for metrics on large sets, where `covariance` (f64 products, separate mean
+/// pass) is 3–4× slower. Each block's product prefetches the next block's rows.
 pub fn moments_gemm(x: ArrayView2<f32>, ddof: usize) -> (Array1<f64>, Array2<f64>) {
     use rayon::prelude::*;
     let (n, d) = x.dim();
@@ -77,30 +78,24 @@ pub fn moments_gemm(x: ArrayView2<f32>, ddof: usize) -> (Array1<f64>, Array2<f64
                 let rows = GRAM_ROWS.min(end - r0);
                 let src = x.slice(ndarray::s![r0..r0 + rows, ..]);
                 let block = &mut block[..rows * d];
-                // The next block of this task, fetched while this one's product runs.
+                // The next block of this task, prefetched while this one's product runs (a burst
+                // of prefetches here, before the shift, stalled on full miss queues).
                 let next = (r0 + rows < end).then(|| {
                     let next_rows = GRAM_ROWS.min(end - r0 - rows);
                     x.slice(ndarray::s![r0 + rows..r0 + rows + next_rows, ..])
                 });
                 match src.as_slice() {
-                    Some(src) => shift_rows(
-                        src,
-                        next.as_ref().and_then(|v| v.as_slice()).unwrap_or(&[]),
-                        &pilot,
-                        block,
-                        &mut packed,
-                        &mut sum,
-                    ),
+                    Some(src) => shift_rows(src, &pilot, block, &mut packed, &mut sum),
                     None => shift_rows(
                         &src.iter().copied().collect::<Vec<_>>(),
-                        &[],
                         &pilot,
                         block,
                         &mut packed,
                         &mut sum,
                     ),
                 }
-                matmul_upper(d, rows, block, true, &packed, &mut out);
+                let ahead = next.as_ref().and_then(|v| v.as_slice()).unwrap_or(&[]);
+                matmul_upper(d, rows, block, true, &packed, &mut out, ahead);
                 add_upper(&out, &mut gram, d);
             }
             (gram, sum)
@@ -125,45 +120,48 @@ pub fn moments_gemm(x: ArrayView2<f32>, ddof: usize) -> (Array1<f64>, Array2<f64
 
 crate::nn::simd::simd_dispatch! {
     /// For rows of `src` (row-major, `shift.len()` columns): dst = src − shift in f32, the same
-    /// rows packed as a GEMM's B operand into `packed`, and sum += dst in f64; the rows of
-    /// `ahead` (the next block) are prefetched. Rows are read in order (each cache line of `src` once); the running
-    /// sums stay in L1. Walking 8-column groups down the block instead, with the sums in
-    /// registers, spent 30% of a 10 000 × 64 Fréchet distance stalled on loads of `src`.
-    fn shift_rows(
-        src: &[f32],
-        ahead: &[f32],
-        shift: &[f32],
-        dst: &mut [f32],
-        packed: &mut PackedB,
-        sum: &mut [f64]
-    ) {
+    /// rows packed as a GEMM's B operand into `packed`, and sum += dst, each group of 4 rows
+    /// added in f32 first ((t₀ + t₁) + (t₂ + t₃): two roundings, ≤ 2.4e-7 of Σ|tᵢ|). Rows are
+    /// read in order (each cache line of `src` once). Adding every row into the f64 sums (four
+    /// conversions, a load, an add and a store per four values) took a fifth of a 10 000 × 64
+    /// Fréchet distance once the rows arrived prefetched.
+    fn shift_rows(src: &[f32], shift: &[f32], dst: &mut [f32], packed: &mut PackedB, sum: &mut [f64]) {
         let d = shift.len();
-        packed.shape_rows(src.len() / d.max(1), d);
-        for (r, (i, o)) in src.chunks_exact(d).zip(dst.chunks_exact_mut(d)).enumerate() {
-            prefetch_row(ahead, r * d, d);
-            for (((&v, &c), o), s) in i.iter().zip(shift).zip(o.iter_mut()).zip(sum.iter_mut()) {
-                let t = v - c;
-                *o = t;
-                *s += t as f64;
+        let rows = src.len() / d.max(1);
+        packed.shape_rows(rows, d);
+        let mut r0 = 0;
+        while r0 < rows {
+            let g = (rows - r0).min(4);
+            let (i, o) = (&src[r0 * d..(r0 + g) * d], &mut dst[r0 * d..(r0 + g) * d]);
+            if g == 4 {
+                let (i01, i23) = i.split_at(2 * d);
+                let (i0, i1) = i01.split_at(d);
+                let (i2, i3) = i23.split_at(d);
+                let (o01, o23) = o.split_at_mut(2 * d);
+                let (o0, o1) = o01.split_at_mut(d);
+                let (o2, o3) = o23.split_at_mut(d);
+                for j in 0..d {
+                    let c = shift[j];
+                    let (t0, t1, t2, t3) = (i0[j] - c, i1[j] - c, i2[j] - c, i3[j] - c);
+                    o0[j] = t0;
+                    o1[j] = t1;
+                    o2[j] = t2;
+                    o3[j] = t3;
+                    sum[j] += ((t0 + t1) + (t2 + t3)) as f64;
+                }
+            } else {
+                for (i, o) in i.chunks_exact(d).zip(o.chunks_exact_mut(d)) {
+                    for (((&v, &c), o), s) in i.iter().zip(shift).zip(o.iter_mut()).zip(sum.iter_mut()) {
+                        let t = v - c;
+                        *o = t;
+                        *s += t as f64;
+                    }
+                }
             }
-            packed.set_row(r, o);
-        }
-    }
-}
-
-/// Asks the CPU to bring `v[at..at + len]` (where it exists) into cache, one request per 64-byte
-/// line; a no-op off x86-64.
-#[inline(always)]
-fn prefetch_row(v: &[f32], at: usize, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let end = (at + len).min(v.len());
-        let mut k = at;
-        while k < end {
-            // SAFETY: k < v.len(), so the address lies inside `v`; a prefetch never faults.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().add(k).cast()) };
-            k += 16;
+            for (r, row) in o.chunks_exact(d).enumerate() {
+                packed.set_row(r0 + r, row);
+            }
+            r0 += g;
         }
     }
 }

@@ -25,6 +25,9 @@ use super::simd::exp_f32;
 pub const NR: usize = 16;
 /// Rows of A per micro-kernel call.
 const MR: usize = 6;
+/// Values of [`matmul_upper`]'s `ahead` prefetched after each tile (24 cache lines): the 28 tiles
+/// of a 64 × 64 Gram product cover the next 128 × 64 block.
+const AHEAD_PER_TILE: usize = 24 * 16;
 
 /// One packed row of a panel, aligned to a cache line so that no 8-lane load straddles two
 /// lines (unaligned panels measured ~15% slower).
@@ -191,15 +194,26 @@ pub enum Epilogue<'a> {
 /// C (m × n, row-major) = epilogue(A·B) where A is m × k, stored row-major or, with `a_t`, as
 /// Aᵀ row-major (k × m). Uses the first `k` rows of `b` (k ≤ b.k()).
 pub fn matmul(m: usize, k: usize, a: &[f32], a_t: bool, b: &PackedB, c: &mut [f32], epi: Epilogue) {
-    product(m, k, a, a_t, b, c, epi, false);
+    product(m, k, a, a_t, b, c, epi, false, &[]);
 }
 
 /// The upper triangle of a square product C = A·B (m = n; e.g. a Gram matrix XᵀX): only the
 /// 6 × 16 tiles that hold some entry i ≤ j are computed (about 64% of them for n = 64); entries
 /// strictly below the diagonal are left as they were or overwritten with products.
-pub fn matmul_upper(m: usize, k: usize, a: &[f32], a_t: bool, b: &PackedB, c: &mut [f32]) {
+/// `ahead` (possibly empty) is data the caller reads next: it is prefetched a few cache lines
+/// after each tile, so that it arrives while the product computes.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_upper(
+    m: usize,
+    k: usize,
+    a: &[f32],
+    a_t: bool,
+    b: &PackedB,
+    c: &mut [f32],
+    ahead: &[f32],
+) {
     assert_eq!(m, b.n, "an upper-triangle product is square");
-    product(m, k, a, a_t, b, c, Epilogue::None, true);
+    product(m, k, a, a_t, b, c, Epilogue::None, true, ahead);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -212,6 +226,7 @@ fn product(
     c: &mut [f32],
     mut epi: Epilogue,
     upper: bool,
+    ahead: &[f32],
 ) {
     let n = b.n;
     assert!(k <= b.k, "k = {k} exceeds the packed B's {} rows", b.k);
@@ -237,6 +252,7 @@ fn product(
         csa,
         b,
         upper,
+        ahead,
     };
     A_BUFFER.with(|buf| {
         let mut apack = buf.borrow_mut();
@@ -267,6 +283,8 @@ struct Args<'a> {
     b: &'a PackedB,
     /// Skip the tiles strictly below the diagonal (see [`matmul_upper`]).
     upper: bool,
+    /// Data to prefetch while the product runs (see [`matmul_upper`]).
+    ahead: &'a [f32],
 }
 
 impl Args<'_> {
@@ -462,7 +480,7 @@ fn run_portable(args: &Args, c: &mut [f32], epi: &mut Epilogue, apack: &[f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
-    use super::{Args, Epilogue, MR, NR, a_block, finish_tile};
+    use super::{AHEAD_PER_TILE, Args, Epilogue, MR, NR, a_block, finish_tile};
     use std::arch::x86_64::*;
 
     /// e^x for 8 lanes: the same range reduction and degree-6 polynomial as
@@ -662,11 +680,19 @@ mod avx {
     pub(super) unsafe fn run(args: &Args, c: &mut [f32], epi: &mut Epilogue, apack: &[f32]) {
         let mut tile = [[0.0f32; NR]; MR];
         let (k, n) = (args.k, args.n);
+        let mut next_ahead = 0;
         let mut i0 = 0;
         while i0 < args.m {
             let rows = (args.m - i0).min(MR);
             let a = a_block(args, i0, apack);
             for j in args.first_panel(i0)..n.div_ceil(NR) {
+                // A few lines of `ahead` per tile: spread out, the requests overlap the
+                // arithmetic instead of queueing behind each other.
+                let end = (next_ahead + AHEAD_PER_TILE).min(args.ahead.len());
+                while next_ahead < end {
+                    _mm_prefetch::<_MM_HINT_T0>(args.ahead[next_ahead..].as_ptr().cast());
+                    next_ahead += 16;
+                }
                 let bp = args.b.panel(j).as_ptr();
                 let at = (i0, j * NR, n);
                 let t = &mut tile;
@@ -756,6 +782,7 @@ mod tests {
                         csa: if a_t { m } else { 1 },
                         b: &packed,
                         upper: false,
+                        ahead: &[],
                     };
                     let mut c2 = vec![f32::NAN; m * n];
                     let mut apack = Vec::new();
@@ -764,7 +791,7 @@ mod tests {
                     // The upper-triangle product agrees on i ≤ j (square shapes only).
                     let mut c3 = vec![f32::NAN; m * n];
                     if m == n {
-                        matmul_upper(m, k, aa, a_t, &packed, &mut c3);
+                        matmul_upper(m, k, aa, a_t, &packed, &mut c3, &[]);
                     }
                     for (idx, ((x, y), w)) in c.iter().zip(&c2).zip(&want).enumerate() {
                         let tol = 1e-5 * (k as f64).sqrt();
