@@ -128,7 +128,7 @@ crate::nn::simd::simd_dispatch! {
     fn shift_rows(src: &[f32], shift: &[f32], dst: &mut [f32], packed: &mut PackedB, sum: &mut [f64]) {
         let d = shift.len();
         let rows = src.len() / d.max(1);
-        packed.shape_rows(rows, d);
+        packed.shape_for(rows, d);
         let mut r0 = 0;
         while r0 < rows {
             let g = (rows - r0).min(4);

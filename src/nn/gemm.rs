@@ -107,21 +107,16 @@ impl PackedB {
         }
     }
 
-    /// Shapes the packing for a B (k × n) that an epilogue writes tile by tile (every value,
-    /// padding included, is written there; see [`Epilogue::SiluGrad`]).
-    fn shape_for(&mut self, k: usize, n: usize) {
+    /// Shapes the packing for a B (k × n) whose every value, padding included, is then written
+    /// elsewhere: row by row with [`PackedB::set_row`], or tile by tile by an epilogue (see
+    /// [`Epilogue::SiluGrad`]).
+    pub fn shape_for(&mut self, k: usize, n: usize) {
         self.k = k;
         self.n = n;
         self.data.resize(n.div_ceil(NR) * k, PanelRow([0.0; NR]));
     }
 
-    /// Shapes the packing for a k × n B that is then written row by row with
-    /// [`PackedB::set_row`] (every row must be written).
-    pub fn shape_rows(&mut self, k: usize, n: usize) {
-        self.shape_for(k, n);
-    }
-
-    /// Writes row `p` (n values) of the B shaped by [`PackedB::shape_rows`], as
+    /// Writes row `p` (n values) of the B shaped by [`PackedB::shape_for`], as
     /// [`PackedB::pack`] would: for producers that hold a row in cache anyway (a second pass
     /// over B would read it back).
     #[inline(always)]
