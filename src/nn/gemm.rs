@@ -25,8 +25,8 @@ use super::simd::exp_f32;
 pub const NR: usize = 16;
 /// Rows of A per micro-kernel call.
 const MR: usize = 6;
-/// Values of [`matmul_upper`]'s `ahead` prefetched after each tile (24 cache lines): the 28 tiles
-/// of a 64 × 64 Gram product cover the next 128 × 64 block.
+/// Values of [`GramBlock::add_upper_gram`]'s `ahead` prefetched after each tile (24 cache lines): the
+/// 29 tiles of a 64 × 64 Gram product cover the next 128 × 64 block.
 const AHEAD_PER_TILE: usize = 24 * 16;
 
 /// One packed row of a panel, aligned to a cache line so that no 8-lane load straddles two
@@ -152,6 +152,94 @@ impl PackedB {
     }
 }
 
+/// The rows of X (k × `cols`) for a Gram product XᵀX, stored row-major with the row length
+/// padded to a multiple of 16 (the stride) and 64-byte aligned, so that the product reads both
+/// of its operands in place: the 16 values of a row that a tile's B needs are one cache line,
+/// and the values a tile's A broadcasts lie in that row too. Packing X as a GEMM's A and B first
+/// cost a fifth of a 10 000 × 64 covariance.
+#[derive(Clone, Debug)]
+pub struct GramBlock {
+    stride: usize,
+    rows: usize,
+    data: Vec<PanelRow>,
+}
+
+impl GramBlock {
+    /// An empty block for rows of `cols` values.
+    pub fn new(cols: usize) -> Self {
+        Self {
+            stride: cols.div_ceil(NR) * NR,
+            rows: 0,
+            data: Vec::new(),
+        }
+    }
+
+    /// The row length in memory (`cols` rounded up to a multiple of 16).
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Resizes the block to `rows` rows and returns them (rows·stride values) for the caller to
+    /// fill. The padding columns (from `cols` to the stride) are zero unless the caller wrote
+    /// them.
+    pub fn rows_mut(&mut self, rows: usize) -> &mut [f32] {
+        self.rows = rows;
+        let lines = rows * self.stride / NR;
+        self.data.resize(lines, PanelRow([0.0; NR]));
+        // SAFETY: PanelRow is repr(C) around [f32; NR], so the lines are contiguous f32.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast::<f32>(), lines * NR) }
+    }
+
+    fn values(&self) -> &[f32] {
+        let lines = self.rows * self.stride / NR;
+        // SAFETY: as in `rows_mut`.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<f32>(), lines * NR) }
+    }
+
+    /// G += XᵀX over the block's rows, for G in f64 (stride × stride, row-major): each entry
+    /// i ≤ j gains its f32 sum over the rows (entries below the diagonal gain products too, or
+    /// nothing). Only the tiles that meet the upper triangle are computed: above each diagonal
+    /// 16 × 16 block, tiles of 6 (or 4) rows by 16 columns; on it, two 4 × 16 tiles and an 8 × 8
+    /// one (24 of its 32 8-lane products, the least at 8 lanes; 6 × 16 tiles throughout took
+    /// 336 products per row of X for d = 64 where this takes 288). Each tile's sums go into G as
+    /// it finishes (a separate f32 → f64 pass and its buffer cost 4% of a covariance). `ahead`
+    /// (possibly empty) is data the caller reads next: it is prefetched a few cache lines after
+    /// each tile, so that it arrives while the product computes.
+    pub fn add_upper_gram(&self, g: &mut [f64], ahead: &[f32]) {
+        let n = self.stride;
+        assert!(g.len() >= n * n, "G needs {n} × {n} values");
+        let x = self.values();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above); x holds rows·n values
+                // and g n·n.
+                unsafe { avx::gram(x, self.rows, n, g, ahead) };
+                return;
+            }
+        }
+        gram_portable(x, n, g);
+    }
+}
+
+/// [`GramBlock::add_upper_gram`] without AVX2: the upper triangle's f32 sums, row by row of x
+/// (n values each), then added to g.
+fn gram_portable(x: &[f32], n: usize, g: &mut [f64]) {
+    let mut sums = vec![0.0f32; n * n];
+    for row in x.chunks_exact(n) {
+        for (i, &a) in row.iter().enumerate() {
+            for (gv, &b) in sums[i * n + i..(i + 1) * n].iter_mut().zip(&row[i..]) {
+                *gv += a * b;
+            }
+        }
+    }
+    for (gv, &v) in g.iter_mut().zip(&sums) {
+        *gv += v as f64;
+    }
+}
+
 /// What happens to each output value z = (A·B)ᵢⱼ before it is stored in C.
 pub enum Epilogue<'a> {
     /// C = z.
@@ -189,29 +277,9 @@ pub enum Epilogue<'a> {
 /// C (m × n, row-major) = epilogue(A·B) where A is m × k, stored row-major or, with `a_t`, as
 /// Aᵀ row-major (k × m). Uses the first `k` rows of `b` (k ≤ b.k()).
 pub fn matmul(m: usize, k: usize, a: &[f32], a_t: bool, b: &PackedB, c: &mut [f32], epi: Epilogue) {
-    product(m, k, a, a_t, b, c, epi, false, &[]);
+    product(m, k, a, a_t, b, c, epi);
 }
 
-/// The upper triangle of a square product C = A·B (m = n; e.g. a Gram matrix XᵀX): only the
-/// 6 × 16 tiles that hold some entry i ≤ j are computed (about 64% of them for n = 64); entries
-/// strictly below the diagonal are left as they were or overwritten with products.
-/// `ahead` (possibly empty) is data the caller reads next: it is prefetched a few cache lines
-/// after each tile, so that it arrives while the product computes.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_upper(
-    m: usize,
-    k: usize,
-    a: &[f32],
-    a_t: bool,
-    b: &PackedB,
-    c: &mut [f32],
-    ahead: &[f32],
-) {
-    assert_eq!(m, b.n, "an upper-triangle product is square");
-    product(m, k, a, a_t, b, c, Epilogue::None, true, ahead);
-}
-
-#[allow(clippy::too_many_arguments)]
 fn product(
     m: usize,
     k: usize,
@@ -220,8 +288,6 @@ fn product(
     b: &PackedB,
     c: &mut [f32],
     mut epi: Epilogue,
-    upper: bool,
-    ahead: &[f32],
 ) {
     let n = b.n;
     assert!(k <= b.k, "k = {k} exceeds the packed B's {} rows", b.k);
@@ -246,8 +312,6 @@ fn product(
         rsa,
         csa,
         b,
-        upper,
-        ahead,
     };
     A_BUFFER.with(|buf| {
         let mut apack = buf.borrow_mut();
@@ -276,18 +340,6 @@ struct Args<'a> {
     rsa: usize,
     csa: usize,
     b: &'a PackedB,
-    /// Skip the tiles strictly below the diagonal (see [`matmul_upper`]).
-    upper: bool,
-    /// Data to prefetch while the product runs (see [`matmul_upper`]).
-    ahead: &'a [f32],
-}
-
-impl Args<'_> {
-    /// The first panel a row tile starting at i0 needs.
-    #[inline(always)]
-    fn first_panel(&self, i0: usize) -> usize {
-        if self.upper { i0 / NR } else { 0 }
-    }
 }
 
 /// Applies the epilogue to `rows` rows of a tile whose top-left output is (i0, j0) and stores
@@ -422,12 +474,10 @@ fn prepare_a(args: &Args, buf: &mut Vec<f32>) {
 
 /// Whether [`prepare_a`] copies A: only when it is stored transposed and read by more than one
 /// panel (with one panel every value of A is used once, and the copy would cost as much as the
-/// product), and not for [`matmul_upper`]: its Gram products have short rows of Aᵀ (d = 64:
-/// 256 bytes, no L1 set conflicts) and each panel reads fewer rows of A; reading in place made
-/// the Fréchet distance on 10 000 × 64 points 1.4 → 1.3 ms.
+/// product).
 #[inline(always)]
 fn packs_a(args: &Args) -> bool {
-    args.csa != 1 && args.n > NR && !args.upper
+    args.csa != 1 && args.n > NR
 }
 
 /// Where the micro-kernel reads rows i0..i0 + 6 of A after [`prepare_a`]: (pointer, row stride,
@@ -453,7 +503,7 @@ fn run_portable(args: &Args, c: &mut [f32], epi: &mut Epilogue, apack: &[f32]) {
     while i0 < args.m {
         let rows = (args.m - i0).min(MR);
         let (ap, rs, cs) = a_block(args, i0, apack);
-        for j in args.first_panel(i0)..args.n.div_ceil(NR) {
+        for j in 0..args.n.div_ceil(NR) {
             let bp = args.b.panel(j);
             for t in tile.iter_mut() {
                 *t = [0.0; NR];
@@ -619,6 +669,38 @@ mod avx {
         }
     }
 
+    /// The R × 8W micro-kernel's sums: Σₚ A[i, p]·B[p, j] for i < R, j < 8W, with A[i, p] at
+    /// `a + i·rs + p·cs` and B[p, 8w..8w + 8] at `b + p·bs + 8w`.
+    ///
+    /// # Safety
+    /// Those addresses are readable for p < k.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn accumulate<const R: usize, const W: usize>(
+        (a, rs, cs): (*const f32, usize, usize),
+        (b, bs): (*const f32, usize),
+        k: usize,
+    ) -> [[__m256; W]; R] {
+        let mut acc = [[_mm256_setzero_ps(); W]; R];
+        for p in 0..k {
+            // SAFETY (whole block): see the function's contract.
+            unsafe {
+                let mut bv = [_mm256_setzero_ps(); W];
+                for (w, v) in bv.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(b.add(p * bs + 8 * w));
+                }
+                let g = a.add(p * cs);
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*g.add(i * rs));
+                    for (acc, &v) in acc.iter_mut().zip(&bv) {
+                        *acc = _mm256_fmadd_ps(av, v, *acc);
+                    }
+                }
+            }
+        }
+        acc
+    }
+
     /// The R×16 micro-kernel and its epilogue: C[i0.., j0..] = epi(A[i0.., :k]·panel), with
     /// A[i0 + i, p] at `ap + i·rs + p·cs` (see [`a_block`]). Partial panels (fewer than 16 columns
     /// left) go through `tile` and the portable epilogue.
@@ -638,20 +720,8 @@ mod avx {
         epi: &mut Epilogue,
         tile: &mut [[f32; NR]; MR],
     ) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for p in 0..k {
-            // SAFETY (whole block): see the function's contract.
-            unsafe {
-                let b0 = _mm256_loadu_ps(bp.add(p * NR));
-                let b1 = _mm256_loadu_ps(bp.add(p * NR + 8));
-                let g = ap.add(p * cs);
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*g.add(i * rs));
-                    acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
-                }
-            }
-        }
+        // SAFETY: see the function's contract.
+        let acc = unsafe { accumulate::<R, 2>((ap, rs, cs), (bp, NR), k) };
         if n - j0 >= NR {
             // SAFETY: a full-width block inside C (the function's contract).
             unsafe { store::<R>(&acc, i0, j0, n, c, epi) };
@@ -667,6 +737,83 @@ mod avx {
         }
     }
 
+    /// Adds an R × 8W block of f32 sums to G[i0.., j0..] in f64 (G has n columns).
+    ///
+    /// # Safety
+    /// The block lies inside G.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn add_f64<const R: usize, const W: usize>(
+        acc: &[[__m256; W]; R],
+        g: *mut f64,
+        (i0, j0, n): (usize, usize, usize),
+    ) {
+        for (r, a) in acc.iter().enumerate() {
+            for (w, &v) in a.iter().enumerate() {
+                // SAFETY: see the function's contract.
+                unsafe {
+                    let p = g.add((i0 + r) * n + j0 + 8 * w);
+                    let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+                    let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v));
+                    _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), lo));
+                    _mm256_storeu_pd(p.add(4), _mm256_add_pd(_mm256_loadu_pd(p.add(4)), hi));
+                }
+            }
+        }
+    }
+
+    /// The tiles of [`super::GramBlock::add_upper_gram`] over x (k rows of n values, n a multiple
+    /// of 16).
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and FMA; x holds k·n values and g n·n.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn gram(x: &[f32], k: usize, n: usize, g: &mut [f64], ahead: &[f32]) {
+        let (xp, gp) = (x.as_ptr(), g.as_mut_ptr());
+        let mut next_ahead = 0;
+        let mut prefetch = || {
+            // A few lines of `ahead` per tile: spread out, the requests overlap the arithmetic
+            // instead of queueing behind each other.
+            let end = (next_ahead + AHEAD_PER_TILE).min(ahead.len());
+            while next_ahead < end {
+                _mm_prefetch::<_MM_HINT_T0>(ahead[next_ahead..].as_ptr().cast());
+                next_ahead += 16;
+            }
+        };
+        // SAFETY (whole loop): every tile reads rows < n and columns < n of x for p < k, and
+        // writes inside G's n × n.
+        unsafe {
+            // A[i, p] = x[p, i] (rs = 1, cs = n); B[p, j] = x[p, j] (bs = n).
+            let a = |i: usize| (xp.add(i), 1, n);
+            for j0 in (0..n).step_by(NR) {
+                let b = (xp.add(j0), n);
+                let mut i0 = 0;
+                while i0 < j0 {
+                    // j0 − i0 runs down by 6 from a multiple of 16; ending on 4 or 4 + 4 rows
+                    // avoids a 2-row tile (4 accumulators cannot hide the FMA latency).
+                    if matches!(j0 - i0, 4 | 8) {
+                        add_f64(&accumulate::<4, 2>(a(i0), b, k), gp, (i0, j0, n));
+                        i0 += 4;
+                    } else {
+                        add_f64(&accumulate::<6, 2>(a(i0), b, k), gp, (i0, j0, n));
+                        i0 += 6;
+                    }
+                    prefetch();
+                }
+                add_f64(&accumulate::<4, 2>(a(j0), b, k), gp, (j0, j0, n));
+                add_f64(&accumulate::<4, 2>(a(j0 + 4), b, k), gp, (j0 + 4, j0, n));
+                prefetch();
+                let b8 = (xp.add(j0 + 8), n);
+                add_f64(
+                    &accumulate::<8, 1>(a(j0 + 8), b8, k),
+                    gp,
+                    (j0 + 8, j0 + 8, n),
+                );
+                prefetch();
+            }
+        }
+    }
+
     /// The loops of [`super::matmul`] with the AVX2 + FMA micro-kernel.
     ///
     /// # Safety
@@ -675,19 +822,11 @@ mod avx {
     pub(super) unsafe fn run(args: &Args, c: &mut [f32], epi: &mut Epilogue, apack: &[f32]) {
         let mut tile = [[0.0f32; NR]; MR];
         let (k, n) = (args.k, args.n);
-        let mut next_ahead = 0;
         let mut i0 = 0;
         while i0 < args.m {
             let rows = (args.m - i0).min(MR);
             let a = a_block(args, i0, apack);
-            for j in args.first_panel(i0)..n.div_ceil(NR) {
-                // A few lines of `ahead` per tile: spread out, the requests overlap the
-                // arithmetic instead of queueing behind each other.
-                let end = (next_ahead + AHEAD_PER_TILE).min(args.ahead.len());
-                while next_ahead < end {
-                    _mm_prefetch::<_MM_HINT_T0>(args.ahead[next_ahead..].as_ptr().cast());
-                    next_ahead += 16;
-                }
+            for j in 0..n.div_ceil(NR) {
                 let bp = args.b.panel(j).as_ptr();
                 let at = (i0, j * NR, n);
                 let t = &mut tile;
@@ -776,25 +915,57 @@ mod tests {
                         rsa: if a_t { 1 } else { k },
                         csa: if a_t { m } else { 1 },
                         b: &packed,
-                        upper: false,
-                        ahead: &[],
                     };
                     let mut c2 = vec![f32::NAN; m * n];
                     let mut apack = Vec::new();
                     prepare_a(&args, &mut apack);
                     run_portable(&args, &mut c2, &mut Epilogue::None, &apack);
-                    // The upper-triangle product agrees on i ≤ j (square shapes only).
-                    let mut c3 = vec![f32::NAN; m * n];
-                    if m == n {
-                        matmul_upper(m, k, aa, a_t, &packed, &mut c3, &[]);
-                    }
-                    for (idx, ((x, y), w)) in c.iter().zip(&c2).zip(&want).enumerate() {
+                    for ((x, y), w) in c.iter().zip(&c2).zip(&want) {
                         let tol = 1e-5 * (k as f64).sqrt();
                         assert!((*x as f64 - w).abs() < tol, "{m}×{k}×{n}: {x} vs {w}");
                         assert!((*y as f64 - w).abs() < tol, "{m}×{k}×{n}: {y} vs {w}");
-                        if m == n && idx / n <= idx % n {
-                            assert_eq!(c3[idx], *x, "upper {m}×{k}×{n} at {idx}");
-                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The Gram product's upper triangle against an f64 triple loop, for widths around the
+    /// 16-column panels and the 6/4-row tiling, on the AVX and the portable paths.
+    #[test]
+    fn gram_upper_triangle_matches_a_triple_loop() {
+        for &(k, d) in &[
+            (1, 1),
+            (5, 7),
+            (33, 16),
+            (128, 40),
+            (128, 64),
+            (7, 80),
+            (64, 100),
+        ] {
+            let x = values(k * d, 3);
+            let mut block = GramBlock::new(d);
+            let n = block.stride();
+            let rows = block.rows_mut(k);
+            for (dst, src) in rows.chunks_exact_mut(n).zip(x.chunks_exact(d)) {
+                dst[..d].copy_from_slice(src);
+            }
+            let mut g = vec![1.0f64; n * n];
+            block.add_upper_gram(&mut g, &x);
+            let mut g2 = vec![1.0f64; n * n];
+            gram_portable(block.values(), n, &mut g2);
+            for i in 0..d {
+                for j in i..d {
+                    let want: f64 = 1.0
+                        + (0..k)
+                            .map(|p| x[p * d + i] as f64 * x[p * d + j] as f64)
+                            .sum::<f64>();
+                    let tol = 1e-5 * (k as f64).sqrt();
+                    for got in [g[i * n + j], g2[i * n + j]] {
+                        assert!(
+                            (got - want).abs() < tol,
+                            "{k}×{d} ({i}, {j}): {got} vs {want}"
+                        );
                     }
                 }
             }
