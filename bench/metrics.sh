@@ -26,7 +26,7 @@ awk -v threads="$threads" -v n="$n" -v dim="$dim" '{
   values[$1, metric] = vals
   metrics[metric] = 1
 } END {
-  for (k in metrics) printf "%-9s %12.4f %10.4f %6.1fx  %s |%s\n", k, best["reference", k], best["ouro", k], best["reference", k] / best["ouro", k], values["reference", k], values["ouro", k]
+  for (k in metrics) printf "%-9s %12.6f %10.6f %6.1fx  %s |%s\n", k, best["reference", k], best["ouro", k], best["reference", k] / best["ouro", k], values["reference", k], values["ouro", k]
 }' "$log" | sort >"$dir/table"
 echo "n=$n d=$dim threads=$threads, best of $rounds rounds"
 printf "%-9s %12s %10s %7s   %s\n" metric reference_s ouro_s ratio "values (reference | ouro)"

@@ -104,7 +104,7 @@ def main():
                     values64 = out
         # Values are reported from the float64 run (the accurate one).
         shown = " ".join(f"{k}={float(v):.6f}" for k, v in values64.items())
-        print(f"reference metric={name} threads={threads} n={n} d={d} time={best:.4f}s {shown}", flush=True)
+        print(f"reference metric={name} threads={threads} n={n} d={d} time={best:.6f}s {shown}", flush=True)
 
 
 if __name__ == "__main__":

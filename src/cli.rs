@@ -206,7 +206,7 @@ fn bench_metrics(
             .map(|(k, v)| format!("{k}={v:.6}"))
             .collect();
         println!(
-            "ouro metric={} threads={threads} n={n} d={dim} time={:.4}s {}",
+            "ouro metric={} threads={threads} n={n} d={dim} time={:.6}s {}",
             t.name,
             t.seconds,
             values.join(" ")
