@@ -599,18 +599,35 @@ impl<'a> Trainer<'a> {
         let ctx = self.context();
         let packed = &self.packed;
         let p: &[f32] = params;
-        let losses: Vec<f64> = workers
-            .par_iter_mut()
-            .enumerate()
-            .map(|(c, (ws, scratch, wrng))| {
-                let start = c * TRAIN_CHUNK;
-                ctx.fill(ws, scratch, &rows[start..start + ws.rows()], wrng);
-                forward_train(ctx.shape, p, packed, ws);
-                let l = loss_grad(ws, 1.0 / n_out);
-                backward(ctx.shape, packed, ws);
-                l
-            })
-            .collect();
+        let chunk = |c: usize, ws: &mut Workspace, scratch: &mut FillScratch, wrng: &mut Stream| {
+            let start = c * TRAIN_CHUNK;
+            ctx.fill(ws, scratch, &rows[start..start + ws.rows()], wrng);
+            forward_train(ctx.shape, p, packed, ws);
+            let l = loss_grad(ws, 1.0 / n_out);
+            backward(ctx.shape, packed, ws);
+            l
+        };
+        let same_rows = workers.iter().all(|w| w.0.rows() == workers[0].0.rows());
+        let losses: Vec<f64> = if rayon::current_num_threads() == 1 && same_rows {
+            // One thread: every chunk runs in the first chunk's buffers, still in cache from the
+            // chunk before, with its own gradient buffer, scratch and stream (the same
+            // arithmetic as below, so the same bits).
+            let (first, rest) = workers.split_at_mut(1);
+            let (ws, scratch0, rng0) = &mut first[0];
+            let mut losses = vec![chunk(0, ws, scratch0, rng0)];
+            for (c, (other, scratch, wrng)) in rest.iter_mut().enumerate() {
+                std::mem::swap(&mut ws.grads, &mut other.grads);
+                losses.push(chunk(c + 1, ws, scratch, wrng));
+                std::mem::swap(&mut ws.grads, &mut other.grads);
+            }
+            losses
+        } else {
+            workers
+                .par_iter_mut()
+                .enumerate()
+                .map(|(c, (ws, scratch, wrng))| chunk(c, ws, scratch, wrng))
+                .collect()
+        };
         self.workers = workers;
         let loss = losses.iter().sum::<f64>() / n_out as f64;
         let grads: Vec<&[f32]> = self.workers.iter().map(|(w, _, _)| &w.grads[..]).collect();
@@ -873,6 +890,48 @@ mod tests {
         assert_eq!(shape.widths[0], 2 + 8 + 4);
         let params = init_params(&shape, &mut stream(5, 0, Role::Fit));
         MlpDenoiser::from_params(2, &cfg, schedule, params).unwrap()
+    }
+
+    /// A batch of several chunks (three, the last one short) trains to the same bits on one
+    /// thread (chunks in turn in one set of buffers) and on two (chunks in parallel), and both
+    /// agree when every chunk is full (two chunks of 256).
+    #[test]
+    fn training_is_bit_identical_at_one_and_two_threads() {
+        let data =
+            crate::distributions::standard_normals(700, 3, &mut stream(8, 0, Role::RealInit))
+                .mapv(|v| v as f32);
+        let schedule = NoiseSchedule::vp_linear(1e-4, 0.02, 1000);
+        for batch_size in [2 * TRAIN_CHUNK, 2 * TRAIN_CHUNK + 40] {
+            let cfg = TrainConfig {
+                hidden: vec![32, 32],
+                time_embedding: 8,
+                objective: Objective::Eps,
+                steps: 3,
+                epochs: None,
+                batch_size,
+                lr: 1e-3,
+                warmup_steps: 0,
+                grad_clip: Some(1.0),
+                ema: None,
+                early_stopping: None,
+                conditioning: None,
+            };
+            let params = |threads: usize| {
+                crate::experiment::with_threads(threads, || {
+                    let mut rng = stream(9, 0, Role::Fit);
+                    MlpDenoiser::train(data.view(), None, &cfg, &schedule, None, &mut rng)
+                        .unwrap()
+                        .params()
+                        .to_vec()
+                })
+                .unwrap()
+            };
+            let one = params(1);
+            assert!(
+                one == params(2),
+                "batch {batch_size}: 1 and 2 threads differ"
+            );
+        }
     }
 
     /// Rows of mixed classes go through the network one class at a time: every row's output
