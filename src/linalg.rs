@@ -490,8 +490,8 @@ fn dot(x: &[f64], y: &[f64]) -> f64 {
 /// The inner step is rearranged to shorten its dependent chain (the loop is latency-bound):
 /// with r = p + e², `dsterf`'s c = p/r, s = e²/r, γ′ = c(α − σ) − sγ and p′ = γ′²/c become
 /// u = p(α − σ) − e²γ, γ′ = u/r and p′ = u²/(r p): p′ and γ′ are two independent divisions
-/// after u, where `dsterf` chains the division for c (and s) into the one for p′. On 64 × 64
-/// this made the QL phase about 80 → 45 µs.
+/// after u, where `dsterf` chains the division for c (and s) into the one for p′. On the 64 × 64
+/// matrix of the Fréchet benchmark this took the eigenvalues from 134 to 110 µs.
 fn tridiagonal_eigenvalues(d: &mut [f64], e: &mut [f64]) {
     let n = d.len();
     if n < 2 {
