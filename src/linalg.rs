@@ -99,7 +99,7 @@ pub fn moments_gemm(x: ArrayView2<f32>, ddof: usize) -> (Array1<f64>, Array2<f64
             (gram, sum)
         })
         .collect();
-    let stride = d.div_ceil(16) * 16;
+    let stride = GramBlock::new(d).stride();
     let mut g = vec![0.0f64; stride * stride];
     let mut s = Array1::<f64>::zeros(d);
     for (tg, ts) in tasks {

@@ -155,8 +155,9 @@ impl PackedB {
 /// The rows of X (k × `cols`) for a Gram product XᵀX, stored row-major with the row length
 /// padded to a multiple of 16 (the stride) and 64-byte aligned, so that the product reads both
 /// of its operands in place: the 16 values of a row that a tile's B needs are one cache line,
-/// and the values a tile's A broadcasts lie in that row too. Packing X as a GEMM's A and B first
-/// cost a fifth of a 10 000 × 64 covariance.
+/// and the values a tile's A broadcasts lie in that row too. With the diagonal tiling of
+/// [`GramBlock::add_upper_gram`], this took one thread's 10 000 × 64 covariance from 965 µs
+/// (rows packed as a GEMM's B, 6 × 16 tiles throughout) to about 770 µs.
 #[derive(Clone, Debug)]
 pub struct GramBlock {
     stride: usize,
