@@ -108,35 +108,11 @@ impl PackedB {
     }
 
     /// Shapes the packing for a B (k × n) whose every value, padding included, is then written
-    /// elsewhere: row by row with [`PackedB::set_row`], or tile by tile by an epilogue (see
-    /// [`Epilogue::SiluGrad`]).
-    pub fn shape_for(&mut self, k: usize, n: usize) {
+    /// tile by tile by an epilogue (see [`Epilogue::SiluGrad`]).
+    fn shape_for(&mut self, k: usize, n: usize) {
         self.k = k;
         self.n = n;
         self.data.resize(n.div_ceil(NR) * k, PanelRow([0.0; NR]));
-    }
-
-    /// Writes row `p` (n values) of the B shaped by [`PackedB::shape_for`], as
-    /// [`PackedB::pack`] would: for producers that hold a row in cache anyway (a second pass
-    /// over B would read it back).
-    #[inline(always)]
-    pub fn set_row(&mut self, p: usize, row: &[f32]) {
-        assert!(
-            p < self.k && row.len() == self.n,
-            "row {p} of a {} × {} B",
-            self.k,
-            self.n
-        );
-        for (j, src) in row.chunks(NR).enumerate() {
-            let dst = &mut self.data[j * self.k + p].0;
-            match <&[f32; NR]>::try_from(src) {
-                Ok(s) => *dst = *s,
-                Err(_) => {
-                    dst[..src.len()].copy_from_slice(src);
-                    dst[src.len()..].fill(0.0);
-                }
-            }
-        }
     }
 
     /// Packed row `i` of the panel holding column `j0` (a multiple of 16).
