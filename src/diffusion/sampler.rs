@@ -7,6 +7,7 @@
 
 use super::denoiser::Denoiser;
 use super::noise::NoiseSchedule;
+use crate::distributions::fill_standard_normals;
 use crate::nn::simd_dispatch;
 use crate::rng::Stream;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
@@ -108,6 +109,7 @@ fn run_chunk(
     rng: &mut Stream,
 ) {
     let mut d = Array2::<f32>::zeros(x.dim());
+    let mut z = vec![0.0f32; x.len()];
     let mut extra = match sampler {
         Sampler::Heun => Some((Array2::<f32>::zeros(x.dim()), Array2::<f32>::zeros(x.dim()))),
         _ => None,
@@ -124,23 +126,30 @@ fn run_chunk(
             Sampler::Ddpm => {
                 let keep = (ss * ss / (st * st)) as f32; // x − dv/σ_t² (x − D)
                 let noise = (dv * (1.0 + ss * ss) / (1.0 + st * st)).sqrt() as f32;
-                update(x.view_mut(), d.view(), keep, noise, rng);
+                update(x.view_mut(), d.view(), keep, noise, &mut z, rng);
             }
             Sampler::Ddim { eta } => {
                 let up = (eta * (ss * ss * dv / (st * st)).sqrt()).min(ss);
                 let down = (ss * ss - up * up).max(0.0).sqrt();
-                update(x.view_mut(), d.view(), (down / st) as f32, up as f32, rng);
+                update(
+                    x.view_mut(),
+                    d.view(),
+                    (down / st) as f32,
+                    up as f32,
+                    &mut z,
+                    rng,
+                );
             }
             Sampler::EulerMaruyama => {
                 let keep = (ss * ss / (st * st)) as f32;
-                update(x.view_mut(), d.view(), keep, dv.sqrt() as f32, rng);
+                update(x.view_mut(), d.view(), keep, dv.sqrt() as f32, &mut z, rng);
             }
-            Sampler::Euler => update(x.view_mut(), d.view(), (ss / st) as f32, 0.0, rng),
+            Sampler::Euler => update(x.view_mut(), d.view(), (ss / st) as f32, 0.0, &mut z, rng),
             Sampler::Heun => {
                 let (x1, d1) = extra.as_mut().expect("Heun buffers");
                 // Euler predictor: x1 = D + (σ_s/σ_t)(x − D).
                 x1.assign(&x);
-                update(x1.view_mut(), d.view(), (ss / st) as f32, 0.0, rng);
+                update(x1.view_mut(), d.view(), (ss / st) as f32, 0.0, &mut z, rng);
                 den.denoise(x1.view(), ss, d1.view_mut());
                 // Trapezoid on dx/dσ = (x − D)/σ.
                 let h = ss - st;
@@ -156,15 +165,24 @@ fn run_chunk(
     }
 }
 
-/// x ← D + keep·(x − D) + noise·z with z ~ N(0, I) drawn in row order from `rng`.
-fn update(mut x: ArrayViewMut2<f32>, d: ArrayView2<f32>, keep: f32, noise: f32, rng: &mut Stream) {
+/// x ← D + keep·(x − D) + noise·z with z ~ N(0, I) drawn in bulk from `rng` into `z` (one
+/// value per element of x, by [`fill_standard_normals`]; no draw when `noise` is 0).
+fn update(
+    mut x: ArrayViewMut2<f32>,
+    d: ArrayView2<f32>,
+    keep: f32,
+    noise: f32,
+    z: &mut [f32],
+    rng: &mut Stream,
+) {
     let (xs, ds) = (
         x.as_slice_mut().expect("contiguous rows"),
         d.as_slice().expect("contiguous rows"),
     );
     if noise > 0.0 {
-        let z: Vec<f32> = (0..xs.len()).map(|_| StandardNormal.sample(rng)).collect();
-        blend_noise(xs, ds, keep, noise, &z);
+        let z = &mut z[..xs.len()];
+        fill_standard_normals(rng, z);
+        blend_noise(xs, ds, keep, noise, z);
     } else {
         blend(xs, ds, keep);
     }

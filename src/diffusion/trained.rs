@@ -405,7 +405,11 @@ impl MlpDenoiser {
             } = cell.get_or_insert_with(Scratch::default);
             let bufs = bufs.get_or_insert_with(|| InferenceBuffers::new(&self.shape, rows));
             input.clear();
-            input.extend(x.iter().map(|&v| (c_in * v as f64) as f32));
+            match x.as_slice() {
+                // Contiguous rows (the samplers' case) convert as a slice, which vectorises.
+                Some(xs) => input.extend(xs.iter().map(|&v| (c_in * v as f64) as f32)),
+                None => input.extend(x.iter().map(|&v| (c_in * v as f64) as f32)),
+            }
             tail.clear();
             tail.resize(self.shape.widths[0] - d, 0.0);
             time_embedding(self.schedule.network_time(sigma), &mut tail[..temb]);
@@ -450,8 +454,20 @@ impl MlpDenoiser {
                     }
                 }
             }
-            for ((o, &xv), &fv) in out.iter_mut().zip(x.iter()).zip(f.iter()) {
+            let mix = |o: &mut f32, xv: f32, fv: f32| {
                 *o = (c_skip * xv as f64 + c_out * fv as f64) as f32;
+            };
+            match (out.as_slice_mut(), x.as_slice()) {
+                (Some(os), Some(xs)) => {
+                    for ((o, &xv), &fv) in os.iter_mut().zip(xs).zip(f.iter()) {
+                        mix(o, xv, fv);
+                    }
+                }
+                _ => {
+                    for ((o, &xv), &fv) in out.iter_mut().zip(x.iter()).zip(f.iter()) {
+                        mix(o, xv, fv);
+                    }
+                }
             }
         });
     }

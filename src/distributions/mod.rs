@@ -55,7 +55,7 @@ const NORMAL_BLOCK: usize = 128;
 /// time. From two uniform 32-bit words a and b: u = (⌊a/2⌋ + ½)·2⁻³¹ ∈ (0, 1], θ = 2π·b/2³²,
 /// z₁ = √(−2 ln u)·cos θ and z₂ = √(−2 ln u)·sin θ. |z| ≤ √(64 ln 2) ≈ 6.66 (the normal's mass
 /// beyond is 3·10⁻¹¹) and ln, cos and sin are f32 polynomials good to ~3·10⁻⁷, so this is for
-/// bulk noise (training batches), not for studies of extreme tails. Draws are made in blocks of
+/// bulk noise (training batches, sampler steps), not for studies of extreme tails. Draws are made in blocks of
 /// 128 values (a partial last block still consumes a whole block of words), so the stream
 /// position depends only on `out.len()`.
 ///
