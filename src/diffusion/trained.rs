@@ -512,7 +512,8 @@ struct Trainer<'a> {
     /// Time embeddings of the discrete steps (DiscreteVp), one row per step.
     emb_table: Option<Vec<f32>>,
     adam: Adam,
-    /// The current weights packed for the forward and backward products.
+    /// The current weights packed for the forward and backward products (packed by Adam as it
+    /// updates them; only [`Trainer::step`] changes the weights).
     packed: PackedWeights,
     dim: usize,
 }
@@ -610,7 +611,6 @@ impl<'a> Trainer<'a> {
     fn step(&mut self, params: &mut [f32], step: usize) -> f64 {
         let rows = self.next_rows();
         let n_out = (self.cfg.batch_size * self.dim) as f32;
-        self.packed.update(&self.shape, params);
         let mut workers = std::mem::take(&mut self.workers);
         let ctx = self.context();
         let packed = &self.packed;
@@ -665,8 +665,9 @@ impl<'a> Trainer<'a> {
         } else {
             1.0
         };
+        let lr = (self.cfg.lr * warm) as f32;
         self.adam
-            .step(params, &grads, scale, (self.cfg.lr * warm) as f32);
+            .step_packed(&self.shape, params, &grads, scale, lr, &mut self.packed);
         loss
     }
 }

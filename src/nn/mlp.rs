@@ -122,7 +122,7 @@ impl Workspace {
 
 /// The weights of every layer packed for [`matmul`]: W_l for the forward pass and, when built for
 /// training, W_lᵀ for the backward pass's dZ·Wᵀ.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PackedWeights {
     w: Vec<PackedB>,
     wt: Vec<PackedB>,
@@ -403,34 +403,65 @@ impl Adam {
     /// One update with gradient g = `scale`·Σ_k grads[k] (the per-worker gradients are added in
     /// order, so the result does not depend on how many threads computed them).
     pub fn step(&mut self, params: &mut [f32], grads: &[&[f32]], scale: f32, lr: f32) {
+        let c = self.consts(scale, lr);
+        c.apply(params, &mut self.m, &mut self.v, grads, 0);
+    }
+
+    /// [`Adam::step`] on the parameters of an MLP of `shape`, then the repacking of `packed`
+    /// that [`PackedWeights::update`] does, layer by layer: each layer's update and packing is
+    /// one task, so that two threads split the layers (rayon) instead of one thread doing both
+    /// passes while the other waits. The parameters are the same bits as with `step`.
+    pub fn step_packed(
+        &mut self,
+        shape: &MlpShape,
+        params: &mut [f32],
+        grads: &[&[f32]],
+        scale: f32,
+        lr: f32,
+        packed: &mut PackedWeights,
+    ) {
+        use rayon::prelude::*;
+        let c = self.consts(scale, lr);
+        let transposes = !packed.wt.is_empty();
+        // One task per layer: its parameters, moments, gradient offset and packings.
+        let mut tasks = Vec::with_capacity(shape.layers());
+        let (mut p, mut m, mut v) = (params, &mut self.m[..], &mut self.v[..]);
+        let mut wts = packed.wt.iter_mut();
+        for (l, w) in packed.w.iter_mut().enumerate() {
+            let len = (shape.widths[l] + 1) * shape.widths[l + 1];
+            let (pl, pr) = std::mem::take(&mut p).split_at_mut(len);
+            let (ml, mr) = std::mem::take(&mut m).split_at_mut(len);
+            let (vl, vr) = std::mem::take(&mut v).split_at_mut(len);
+            (p, m, v) = (pr, mr, vr);
+            let wt = wts.next().filter(|_| transposes && l > 0);
+            tasks.push((l, pl, ml, vl, w, wt));
+        }
+        tasks.into_par_iter().for_each(|(l, p, m, v, w, wt)| {
+            let (i, o) = (shape.widths[l], shape.widths[l + 1]);
+            let off = shape.weight_offset(l);
+            let g: Vec<&[f32]> = grads.iter().map(|g| &g[off..off + (i + 1) * o]).collect();
+            c.apply(p, m, v, &g, 0);
+            let weights = &p[..i * o];
+            w.pack(weights, i, o, false);
+            if let Some(wt) = wt {
+                wt.pack(weights, o, i, true);
+            }
+        });
+    }
+
+    /// Advances the step count and returns this step's constants.
+    fn consts(&mut self, scale: f32, lr: f32) -> AdamConsts {
         self.step += 1;
         let (b1, b2) = (self.beta1, self.beta2);
         let bc1 = 1.0 - (b1 as f64).powi(self.step as i32);
         let bc2 = 1.0 - (b2 as f64).powi(self.step as i32);
-        let step_size = (lr as f64 / bc1) as f32;
-        let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
-        let c = AdamConsts {
+        AdamConsts {
             b1,
             b2,
-            step_size,
-            inv_sqrt_bc2,
+            step_size: (lr as f64 / bc1) as f32,
+            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
             eps: self.eps,
             scale,
-        };
-        match grads {
-            [g0] => adam_one(params, &mut self.m, &mut self.v, g0, c),
-            [g0, g1] => adam_two(params, &mut self.m, &mut self.v, g0, g1, c),
-            _ => {
-                for (j, ((p, m), v)) in params
-                    .iter_mut()
-                    .zip(&mut self.m)
-                    .zip(&mut self.v)
-                    .enumerate()
-                {
-                    let g: f32 = grads.iter().map(|g| g[j]).sum();
-                    c.update(p, m, v, g);
-                }
-            }
         }
     }
 }
@@ -447,6 +478,35 @@ struct AdamConsts {
 }
 
 impl AdamConsts {
+    /// Updates `params` (with moments m, v) by the gradient Σ_k grads[k][from..from + len].
+    fn apply(
+        self,
+        params: &mut [f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        grads: &[&[f32]],
+        from: usize,
+    ) {
+        let len = params.len();
+        match grads {
+            [g0] => adam_one(params, m, v, &g0[from..from + len], self),
+            [g0, g1] => adam_two(
+                params,
+                m,
+                v,
+                &g0[from..from + len],
+                &g1[from..from + len],
+                self,
+            ),
+            _ => {
+                for (j, ((p, m), v)) in params.iter_mut().zip(m).zip(v).enumerate() {
+                    let g: f32 = grads.iter().map(|g| g[from + j]).sum();
+                    self.update(p, m, v, g);
+                }
+            }
+        }
+    }
+
     /// One parameter's update with raw gradient `g` (scaled here).
     #[inline(always)]
     fn update(&self, p: &mut f32, m: &mut f32, v: &mut f32, g: f32) {
@@ -543,6 +603,40 @@ mod tests {
         forward_shared_tail(&shape, &params, &packed, &x, 2, &tail, &mut out, &mut bufs);
         for (a, b) in out.iter().zip(ws.output()) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    /// The fused update + packing gives the bits of `step` followed by a fresh packing, for
+    /// widths on both sides of the 16-column panels, with one and with two gradients.
+    #[test]
+    fn fused_adam_packs_what_it_updates() {
+        let shape = MlpShape::new(5, &[20, 32, 33], 3);
+        let mut rng = stream(3, 0, Role::Fit);
+        let params = init_params(&shape, &mut rng);
+        let grads: Vec<Vec<f32>> = (0..2)
+            .map(|_| {
+                (0..params.len())
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect()
+            })
+            .collect();
+        for workers in [1, 2] {
+            let g: Vec<&[f32]> = grads[..workers].iter().map(|g| &g[..]).collect();
+            let (mut plain, mut fused) = (params.clone(), params.clone());
+            let (mut a, mut b) = (Adam::new(params.len()), Adam::new(params.len()));
+            let mut packed = PackedWeights::new(&shape, &params, true);
+            for _ in 0..3 {
+                a.step(&mut plain, &g, 0.5, 1e-2);
+                b.step_packed(&shape, &mut fused, &g, 0.5, 1e-2, &mut packed);
+            }
+            assert!(
+                plain
+                    .iter()
+                    .zip(&fused)
+                    .all(|(x, y)| x.to_bits() == y.to_bits())
+            );
+            assert!(plain != params, "the updates moved the weights");
+            assert!(packed == PackedWeights::new(&shape, &plain, true));
         }
     }
 
