@@ -36,11 +36,18 @@ const AHEAD_PER_TILE: usize = 24 * 16;
 struct PanelRow([f32; NR]);
 
 /// B (k × n) packed into ⌈n/16⌉ panels, each k × 16 contiguous and zero-padded past column n.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct PackedB {
     k: usize,
     n: usize,
     data: Vec<PanelRow>,
+}
+
+/// Equal shapes and equal packed values (stale storage past the shape is ignored).
+impl PartialEq for PackedB {
+    fn eq(&self, other: &Self) -> bool {
+        self.k == other.k && self.n == other.n && self.used() == other.used()
+    }
 }
 
 impl PackedB {
@@ -71,8 +78,8 @@ impl PackedB {
         let panels = n.div_ceil(NR);
         self.k = k;
         self.n = n;
-        self.data.resize(panels * k, PanelRow([0.0; NR]));
-        for (j, dst) in self.data.chunks_exact_mut(k).enumerate() {
+        self.grow(panels * k);
+        for (j, dst) in self.data[..panels * k].chunks_exact_mut(k).enumerate() {
             // SAFETY: PanelRow is repr(C) around [f32; NR], so the rows are contiguous f32.
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<f32>(), dst.len() * NR)
@@ -112,7 +119,21 @@ impl PackedB {
     fn shape_for(&mut self, k: usize, n: usize) {
         self.k = k;
         self.n = n;
-        self.data.resize(n.div_ceil(NR) * k, PanelRow([0.0; NR]));
+        self.grow(n.div_ceil(NR) * k);
+    }
+
+    /// Makes room for `rows` panel rows. The storage only grows: the gradient packing of a
+    /// training step alternates between a narrow output layer and wide hidden ones, and
+    /// growing back zero-filled ~200 KB each time. Values past the current shape are stale.
+    fn grow(&mut self, rows: usize) {
+        if self.data.len() < rows {
+            self.data.resize(rows, PanelRow([0.0; NR]));
+        }
+    }
+
+    /// The panel rows of the current shape.
+    fn used(&self) -> &[PanelRow] {
+        &self.data[..self.n.div_ceil(NR) * self.k]
     }
 
     /// Packed row `i` of the panel holding column `j0` (a multiple of 16).
@@ -423,9 +444,14 @@ fn prepare_a(args: &Args, buf: &mut Vec<f32>) {
     let (m, k) = (args.m, args.k);
     let full = m / MR;
     // Every value of the full blocks is written below; only a partial last block needs zeros
-    // (clearing the whole buffer first was a measurable memset).
-    buf.resize(m.div_ceil(MR) * k * MR, 0.0);
-    buf[full * k * MR..].fill(0.0);
+    // (clearing the whole buffer first was a measurable memset). The buffer only grows: the
+    // products of a training step alternate between large and small A, and growing it back
+    // zero-filled ~230 KB each time.
+    let need = m.div_ceil(MR) * k * MR;
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    buf[full * k * MR..need].fill(0.0);
     // Rows of Aᵀ in groups of 16: each block then receives 96 contiguous values per group,
     // while the group's rows stay in L1 (row by row, every 6 values went to a different line:
     // the 256 × 512 transposed A of a weight gradient took 290 µs to multiply, now 225 µs).
