@@ -404,7 +404,7 @@ impl Adam {
     /// order, so the result does not depend on how many threads computed them).
     pub fn step(&mut self, params: &mut [f32], grads: &[&[f32]], scale: f32, lr: f32) {
         let c = self.consts(scale, lr);
-        c.apply(params, &mut self.m, &mut self.v, grads, 0);
+        c.apply(params, &mut self.m, &mut self.v, grads);
     }
 
     /// [`Adam::step`] on the parameters of an MLP of `shape`, then the repacking of `packed`
@@ -422,7 +422,6 @@ impl Adam {
     ) {
         use rayon::prelude::*;
         let c = self.consts(scale, lr);
-        let transposes = !packed.wt.is_empty();
         // One task per layer: its parameters, moments, gradient offset and packings.
         let mut tasks = Vec::with_capacity(shape.layers());
         let (mut p, mut m, mut v) = (params, &mut self.m[..], &mut self.v[..]);
@@ -433,14 +432,14 @@ impl Adam {
             let (ml, mr) = std::mem::take(&mut m).split_at_mut(len);
             let (vl, vr) = std::mem::take(&mut v).split_at_mut(len);
             (p, m, v) = (pr, mr, vr);
-            let wt = wts.next().filter(|_| transposes && l > 0);
+            let wt = wts.next().filter(|_| l > 0);
             tasks.push((l, pl, ml, vl, w, wt));
         }
         tasks.into_par_iter().for_each(|(l, p, m, v, w, wt)| {
             let (i, o) = (shape.widths[l], shape.widths[l + 1]);
             let off = shape.weight_offset(l);
             let g: Vec<&[f32]> = grads.iter().map(|g| &g[off..off + (i + 1) * o]).collect();
-            c.apply(p, m, v, &g, 0);
+            c.apply(p, m, v, &g);
             let weights = &p[..i * o];
             w.pack(weights, i, o, false);
             if let Some(wt) = wt {
@@ -478,29 +477,15 @@ struct AdamConsts {
 }
 
 impl AdamConsts {
-    /// Updates `params` (with moments m, v) by the gradient Σ_k grads[k][from..from + len].
-    fn apply(
-        self,
-        params: &mut [f32],
-        m: &mut [f32],
-        v: &mut [f32],
-        grads: &[&[f32]],
-        from: usize,
-    ) {
-        let len = params.len();
+    /// Updates `params` (with moments m, v) by the gradient Σ_k grads[k] (each as long as
+    /// `params`).
+    fn apply(self, params: &mut [f32], m: &mut [f32], v: &mut [f32], grads: &[&[f32]]) {
         match grads {
-            [g0] => adam_one(params, m, v, &g0[from..from + len], self),
-            [g0, g1] => adam_two(
-                params,
-                m,
-                v,
-                &g0[from..from + len],
-                &g1[from..from + len],
-                self,
-            ),
+            [g0] => adam_one(params, m, v, g0, self),
+            [g0, g1] => adam_two(params, m, v, g0, g1, self),
             _ => {
                 for (j, ((p, m), v)) in params.iter_mut().zip(m).zip(v).enumerate() {
-                    let g: f32 = grads.iter().map(|g| g[from + j]).sum();
+                    let g: f32 = grads.iter().map(|g| g[j]).sum();
                     self.update(p, m, v, g);
                 }
             }
