@@ -246,7 +246,8 @@ pub enum Epilogue<'a> {
     Bias(&'a [f32]),
     /// C = silu(z + bⱼ) = v·s with v = z + bⱼ, s = 1/(1 + e^−v).
     BiasSilu(&'a [f32]),
-    /// As `BiasSilu`, and s is stored too (m × n, for the backward pass).
+    /// As `BiasSilu`, and the derivative silu'(v) = s + h(1 − s) (h = v·s the stored output) is
+    /// stored too (m × n, for the backward pass's [`Epilogue::SiluGrad`]).
     BiasSiluKeep(&'a [f32], &'a mut [f32]),
     /// Squared distances: C = ‖aᵢ‖² + ‖bⱼ‖² − 2z for z = aᵢ·bⱼ (A holds points as rows, B
     /// other points as columns).
@@ -256,15 +257,13 @@ pub enum Epilogue<'a> {
         /// ‖bⱼ‖² (length n).
         b_norms: &'a [f32],
     },
-    /// The SiLU backward: with z = (dZ_next·Wᵀ)ᵢⱼ, C = z·(s + h(1 − s)) from the forward pass's
-    /// stored h and s (m × n), and the column sums of C are written to the bias gradient. C is
-    /// also written packed as the B operand (m × n) of the next product (the weight gradient
-    /// Xᵀ·C), which saves a packing pass over it.
+    /// The SiLU backward: with z = (dZ_next·Wᵀ)ᵢⱼ, C = z·silu'(v) from the derivative the
+    /// forward pass stored (m × n, [`Epilogue::BiasSiluKeep`]), and the column sums of C are
+    /// written to the bias gradient. C is also written packed as the B operand (m × n) of the
+    /// next product (the weight gradient Xᵀ·C), which saves a packing pass over it.
     SiluGrad {
-        /// h = silu(v) of the forward pass.
-        h: &'a [f32],
-        /// s = sigmoid(v) of the forward pass.
-        s: &'a [f32],
+        /// silu'(v) of the forward pass.
+        dsilu: &'a [f32],
         /// Receives Σᵢ Cᵢⱼ (length n).
         db: &'a mut [f32],
         /// Receives C packed, as [`PackedB::pack`] would (reshaped to m × n here).
@@ -292,9 +291,9 @@ fn product(
     assert!(a.len() >= m * k && c.len() >= m * n);
     match &mut epi {
         Epilogue::Bias(bias) | Epilogue::BiasSilu(bias) => assert!(bias.len() >= n),
-        Epilogue::BiasSiluKeep(bias, s) => assert!(bias.len() >= n && s.len() >= m * n),
-        Epilogue::SiluGrad { h, s, db, packed } => {
-            assert!(h.len() >= m * n && s.len() >= m * n && db.len() >= n);
+        Epilogue::BiasSiluKeep(bias, d) => assert!(bias.len() >= n && d.len() >= m * n),
+        Epilogue::SiluGrad { dsilu, db, packed } => {
+            assert!(dsilu.len() >= m * n && db.len() >= n);
             db[..n].fill(0.0);
             packed.shape_for(m, n);
         }
@@ -392,18 +391,19 @@ where
                 *d = v / (1.0 + exp_f32(-v));
             }
         }
-        Epilogue::BiasSiluKeep(bias, sig) => {
-            let sig = &mut sig[at..at + cols];
-            for (((d, sv), &z), &b) in dst
+        Epilogue::BiasSiluKeep(bias, dsilu) => {
+            let dsilu = &mut dsilu[at..at + cols];
+            for (((d, dv), &z), &b) in dst
                 .iter_mut()
-                .zip(sig.iter_mut())
+                .zip(dsilu.iter_mut())
                 .zip(t)
                 .zip(&bias[j0..j0 + cols])
             {
                 let v = z + b;
                 let s = 1.0 / (1.0 + exp_f32(-v));
-                *sv = s;
-                *d = v * s;
+                let h = v * s;
+                *dv = h.mul_add(1.0 - s, s);
+                *d = h;
             }
         }
         Epilogue::SqDist { a_norms, b_norms } => {
@@ -412,19 +412,18 @@ where
                 *d = an + bn - 2.0 * z;
             }
         }
-        Epilogue::SiluGrad { h, s, db, packed } => {
-            let (h, s) = (&h[at..at + cols], &s[at..at + cols]);
+        Epilogue::SiluGrad { dsilu, db, packed } => {
+            let dsilu = &dsilu[at..at + cols];
             let prow = packed.row_mut(i, j0);
             prow[cols..].fill(0.0);
-            for (((((d, p), g), &z), &hv), &sv) in dst
+            for ((((d, p), g), &z), &dv) in dst
                 .iter_mut()
                 .zip(prow.iter_mut())
                 .zip(db[j0..j0 + cols].iter_mut())
                 .zip(t)
-                .zip(h)
-                .zip(s)
+                .zip(dsilu)
             {
-                let v = z * (sv + hv * (1.0 - sv));
+                let v = z * dv;
                 *d = v;
                 *p = v;
                 *g += v;
@@ -623,23 +622,14 @@ mod avx {
                         }
                     }
                 }
-                Epilogue::SiluGrad {
-                    h: hs,
-                    s: ss,
-                    db,
-                    packed,
-                } => {
-                    let one = _mm256_set1_ps(1.0);
+                Epilogue::SiluGrad { dsilu, db, packed } => {
                     let mut sum = [_mm256_setzero_ps(); 2];
                     for (r, a) in acc.iter().enumerate() {
                         // 64-byte aligned (PanelRow).
                         let prow = packed.row_mut(i0 + r, j0).as_mut_ptr();
                         for h in 0..2 {
                             let i = at(r, h);
-                            let hv = _mm256_loadu_ps(hs.as_ptr().add(i));
-                            let sv = _mm256_loadu_ps(ss.as_ptr().add(i));
-                            // silu'(z) = s + h(1 − s).
-                            let d = _mm256_fmadd_ps(hv, _mm256_sub_ps(one, sv), sv);
+                            let d = _mm256_loadu_ps(dsilu.as_ptr().add(i));
                             let g = _mm256_mul_ps(a[h], d);
                             _mm256_storeu_ps(cp.add(i), g);
                             _mm256_store_ps(prow.add(8 * h), g);
@@ -845,26 +835,29 @@ mod avx {
             let span = i0 * n..(i0 + rows) * n;
             match epi {
                 Epilogue::BiasSilu(_) => silu(&mut c[span], None),
-                Epilogue::BiasSiluKeep(_, sig) => silu(&mut c[span.clone()], Some(&mut sig[span])),
+                Epilogue::BiasSiluKeep(_, d) => silu(&mut c[span.clone()], Some(&mut d[span])),
                 _ => {}
             }
             i0 += rows;
         }
     }
 
-    /// v ← v·sigmoid(v) over `v`, storing sigmoid(v) in `sig` when given (same length).
+    /// v ← h = v·s over `v` (s = sigmoid(v)), storing silu'(v) = s + h(1 − s) in `dsilu` when
+    /// given (same length).
     #[target_feature(enable = "avx2,fma")]
-    fn silu(v: &mut [f32], mut sig: Option<&mut [f32]>) {
+    fn silu(v: &mut [f32], mut dsilu: Option<&mut [f32]>) {
         let full = v.len() / 8 * 8;
         for at in (0..full).step_by(8) {
-            // SAFETY: at + 8 ≤ v.len() (and sig.len() = v.len()).
+            // SAFETY: at + 8 ≤ v.len() (and dsilu.len() = v.len()).
             unsafe {
                 let x = _mm256_loadu_ps(v.as_ptr().add(at));
                 let s = sigmoid8(x);
-                if let Some(sig) = sig.as_deref_mut() {
-                    _mm256_storeu_ps(sig.as_mut_ptr().add(at), s);
+                let h = _mm256_mul_ps(x, s);
+                if let Some(dsilu) = dsilu.as_deref_mut() {
+                    let d = _mm256_fmadd_ps(h, _mm256_sub_ps(_mm256_set1_ps(1.0), s), s);
+                    _mm256_storeu_ps(dsilu.as_mut_ptr().add(at), d);
                 }
-                _mm256_storeu_ps(v.as_mut_ptr().add(at), _mm256_mul_ps(x, s));
+                _mm256_storeu_ps(v.as_mut_ptr().add(at), h);
             }
         }
         if full < v.len() {
@@ -877,10 +870,11 @@ mod avx {
             // SAFETY: as above.
             unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sigmoid8(s)) };
             for (j, &sj) in out[..rest].iter().enumerate() {
-                if let Some(sig) = sig.as_deref_mut() {
-                    sig[full + j] = sj;
+                let h = v[full + j] * sj;
+                if let Some(dsilu) = dsilu.as_deref_mut() {
+                    dsilu[full + j] = h.mul_add(1.0 - sj, sj);
                 }
-                v[full + j] *= sj;
+                v[full + j] = h;
             }
         }
     }
@@ -1010,10 +1004,11 @@ mod tests {
         }
     }
 
-    /// sigmoid and SiLU over the whole range the epilogue can meet (|v| up to 100, where e^−v
-    /// leaves f32's range and is clamped), against f64: relative error below 1e-6 (the
-    /// reciprocal's Newton step bounds it at ~2⁻²²), or absolute below 1e-26 for values under
-    /// 1e-20 (sigmoid(v) for v < −87 is flushed to 0).
+    /// SiLU and its derivative over the whole range the epilogue can meet (|v| up to 100, where
+    /// e^−v leaves f32's range and is clamped), against f64: SiLU to a relative error below 1e-6
+    /// (the reciprocal's Newton step bounds sigmoid's at ~2⁻²²), or absolute below 1e-26 for
+    /// values under 1e-20 (sigmoid(v) for v < −87 is flushed to 0); silu' to an absolute
+    /// 5e-7·(1 + |v|) (sigmoid's relative error, carried by h = v·s).
     #[test]
     fn silu_epilogue_is_accurate_over_the_whole_range() {
         let m = 4001;
@@ -1022,7 +1017,7 @@ mod tests {
         let mut packed = PackedB::new();
         packed.pack(&vec![1.0; n], 1, n, false);
         let bias = vec![0.0; n];
-        let (mut c, mut s) = (vec![0.0; m * n], vec![0.0; m * n]);
+        let (mut c, mut d) = (vec![0.0; m * n], vec![0.0; m * n]);
         matmul(
             m,
             1,
@@ -1030,19 +1025,26 @@ mod tests {
             false,
             &packed,
             &mut c,
-            Epilogue::BiasSiluKeep(&bias, &mut s),
+            Epilogue::BiasSiluKeep(&bias, &mut d),
         );
-        let mut worst = 0.0f64;
+        let (mut worst, mut worst_d) = (0.0f64, 0.0f64);
         for (i, &v) in a.iter().enumerate() {
             let v = v as f64;
             let sig = 1.0 / (1.0 + (-v).exp());
+            let dsilu = sig * (1.0 + v * (1.0 - sig));
             for j in 0..n {
-                let (gs, gc) = (s[i * n + j] as f64, c[i * n + j] as f64);
-                worst = worst.max((gs - sig).abs() / sig.max(1e-20));
+                let (gd, gc) = (d[i * n + j] as f64, c[i * n + j] as f64);
                 worst = worst.max((gc - v * sig).abs() / (v * sig).abs().max(1e-20));
+                worst_d = worst_d.max((gd - dsilu).abs() / (1.0 + v.abs()));
             }
         }
-        assert!(worst < 1e-6, "worst relative error {worst}");
+        assert!(worst < 1e-6, "worst relative error of silu {worst}");
+        // silu' = s + h(1 − s) lies in (−0.1, 1.1) and crosses zero, so its error is absolute;
+        // h = v·s carries sigmoid's relative error times |v| into it.
+        assert!(
+            worst_d < 5e-7,
+            "worst error of silu' over 1 + |v|: {worst_d}"
+        );
     }
 
     #[test]
@@ -1055,7 +1057,7 @@ mod tests {
         packed.pack(&b, k, n, false);
         let z = reference(m, k, n, &a, false, &b);
         let mut c = vec![0.0; m * n];
-        let mut s = vec![0.0; m * n];
+        let mut d = vec![0.0; m * n];
         matmul(
             m,
             k,
@@ -1063,20 +1065,19 @@ mod tests {
             false,
             &packed,
             &mut c,
-            Epilogue::BiasSiluKeep(&bias, &mut s),
+            Epilogue::BiasSiluKeep(&bias, &mut d),
         );
         let mut c2 = vec![0.0; m * n];
         matmul(m, k, &a, false, &packed, &mut c2, Epilogue::BiasSilu(&bias));
         for i in 0..m * n {
             let v = z[i] + bias[i % n] as f64;
             let sig = 1.0 / (1.0 + (-v).exp());
-            assert!((s[i] as f64 - sig).abs() < 1e-6);
+            assert!((d[i] as f64 - sig * (1.0 + v * (1.0 - sig))).abs() < 1e-6);
             assert!((c[i] as f64 - v * sig).abs() < 1e-6);
             assert!((c2[i] as f64 - v * sig).abs() < 1e-6);
         }
         let mut g = vec![0.0; m * n];
         let mut db = vec![f32::NAN; n];
-        let h = c.clone();
         let mut g_packed = PackedB::new();
         g_packed.pack(&[f32::NAN; 3 * 5], 3, 5, false);
         matmul(
@@ -1087,8 +1088,7 @@ mod tests {
             &packed,
             &mut g,
             Epilogue::SiluGrad {
-                h: &h,
-                s: &s,
+                dsilu: &d,
                 db: &mut db,
                 packed: &mut g_packed,
             },
@@ -1105,7 +1105,7 @@ mod tests {
             let mut col = 0.0f64;
             for i in 0..m {
                 let at = i * n + j;
-                let want = z[at] * (s[at] + h[at] * (1.0 - s[at])) as f64;
+                let want = z[at] * d[at] as f64;
                 assert!((g[at] as f64 - want).abs() < 1e-6);
                 col += want;
             }

@@ -1,6 +1,7 @@
 //! A small MLP with SiLU activations, written for speed on a CPU: one flat parameter buffer,
 //! preallocated workspaces, one [`matmul`] per layer and direction with bias + SiLU fused into its
-//! epilogue, storing sigmoid(z) and h = z·sigmoid(z) so that the backward pass needs no exp.
+//! epilogue, storing h = z·s and silu'(z) = s + h(1 − s) (s = sigmoid(z)) so that the backward pass
+//! needs no exp and multiplies by one stored value.
 //!
 //! Layer l maps `in_l` → `out_l`: Z = X W_l + b_l with W_l stored row-major (`in_l × out_l`):
 //! X·W forward, Xᵀ·dZ for dW and dZ·Wᵀ for dX, with W and Wᵀ packed once per parameter update
@@ -72,8 +73,8 @@ pub struct Workspace {
     pub target: Vec<f32>,
     /// h_l = silu(z_l) for every hidden layer.
     h: Vec<Vec<f32>>,
-    /// sigmoid(z_l) for every hidden layer.
-    sig: Vec<Vec<f32>>,
+    /// silu'(z_l) for every hidden layer.
+    dsilu: Vec<Vec<f32>>,
     /// Network output, then dL/d(output).
     out: Vec<f32>,
     /// Gradient with respect to a layer's output (two, used alternately).
@@ -95,7 +96,7 @@ impl Workspace {
             input: vec![0.0; rows * shape.widths[0]],
             target: vec![0.0; rows * out_w],
             h: hidden.iter().map(|&w| vec![0.0; rows * w]).collect(),
-            sig: hidden.iter().map(|&w| vec![0.0; rows * w]).collect(),
+            dsilu: hidden.iter().map(|&w| vec![0.0; rows * w]).collect(),
             out: vec![0.0; rows * out_w],
             grad_a: vec![0.0; rows * shape.max_width()],
             grad_b: vec![0.0; rows * shape.max_width()],
@@ -171,7 +172,7 @@ pub fn forward_train(shape: &MlpShape, params: &[f32], packed: &PackedWeights, w
         let (before, rest) = ws.h.split_at_mut(l.min(hidden));
         let x: &[f32] = if l == 0 { &ws.input } else { &before[l - 1] };
         if l + 1 < layers {
-            let epi = Epilogue::BiasSiluKeep(b, &mut ws.sig[l]);
+            let epi = Epilogue::BiasSiluKeep(b, &mut ws.dsilu[l]);
             matmul(rows, i, x, false, &packed.w[l], &mut rest[0], epi);
         } else {
             matmul(
@@ -235,7 +236,7 @@ pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
     let Workspace {
         input,
         h,
-        sig,
+        dsilu,
         out,
         grad_a,
         grad_b,
@@ -270,11 +271,10 @@ pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
         if l == 0 {
             break;
         }
-        // dZ_{l−1} = (dZ Wᵀ) ⊙ silu'(z) with silu' = s + h(1 − s), and db_{l−1} alongside.
+        // dZ_{l−1} = (dZ Wᵀ) ⊙ silu'(z), and db_{l−1} alongside.
         let boff = shape.weight_offset(l - 1) + shape.widths[l - 1] * i;
         let epi = Epilogue::SiluGrad {
-            h: &h[l - 1],
-            s: &sig[l - 1],
+            dsilu: &dsilu[l - 1],
             db: &mut grads[boff..boff + i],
             packed: dz_packed,
         };
