@@ -7,8 +7,8 @@ use super::noise::NoiseSchedule;
 use crate::distributions::fill_standard_normals;
 use crate::error::{Error, Result};
 use crate::nn::mlp::{
-    Adam, InferenceBuffers, MlpShape, PackedWeights, Workspace, backward, forward_shared_tail,
-    forward_train, init_params, loss_grad,
+    Adam, InferenceBuffers, MlpShape, PackedWeights, Workspace, backward, backward_add,
+    forward_shared_tail, forward_train, init_params, loss_grad,
 };
 use crate::rng::Stream;
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -615,38 +615,50 @@ impl<'a> Trainer<'a> {
         let ctx = self.context();
         let packed = &self.packed;
         let p: &[f32] = params;
-        let chunk = |c: usize, ws: &mut Workspace, scratch: &mut FillScratch, wrng: &mut Stream| {
+        let chunk = |c: usize,
+                     ws: &mut Workspace,
+                     scratch: &mut FillScratch,
+                     wrng: &mut Stream,
+                     add: bool| {
             let start = c * TRAIN_CHUNK;
             ctx.fill(ws, scratch, &rows[start..start + ws.rows()], wrng);
             forward_train(ctx.shape, p, packed, ws);
             let l = loss_grad(ws, 1.0 / n_out);
-            backward(ctx.shape, packed, ws);
+            if add {
+                backward_add(ctx.shape, packed, ws);
+            } else {
+                backward(ctx.shape, packed, ws);
+            }
             l
         };
         let same_rows = workers.iter().all(|w| w.0.rows() == workers[0].0.rows());
-        let losses: Vec<f64> = if rayon::current_num_threads() == 1 && same_rows {
+        let one_thread = rayon::current_num_threads() == 1 && same_rows;
+        let losses: Vec<f64> = if one_thread {
             // One thread: every chunk runs in the first chunk's buffers, still in cache from the
-            // chunk before, with its own gradient buffer, scratch and stream (the same
-            // arithmetic as below, so the same bits).
+            // chunk before, with its own scratch and stream, adding its gradient to the first
+            // chunk's: g₀ + g₁ + … in the order Adam adds the workers' gradients below, so the
+            // same bits, without a gradient buffer per chunk to write and read back.
             let (first, rest) = workers.split_at_mut(1);
             let (ws, scratch0, rng0) = &mut first[0];
-            let mut losses = vec![chunk(0, ws, scratch0, rng0)];
-            for (c, (other, scratch, wrng)) in rest.iter_mut().enumerate() {
-                std::mem::swap(&mut ws.grads, &mut other.grads);
-                losses.push(chunk(c + 1, ws, scratch, wrng));
-                std::mem::swap(&mut ws.grads, &mut other.grads);
+            let mut losses = vec![chunk(0, ws, scratch0, rng0, false)];
+            for (c, (_, scratch, wrng)) in rest.iter_mut().enumerate() {
+                losses.push(chunk(c + 1, ws, scratch, wrng, true));
             }
             losses
         } else {
             workers
                 .par_iter_mut()
                 .enumerate()
-                .map(|(c, (ws, scratch, wrng))| chunk(c, ws, scratch, wrng))
+                .map(|(c, (ws, scratch, wrng))| chunk(c, ws, scratch, wrng, false))
                 .collect()
         };
         self.workers = workers;
         let loss = losses.iter().sum::<f64>() / n_out as f64;
-        let grads: Vec<&[f32]> = self.workers.iter().map(|(w, _, _)| &w.grads[..]).collect();
+        let used = if one_thread { 1 } else { self.workers.len() };
+        let grads: Vec<&[f32]> = self.workers[..used]
+            .iter()
+            .map(|(w, _, _)| &w.grads[..])
+            .collect();
         let mut scale = 1.0f32;
         if let Some(clip) = self.cfg.grad_clip {
             let norm = (0..params.len())

@@ -242,6 +242,9 @@ fn gram_portable(x: &[f32], n: usize, g: &mut [f64]) {
 pub enum Epilogue<'a> {
     /// C = z.
     None,
+    /// C = C + z: adds the product to what C holds (the same bits as adding a separately
+    /// computed product, since z is summed from zero either way).
+    Add,
     /// C = z + bⱼ.
     Bias(&'a [f32]),
     /// C = silu(z + bⱼ) = v·s with v = z + bⱼ, s = 1/(1 + e^−v).
@@ -298,7 +301,7 @@ fn product(
             packed.shape_for(m, n);
         }
         Epilogue::SqDist { a_norms, b_norms } => assert!(a_norms.len() >= m && b_norms.len() >= n),
-        Epilogue::None => {}
+        Epilogue::None | Epilogue::Add => {}
     }
     let (rsa, csa) = if a_t { (1, m) } else { (k, 1) };
     let args = Args {
@@ -380,6 +383,11 @@ where
     let at = i * n + j0;
     match epi {
         Epilogue::None => dst.copy_from_slice(t),
+        Epilogue::Add => {
+            for (d, &z) in dst.iter_mut().zip(t) {
+                *d += z;
+            }
+        }
         Epilogue::Bias(bias) => {
             for ((d, &z), &b) in dst.iter_mut().zip(t).zip(&bias[j0..j0 + cols]) {
                 *d = z + b;
@@ -594,6 +602,14 @@ mod avx {
                     for (r, a) in acc.iter().enumerate() {
                         for (h, &v) in a.iter().enumerate() {
                             _mm256_storeu_ps(cp.add(at(r, h)), v);
+                        }
+                    }
+                }
+                Epilogue::Add => {
+                    for (r, a) in acc.iter().enumerate() {
+                        for (h, &v) in a.iter().enumerate() {
+                            let p = cp.add(at(r, h));
+                            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v));
                         }
                     }
                 }

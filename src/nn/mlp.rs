@@ -84,6 +84,8 @@ pub struct Workspace {
     pub grads: Vec<f32>,
     /// dZ of the current layer packed as the B of dW = Xᵀ·dZ.
     dz_packed: PackedB,
+    /// One layer's bias gradient, summed from zero before [`backward_add`] adds it.
+    db: Vec<f32>,
 }
 
 impl Workspace {
@@ -102,6 +104,7 @@ impl Workspace {
             grad_b: vec![0.0; rows * shape.max_width()],
             grads: vec![0.0; shape.params()],
             dz_packed: PackedB::new(),
+            db: vec![0.0; shape.max_width()],
         }
     }
 
@@ -227,6 +230,18 @@ pub fn softmax_xent_grad(ws: &mut Workspace, labels: &[u32], scale: f32) -> f64 
 /// Backward pass after [`forward_train`] and [`loss_grad`]: writes dL/dθ into `ws.grads`.
 /// `packed` must hold the transposes (built with `transposes = true`).
 pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
+    backprop(shape, packed, ws, false);
+}
+
+/// [`backward`], adding dL/dθ to what `ws.grads` holds: g ← g + ĝ with ĝ summed from zero,
+/// the same bits as adding a second workspace's gradient afterwards (how one thread runs the
+/// chunks of a batch in one set of buffers, without a gradient buffer per chunk).
+pub fn backward_add(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
+    backprop(shape, packed, ws, true);
+}
+
+/// The backward pass, overwriting the gradient or (`add`) adding to it.
+fn backprop(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace, add: bool) {
     assert!(
         !packed.wt.is_empty(),
         "backward needs the packed transposes"
@@ -242,8 +257,10 @@ pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
         grad_b,
         grads,
         dz_packed,
+        db: db_sum,
         ..
     } = ws;
+    let dw_epi = || if add { Epilogue::Add } else { Epilogue::None };
     // dz holds dL/dZ_l of the current layer; it starts as the output gradient.
     let mut dz_is_out = true;
     for l in (0..layers).rev() {
@@ -258,14 +275,18 @@ pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
             dz_packed.pack(dz, rows, o, false);
         }
         let (gw, gb) = grads[off..off + (i + 1) * o].split_at_mut(i * o);
-        matmul(i, rows, x, true, dz_packed, gw, Epilogue::None);
+        matmul(i, rows, x, true, dz_packed, gw, dw_epi());
         if dz_is_out {
             // db = column sums of dZ (hidden layers get theirs from the SiLU backward below).
-            gb.fill(0.0);
+            let sums = if add { &mut db_sum[..o] } else { &mut *gb };
+            sums.fill(0.0);
             for r in dz.chunks_exact(o) {
-                for (g, &v) in gb.iter_mut().zip(r) {
+                for (g, &v) in sums.iter_mut().zip(r) {
                     *g += v;
                 }
+            }
+            if add {
+                add_to(gb, &db_sum[..o]);
             }
         }
         if l == 0 {
@@ -273,14 +294,25 @@ pub fn backward(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace) {
         }
         // dZ_{l−1} = (dZ Wᵀ) ⊙ silu'(z), and db_{l−1} alongside.
         let boff = shape.weight_offset(l - 1) + shape.widths[l - 1] * i;
+        let gb = &mut grads[boff..boff + i];
         let epi = Epilogue::SiluGrad {
             dsilu: &dsilu[l - 1],
-            db: &mut grads[boff..boff + i],
+            db: if add { &mut db_sum[..i] } else { &mut *gb },
             packed: dz_packed,
         };
         matmul(rows, o, dz, false, &packed.wt[l], grad_b, epi);
+        if add {
+            add_to(gb, &db_sum[..i]);
+        }
         std::mem::swap(grad_a, grad_b);
         dz_is_out = false;
+    }
+}
+
+/// g ← g + v elementwise.
+fn add_to(g: &mut [f32], v: &[f32]) {
+    for (g, &v) in g.iter_mut().zip(v) {
+        *g += v;
     }
 }
 
@@ -588,6 +620,49 @@ mod tests {
         forward_shared_tail(&shape, &params, &packed, &x, 2, &tail, &mut out, &mut bufs);
         for (a, b) in out.iter().zip(ws.output()) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    /// `backward_add` over a second batch leaves g₀ + g₁ with the bits of adding two separately
+    /// computed gradients, for widths on both sides of the 16-column panels.
+    #[test]
+    fn backward_add_gives_the_bits_of_a_sum_of_two_gradients() {
+        let shape = MlpShape::new(7, &[20, 33], 3);
+        let mut rng = stream(5, 0, Role::Fit);
+        let params = init_params(&shape, &mut rng);
+        let packed = PackedWeights::new(&shape, &params, true);
+        let rows = 13;
+        let batches: Vec<(Vec<f32>, Vec<f32>)> = (0..2)
+            .map(|_| {
+                let x = (0..rows * 7).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let t = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+                (x, t)
+            })
+            .collect();
+        let run = |ws: &mut Workspace, b: usize, add: bool| {
+            ws.input.copy_from_slice(&batches[b].0);
+            ws.target.copy_from_slice(&batches[b].1);
+            forward_train(&shape, &params, &packed, ws);
+            loss_grad(ws, 0.1);
+            if add {
+                backward_add(&shape, &packed, ws);
+            } else {
+                backward(&shape, &packed, ws);
+            }
+        };
+        let (mut one, mut other) = (Workspace::new(&shape, rows), Workspace::new(&shape, rows));
+        run(&mut one, 0, false);
+        run(&mut other, 1, false);
+        let want: Vec<f32> = one
+            .grads
+            .iter()
+            .zip(&other.grads)
+            .map(|(a, b)| a + b)
+            .collect();
+        run(&mut one, 1, true);
+        assert!(other.grads.iter().any(|&g| g != 0.0));
+        for (j, (g, w)) in one.grads.iter().zip(&want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "parameter {j}");
         }
     }
 
