@@ -729,6 +729,29 @@ mod avx {
         }
     }
 
+    /// Rows i0..i0 + R of C, panel by panel (the row count is fixed for the whole loop, so its
+    /// dispatch is not repeated per block).
+    ///
+    /// # Safety
+    /// As [`block`] for every panel of `args.b`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn row_blocks<const R: usize>(
+        args: &Args,
+        a: (*const f32, usize, usize),
+        i0: usize,
+        c: &mut [f32],
+        epi: &mut Epilogue,
+        tile: &mut [[f32; NR]; MR],
+    ) {
+        let (k, n) = (args.k, args.n);
+        for j in 0..n.div_ceil(NR) {
+            let bp = args.b.panel(j).as_ptr();
+            // SAFETY: see the function's contract.
+            unsafe { block::<R>(a, bp, k, (i0, j * NR, n), c, epi, tile) };
+        }
+    }
+
     /// Adds an R × 8W block of f32 sums to G[i0.., j0..] in f64 (G has n columns).
     ///
     /// # Safety
@@ -813,7 +836,7 @@ mod avx {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn run(args: &Args, c: &mut [f32], epi: &mut Epilogue, apack: &[f32]) {
         let mut tile = [[0.0f32; NR]; MR];
-        let (k, n) = (args.k, args.n);
+        let n = args.n;
         // The SiLU epilogues run in two parts: the tiles store z + b, then the SiLU runs over
         // the finished rows (still in L1) as one streaming loop. Per tile, its twelve exp
         // chains were latency-bound and cost a 256×256×256 product 11% (46 µs); as a loop
@@ -830,22 +853,17 @@ mod avx {
                 Some(b) => b,
                 None => &mut *epi,
             };
-            for j in 0..n.div_ceil(NR) {
-                let bp = args.b.panel(j).as_ptr();
-                let at = (i0, j * NR, n);
-                let t = &mut tile;
-                let e = &mut *tile_epi;
-                // SAFETY: a_block reaches `rows` rows and k columns; the panel has k ≤ b.k rows;
-                // the block lies inside C.
-                unsafe {
-                    match rows {
-                        6 => block::<6>(a, bp, k, at, c, e, t),
-                        5 => block::<5>(a, bp, k, at, c, e, t),
-                        4 => block::<4>(a, bp, k, at, c, e, t),
-                        3 => block::<3>(a, bp, k, at, c, e, t),
-                        2 => block::<2>(a, bp, k, at, c, e, t),
-                        _ => block::<1>(a, bp, k, at, c, e, t),
-                    }
+            let (t, e) = (&mut tile, &mut *tile_epi);
+            // SAFETY: a_block reaches `rows` rows and k columns; the panels have k ≤ b.k rows;
+            // the blocks lie inside C.
+            unsafe {
+                match rows {
+                    6 => row_blocks::<6>(args, a, i0, c, e, t),
+                    5 => row_blocks::<5>(args, a, i0, c, e, t),
+                    4 => row_blocks::<4>(args, a, i0, c, e, t),
+                    3 => row_blocks::<3>(args, a, i0, c, e, t),
+                    2 => row_blocks::<2>(args, a, i0, c, e, t),
+                    _ => row_blocks::<1>(args, a, i0, c, e, t),
                 }
             }
             let span = i0 * n..(i0 + rows) * n;
