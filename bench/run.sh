@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs the PyTorch reference and ouro's benchmark side by side (needs `pip install torch`), in
-# ROUNDS interleaved rounds (default 3), and prints the best of each and the ratio ouro/PyTorch.
+# ROUNDS interleaved rounds (default 3), and prints the best of each, the ratio of the bests, and the
+# median and lowest of the per-round ratios (each ouro measurement over the PyTorch one just before it).
 # Interleaving and best-of-N keep a noisy (virtualised) machine from favouring either side.
 # usage: bench/run.sh [ROUNDS]   (from the repository root)
 set -e
@@ -17,13 +18,28 @@ for r in $(seq "$rounds"); do
     done
   done
 done
+# Each line of the log is one measurement; a torch line and the ouro line after it ran seconds apart,
+# so their ratio (a "paired" ratio, one per round) sees the same machine. Printed: the best of each
+# side over the rounds, the ratio of the bests, and the median and lowest paired ratios.
 awk '{
   key = $2 " D=" $3 " threads=" $4
   for (i = 5; i <= NF; i++) if ($i ~ /^(steps|samples)_per_s=/) { split($i, kv, "="); v = kv[2] + 0 }
   if (v > best[$1, key]) best[$1, key] = v
   keys[key] = 1
+  if ($1 == "torch") last[key] = v
+  else { n[key]++; ratio[key, n[key]] = v / last[key] }
 } END {
-  printf "%-26s %12s %12s %7s\n", "workload (best of runs)", "PyTorch", "ouro", "ratio"
-  for (k in keys) printf "%-26s %12.1f %12.1f %6.2fx\n", k, best["torch", k], best["ouro", k], best["ouro", k] / best["torch", k]
-}' "$log" | sort
+  for (k in keys) {
+    m = n[k]
+    for (i = 1; i <= m; i++) r[i] = ratio[k, i]
+    for (i = 2; i <= m; i++) for (j = i; j > 1 && r[j] < r[j - 1]; j--) { t = r[j]; r[j] = r[j - 1]; r[j - 1] = t }
+    med = (m % 2) ? r[(m + 1) / 2] : (r[m / 2] + r[m / 2 + 1]) / 2
+    printf "%-26s %10.1f %10.1f %6.2fx %9.2fx %9.2fx\n", k, best["torch", k], best["ouro", k], best["ouro", k] / best["torch", k], med, r[1]
+  }
+}' "$log" | sort >"$log.table"
+echo "$rounds rounds; paired = ouro over the PyTorch measurement just before it, in the same round"
+printf "%-26s %10s %10s %7s %10s %10s\n" "workload" "PyTorch" "ouro" "best" "paired" "lowest"
+printf "%-26s %10s %10s %7s %10s %10s\n" "" "(best)" "(best)" "ratio" "median" "paired"
+cat "$log.table"
+rm -f "$log.table"
 rm -f "$log"
