@@ -323,14 +323,18 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 let steps = steps.unwrap_or(200).max(1);
                 let (el, loss) = bench::train(dim, warmup, steps, seed, threads)?;
                 println!(
-                    "ouro mlp D={dim} threads={threads} steps={steps} time={el:.3}s steps_per_s={:.2} final_loss={loss:.6}",
-                    steps as f64 / el
+                    "ouro mlp D={dim} threads={threads} steps={steps} time={el:.3}s steps_per_s={:.2} gflop_per_s={:.1} final_loss={loss:.6}",
+                    steps as f64 / el,
+                    steps as f64 * bench::train_flops(dim) / el / 1e9
                 );
             } else if mode == "metrics" {
                 return bench_metrics(n, dim, seed, threads, repeats, out.as_deref());
             } else if mode == "gemm" {
                 for (name, gflops) in bench::gemm(256, 400) {
                     println!("{name:<16} 256x256x256 GFLOP/s={gflops:.1}");
+                }
+                if let Some(peak) = bench::fma_peak() {
+                    println!("{:<16} registers only GFLOP/s={peak:.1}", "fma peak");
                 }
             } else {
                 let steps = steps.unwrap_or(50).clamp(1, 1000);

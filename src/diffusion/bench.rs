@@ -90,6 +90,22 @@ pub fn train(
     })?
 }
 
+/// Floating-point operations of one training step of the benchmark's network at data dimension
+/// `d` (2 per multiply-add of the layer products; biases, SiLU, loss and Adam are not counted):
+/// forward 2·B·Σ nᵢₙ·nₒᵤₜ, the weight gradients as much again, and the input gradients of every
+/// layer but the first, for B = 512 rows. For D = 64: 2·512·(172 032 + 172 032 + 147 456) ≈ 503 MFLOP.
+pub fn train_flops(d: usize) -> f64 {
+    let cfg = reference_config(1);
+    let shape = MlpShape::new(d + cfg.time_embedding, &cfg.hidden, d);
+    let layers: Vec<f64> = shape
+        .widths
+        .windows(2)
+        .map(|w| (w[0] * w[1]) as f64)
+        .collect();
+    let all: f64 = layers.iter().sum();
+    2.0 * cfg.batch_size as f64 * (3.0 * all - layers[0])
+}
+
 /// Sampling throughput: `n` points through the first `steps` DDPM steps of 1 000 with an untrained
 /// network. Returns seconds for those steps.
 pub fn sample(d: usize, n: usize, steps: usize, seed: u64, threads: usize) -> Result<f64> {
@@ -163,4 +179,58 @@ pub fn gemm(size: usize, reps: usize) -> [(&'static str, f64); 3] {
         ("ouro+bias+silu", gflops(best[1])),
         ("matrixmultiply", gflops(best[2])),
     ]
+}
+
+/// The core's f32 multiply-add peak in GFLOP/s, the ceiling for every line of [`gemm`] and for
+/// `ouro bench train`'s `gflop_per_s`: twelve independent 8-lane FMA chains in registers (enough
+/// to cover the FMA latency on two pipes), 2 FLOP per lane, best of 5 rounds of 10⁸ iterations.
+/// `None` without AVX2 + FMA.
+pub fn fma_peak() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        use std::arch::x86_64::*;
+        /// `n` rounds of 12 FMAs on 8 lanes; returns a lane sum so the work is not optimised out.
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn chains(n: usize) -> f32 {
+            let mut acc = [_mm256_setzero_ps(); 12];
+            let (a, b) = (_mm256_set1_ps(1.000_000_1), _mm256_set1_ps(0.999_999));
+            for _ in 0..n {
+                for v in acc.iter_mut() {
+                    *v = _mm256_fmadd_ps(*v, a, b);
+                }
+            }
+            let mut lanes = [0.0f32; 8];
+            let mut sum = 0.0;
+            for v in acc {
+                // SAFETY: `lanes` holds the 8 floats the store writes.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                sum += lanes[0];
+            }
+            sum
+        }
+        let n = 100_000_000;
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            // SAFETY: AVX2 and FMA were detected above.
+            std::hint::black_box(unsafe { chains(std::hint::black_box(n)) });
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        return Some((n * 12 * 16) as f64 / best / 1e9);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The step's operation count, against the layer sizes written out: 96·256 + 2·256² + 256·64
+    /// = 172 032 weights for D = 64 (input 64 + 32), 34·256 + 2·256² + 256·2 = 140 288 for D = 2.
+    #[test]
+    fn train_flops_counts_forward_weight_and_input_gradients() {
+        assert_eq!(train_flops(64), 1024.0 * (3.0 * 172_032.0 - 96.0 * 256.0));
+        assert_eq!(train_flops(64), 503_316_480.0);
+        assert_eq!(train_flops(2), 1024.0 * (3.0 * 140_288.0 - 34.0 * 256.0));
+    }
 }
