@@ -79,20 +79,3 @@ mod tests {
         assert_eq!(p.coverage, 0.5);
     }
 }
-
-#[cfg(test)]
-mod timing {
-    /// Scratch timing of prdc on 10 000 × 10 000 points in 64-D (run with --ignored).
-    #[test]
-    #[ignore]
-    fn time_prdc() {
-        use crate::distributions::standard_normals;
-        use crate::rng::{Role, stream};
-        let r = standard_normals(10_000, 64, &mut stream(0, 0, Role::Fit)).mapv(|v| v as f32);
-        let g = standard_normals(10_000, 64, &mut stream(1, 0, Role::Fit))
-            .mapv(|v| v as f32 * 1.1 + 0.1);
-        let t = std::time::Instant::now();
-        let p = super::prdc(r.view(), g.view(), 5);
-        eprintln!("prdc {:?} in {:.3}s", p, t.elapsed().as_secs_f64());
-    }
-}
