@@ -145,9 +145,10 @@ enum Command {
     /// Time the reference workloads: bench/torch_reference.py (MLP denoiser, D + 32 → 3×256
     /// SiLU) and bench/metrics_reference.py (metrics on n × D arrays).
     Bench {
-        /// "train" (Adam steps/s, batch 512), "sample" (DDPM samples/s, extrapolated to 1000 steps),
-        /// "gemm" (GFLOP/s of the 256×256×256 layer product, one thread, ouro's kernel against
-        /// matrixmultiply) or "metrics" (seconds per metric on n real and n generated points).
+        /// "train" (Adam steps/s and GFLOP/s of the layer products, batch 512), "sample" (DDPM
+        /// samples/s, extrapolated to 1000 steps), "gemm" (GFLOP/s of the 256×256×256 layer
+        /// product, one thread, ouro's kernel against matrixmultiply, and the core's FMA peak) or
+        /// "metrics" (seconds per metric on n real and n generated points).
         #[arg(value_parser = ["train", "sample", "gemm", "metrics"])]
         mode: String,
         /// Data dimension D (default 2; 64 for metrics).

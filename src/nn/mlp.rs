@@ -281,9 +281,7 @@ fn backprop(shape: &MlpShape, packed: &PackedWeights, ws: &mut Workspace, add: b
             let sums = if add { &mut db_sum[..o] } else { &mut *gb };
             sums.fill(0.0);
             for r in dz.chunks_exact(o) {
-                for (g, &v) in sums.iter_mut().zip(r) {
-                    *g += v;
-                }
+                add_to(sums, r);
             }
             if add {
                 add_to(gb, &db_sum[..o]);
