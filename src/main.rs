@@ -1,8 +1,19 @@
 use clap::Parser;
 
 fn main() {
+    // Ctrl-C or SIGTERM: delete the half-written run folder, then exit as interrupted.
+    // The lock makes the two ways out exclusive: a run that fails because the handler deleted
+    // its folder waits here for the handler's exit instead of reporting that failure.
+    static EXIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _ = ctrlc::set_handler(|| {
+        let _exit = EXIT.lock();
+        ouro::experiment::run_dir::remove_partial_folders();
+        eprintln!("error: interrupted; the unfinished run folder was removed");
+        std::process::exit(130);
+    });
     let cli = ouro::cli::Cli::parse();
     if let Err(e) = ouro::cli::main_with(cli) {
+        let _exit = EXIT.lock();
         eprintln!("error: {e}");
         std::process::exit(2);
     }

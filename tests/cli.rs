@@ -212,6 +212,37 @@ fn config_mistakes_name_the_key() {
     assert_rejected("generations = [", &[], &["not valid TOML"]);
 }
 
+/// Values beyond what f32 data and f32 squared distances hold are refused with the key and the
+/// largest magnitude supported (they used to panic in the memorisation metric).
+#[test]
+fn data_scales_beyond_f32_are_refused_with_the_limit() {
+    let kde = GOOD.replace(
+        "kind = \"gaussian\"\n[loop]",
+        "kind = \"kde\"\nbandwidth = 0.5\n[loop]",
+    );
+    for (cfg, set, key) in [
+        (
+            kde.as_str(),
+            "model.bandwidth=1e30",
+            "model.bandwidth = 1e30",
+        ),
+        (GOOD, "target.std=1e30", "target.std = 1e30"),
+        (GOOD, "target.std=1e200", "target.std = 1e200"),
+        (GOOD, "target.mean=[1e300]", "target.mean = 1e300"),
+        (
+            GOOD,
+            "target.cov=[[1e40, 0], [0, 1]]",
+            "target.cov: entry 1e40",
+        ),
+    ] {
+        assert_rejected(cfg, &["--set", set], &[key, "1e15"]);
+    }
+    // At the limit it runs.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = run(dir.path(), GOOD, &["--set", "target.std=1e15"]);
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn data_file_problems_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -229,6 +260,12 @@ fn data_file_problems_name_the_file() {
     let csv = dir.path().join("bad.csv");
     std::fs::write(&csv, "a,b\n1,2\n3,oops\n").unwrap();
     assert_rejected(&cfg("csv", &csv), &[], &["bad.csv", "line 3", "`oops`"]);
+    std::fs::write(&csv, "a,b\n1,2\n3,2e19\n").unwrap();
+    assert_rejected(
+        &cfg("csv", &csv),
+        &[],
+        &["bad.csv", "line 3", "`2e19`", "at most 1e15"],
+    );
     assert_rejected(
         &cfg("csv", &dir.path().join("absent.csv")),
         &[],
@@ -448,4 +485,56 @@ fn classifier_needs_a_labelled_data_set() {
         "{err}"
     );
     assert!(!out.exists());
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM in the middle of a run remove its hidden partial folder: nothing
+/// is left beside the config, and the exit status says it was interrupted.
+#[test]
+fn an_interrupted_run_leaves_nothing() {
+    let long = GOOD
+        .replace("generations = 2", "generations = 100000")
+        .replace(
+            "samples_per_generation = 100",
+            "samples_per_generation = 20000",
+        );
+    for signal in ["INT", "TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("exp.toml");
+        std::fs::write(&cfg, &long).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ouro"))
+            .arg("run")
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .arg("--quiet")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let partial = dir.path().join(format!(".out.partial-{}", child.id()));
+        let started = std::time::Instant::now();
+        while !partial.join("config.toml").exists() {
+            assert!(started.elapsed().as_secs() < 60, "the run never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let killed = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("exp.toml")],
+            "SIG{signal}"
+        );
+    }
 }

@@ -121,6 +121,11 @@ fn bad_inputs_get_one_clear_line() {
         "nan.npy",
         &array![[0.0f32, f32::NAN, 1.0], [0.0, 0.0, 0.0]],
     );
+    let huge = save(
+        d,
+        "huge.npy",
+        &Array2::from_shape_fn((20, 3), |(i, j)| 1e19 + (i * j) as f32 * 1e17),
+    );
     let junk = d.join("junk.npy");
     std::fs::write(&junk, "not an array").unwrap();
     let cases: Vec<(Vec<&Path>, Vec<&str>, Vec<&str>)> = vec![
@@ -130,6 +135,12 @@ fn bad_inputs_get_one_clear_line() {
             vec!["g2.npy", "2 dimensions", "have 3"],
         ),
         (vec![&r, &nan], vec![], vec!["nan.npy", "NaN"]),
+        // f32 squared distances of such values overflow (this used to panic in the k-NN engine).
+        (
+            vec![&huge, &huge],
+            vec!["--metrics", "precision"],
+            vec!["huge.npy", "row 0, column 0 is 1e19", "at most 1e15"],
+        ),
         (
             vec![&junk, &g3],
             vec![],

@@ -105,10 +105,12 @@ pub(super) fn parse_csv(
                     names[c]
                 ))
             })?;
-            if !v.is_finite() {
+            if !super::in_data_range(v as f64) {
                 return Err(err(format!(
-                    "line {line}, column `{}`: `{cell}` is not finite",
-                    names[c]
+                    "line {line}, column `{}`: `{cell}` is out of range; expected a finite number \
+                     of magnitude at most {:e}",
+                    names[c],
+                    super::MAX_MAGNITUDE
                 )));
             }
             values.push(v);
@@ -149,12 +151,8 @@ fn number_labels(raw: &[String]) -> Vec<u32> {
 /// integer or unsigned dtype, as f32 points. NaN or infinite values are an error.
 pub fn read_npy(path: &Path) -> Result<Array2<f32>> {
     let points = read_any_npy(path)?;
-    if let Some(pos) = points.iter().position(|v| !v.is_finite()) {
-        let (r, c) = (pos / points.ncols().max(1), pos % points.ncols().max(1));
-        return Err(Error::data(
-            path,
-            format!("value at row {r}, column {c} is NaN or infinite"),
-        ));
+    if let Some((r, c, v)) = super::first_out_of_range(points.view()) {
+        return Err(Error::data(path, super::out_of_range_message(r, c, v)));
     }
     if points.nrows() == 0 {
         return Err(Error::data(path, "the array has no rows"));

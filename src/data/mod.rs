@@ -10,7 +10,53 @@ pub use builtin::{digits, faithful, mnist, penguins};
 pub use files::{read_csv, read_npy, write_labels_npy, write_npy};
 pub use target::{RealData, Target};
 
-use ndarray::Array2;
+use crate::error::{Error, Result};
+use ndarray::{Array2, ArrayView2};
+
+/// The largest magnitude of a data value ouro accepts (from a file or a config key that sets the
+/// data's scale). Points are held in f32 and nearest-neighbour and kernel metrics compute squared
+/// distances ‖x − y‖² in f32 tiles, which stay finite (below f32::MAX / 8 ≈ 4.3·10³⁷) for every
+/// dimension up to 10⁷ when no coordinate exceeds 10¹⁵.
+pub const MAX_MAGNITUDE: f64 = 1e15;
+
+/// Whether `v` is a finite number of magnitude at most [`MAX_MAGNITUDE`].
+pub fn in_data_range(v: f64) -> bool {
+    v.is_finite() && v.abs() <= MAX_MAGNITUDE
+}
+
+/// The first value of `x` (row-major order) that is NaN, infinite or larger than
+/// [`MAX_MAGNITUDE`] in magnitude, as (row, column, value).
+pub fn first_out_of_range(x: ArrayView2<f32>) -> Option<(usize, usize, f32)> {
+    x.indexed_iter()
+        .find(|&(_, &v)| !in_data_range(v as f64))
+        .map(|((r, c), &v)| (r, c, v))
+}
+
+/// Why a value is refused by [`first_out_of_range`], for an error message.
+pub fn out_of_range_message(row: usize, column: usize, v: f32) -> String {
+    let what = if v.is_finite() {
+        format!("is {v:e}")
+    } else {
+        format!("is {v}")
+    };
+    format!(
+        "value at row {row}, column {column} {what}; expected finite values of magnitude at most \
+         {MAX_MAGNITUDE:e} (ouro holds points in f32 and squares their distances)"
+    )
+}
+
+/// `v` itself when it is finite and at most [`MAX_MAGNITUDE`] in magnitude (a config key that sets
+/// the scale of the data: a mean, a standard deviation, a radius, a bandwidth).
+pub fn data_scale(key: &str, v: f64) -> Result<f64> {
+    if in_data_range(v) {
+        Ok(v)
+    } else {
+        Err(Error::config(format!(
+            "{key} = {v:e}: expected a magnitude of at most {MAX_MAGNITUDE:e} (ouro holds data in \
+             f32 and squares distances between points)"
+        )))
+    }
+}
 
 /// A set of points (rows of an [n, d] f32 matrix) with optional integer class labels.
 #[derive(Clone, Debug)]

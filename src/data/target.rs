@@ -1,7 +1,9 @@
 //! The target a loop is measured against: a known distribution (unlimited draws, exact moments)
 //! or a finite real data set (a seeded train/held-out split; fresh draws without replacement).
 
-use super::{Dataset, digits, faithful, idx, mnist, penguins, read_csv, read_npy};
+use super::{
+    Dataset, MAX_MAGNITUDE, data_scale, digits, faithful, idx, mnist, penguins, read_csv, read_npy,
+};
 use crate::config::{ImageConfig, OneOrMany, RealDataConfig, TargetConfig};
 use crate::distributions::{Distribution, Gaussian, GaussianMixture, Moons, Rings, StudentT};
 use crate::error::{Error, Result};
@@ -45,7 +47,9 @@ impl Target {
                         return Err(Error::config("target: give `std` or `cov`, not both"));
                     }
                     (_, Some(c)) => matrix("target.cov", c, d)?,
-                    (s, None) => Array2::eye(d) * positive("target.std", s.unwrap_or(1.0))?.powi(2),
+                    (s, None) => {
+                        Array2::eye(d) * data_positive("target.std", s.unwrap_or(1.0))?.powi(2)
+                    }
                 };
                 Target::Known(Box::new(Gaussian::new(mu, sigma)))
             }
@@ -107,7 +111,8 @@ impl Target {
                         "target (ring-gmm): expected dim ≥ 2 and components ≥ 1",
                     ));
                 }
-                let s = positive("target.std", *std)?;
+                let s = data_positive("target.std", *std)?;
+                let radius = &data_scale("target.radius", *radius)?;
                 let comps = (0..*components)
                     .map(|k| {
                         let a = 2.0 * std::f64::consts::PI * k as f64 / *components as f64;
@@ -132,16 +137,20 @@ impl Target {
                         "target.radii: expected one or more radii ≥ 0",
                     ));
                 }
+                for r in radii {
+                    data_scale("target.radii", *r)?;
+                }
                 let w = weights_for("target.weights", weights.as_deref(), radii.len())?;
                 Target::Known(Box::new(Rings::new(
                     radii.clone(),
                     w,
-                    non_negative("target.noise", *noise)?,
+                    data_scale("target.noise", non_negative("target.noise", *noise)?)?,
                 )))
             }
-            TargetConfig::Moons { noise } => {
-                Target::Known(Box::new(Moons::new(non_negative("target.noise", *noise)?)))
-            }
+            TargetConfig::Moons { noise } => Target::Known(Box::new(Moons::new(data_scale(
+                "target.noise",
+                non_negative("target.noise", *noise)?,
+            )?))),
             TargetConfig::StudentT {
                 dim,
                 df,
@@ -152,7 +161,7 @@ impl Target {
                 let mu = padded("target.mean", mean.as_deref(), d)?;
                 Target::Known(Box::new(StudentT::new(
                     mu,
-                    positive("target.scale", *scale)?,
+                    data_positive("target.scale", *scale)?,
                     positive("target.df", *df)?,
                 )))
             }
@@ -567,6 +576,11 @@ fn positive_dim(d: usize) -> Result<usize> {
     }
 }
 
+/// A positive number that sets the data's scale (a standard deviation, a scale).
+fn data_positive(key: &str, v: f64) -> Result<f64> {
+    data_scale(key, positive(key, v)?)
+}
+
 fn positive(key: &str, v: f64) -> Result<f64> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
@@ -594,7 +608,7 @@ fn padded(key: &str, v: Option<&[f64]>, d: usize) -> Result<Array1<f64>> {
     }
     let mut out = Array1::zeros(d);
     for (o, x) in out.iter_mut().zip(v) {
-        *o = *x;
+        *o = data_scale(key, *x)?;
     }
     Ok(out)
 }
@@ -604,6 +618,17 @@ fn matrix(key: &str, rows: &[Vec<f64>], d: usize) -> Result<Array2<f64>> {
     if rows.len() != d || rows.iter().any(|r| r.len() != d) {
         return Err(Error::config(format!(
             "{key}: expected a {d}×{d} matrix (target.dim = {d})"
+        )));
+    }
+    if let Some(v) = rows
+        .iter()
+        .flatten()
+        .find(|v| !super::in_data_range(v.abs().sqrt()))
+    {
+        return Err(Error::config(format!(
+            "{key}: entry {v:e} is out of range; expected (co)variances of magnitude at most \
+             {:e}, the square of the largest data magnitude {MAX_MAGNITUDE:e}",
+            MAX_MAGNITUDE * MAX_MAGNITUDE
         )));
     }
     let m = Array2::from_shape_fn((d, d), |(i, j)| rows[i][j]);
@@ -630,7 +655,7 @@ fn per_component(key: &str, v: Option<&OneOrMany>, k: usize) -> Result<Vec<f64>>
             )));
         }
     };
-    vals.into_iter().map(|s| positive(key, s)).collect()
+    vals.into_iter().map(|s| data_positive(key, s)).collect()
 }
 
 fn weights_for(key: &str, w: Option<&[f64]>, k: usize) -> Result<Vec<f64>> {

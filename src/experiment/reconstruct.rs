@@ -137,7 +137,7 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
             .map_err(|e| io("config.toml", e))?;
         write_npy(&dir.join("original.npy"), &x0)?;
         let sub = dir.join("reconstructed");
-        std::fs::create_dir_all(&sub).map_err(|e| io("reconstructed/", e))?;
+        super::run_dir::mkdir(&sub)?;
         for (&t, x) in times.iter().zip(&sets) {
             write_npy(&sub.join(format!("t-{t}.npy")), x)?;
             if let Some(pic) = &picture {

@@ -86,21 +86,65 @@ pub fn write_atomically<T>(
         }
     }
     let tmp = parent.join(format!("{stale}{}", std::process::id()));
+    // Removed on every way out but success: an error, a panic (unwinding drops the guard) or a
+    // signal (`remove_partial_folders`).
+    let guard = Partial::new(tmp.clone());
     mkdir(&tmp)?;
-    match write(&tmp) {
-        Ok(r) => {
-            if out.exists() {
-                std::fs::remove_dir_all(out)
-                    .map_err(|e| Error::io(format!("cannot replace {}", out.display()), e))?;
-            }
-            std::fs::rename(&tmp, out)
-                .map_err(|e| Error::io(format!("cannot move the run into {}", out.display()), e))?;
-            Ok(r)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e)
-        }
+    let r = write(&tmp)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out)
+            .map_err(|e| Error::io(format!("cannot replace {}", out.display()), e))?;
+    }
+    std::fs::rename(&tmp, out)
+        .map_err(|e| Error::io(format!("cannot move the run into {}", out.display()), e))?;
+    guard.disarm();
+    Ok(r)
+}
+
+/// Partial folders being written by this process.
+static PARTIAL: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn partial_list() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PARTIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A partial folder that is deleted when dropped (an error or a panic), unless disarmed once
+/// it has been moved into place; registered so that a signal handler can delete it too.
+struct Partial(PathBuf);
+
+impl Partial {
+    fn new(path: PathBuf) -> Self {
+        partial_list().push(path.clone());
+        Partial(path)
+    }
+
+    fn disarm(self) {
+        partial_list().retain(|p| p != &self.0);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        partial_list().retain(|p| p != &self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Deletes every partial run folder this process is writing. For a handler of SIGINT and
+/// SIGTERM, which then exits: the half-written run disappears with the process.
+/// Writers still running address files by the folder's name, so it is renamed first: from then
+/// on nothing new can appear in it, and deleting it cannot race with them.
+pub fn remove_partial_folders() {
+    for p in partial_list().drain(..) {
+        let mut gone = p.clone().into_os_string();
+        gone.push("-removing");
+        let target = if std::fs::rename(&p, &gone).is_ok() {
+            PathBuf::from(gone)
+        } else {
+            p
+        };
+        let _ = std::fs::remove_dir_all(target);
     }
 }
 
@@ -110,7 +154,17 @@ fn is_empty_dir(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn mkdir(p: &Path) -> Result<()> {
+/// Creates the folder `p` (and its parents) inside a partial run folder that is still being
+/// written, under the lock that [`remove_partial_folders`] takes, so that a folder deleted on a
+/// signal is never created again by a writer that has not yet stopped.
+pub(crate) fn mkdir(p: &Path) -> Result<()> {
+    let live = partial_list();
+    if !live.iter().any(|root| p.starts_with(root)) {
+        return Err(Error::Run(format!(
+            "{}: not inside a run folder being written (interrupted?)",
+            p.display()
+        )));
+    }
     std::fs::create_dir_all(p).map_err(|e| Error::io(format!("cannot create {}", p.display()), e))
 }
 

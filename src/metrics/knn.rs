@@ -256,10 +256,13 @@ impl Candidates {
         // Every point left out has an f32 distance ≥ the last kept candidate's, so its exact
         // distance is at least that minus the bound; it cannot displace the k-th neighbour when
         // that bound is strictly larger than the k-th exact distance.
-        let settled = self.list.len() < self.keep || exact.len() < k || {
-            let cut = self.list[self.keep - 1].0 as f64 - (q.bound[i] + pmax) as f64;
-            cut > exact[k - 1].0
-        };
+        // A list that is not full must hold every point; one that misses some saw f32
+        // distances that compare false (NaN after an overflow), and the exact scan decides.
+        let settled = (self.list.len() < self.keep && self.list.len() == p.len())
+            || (self.list.len() == self.keep && {
+                let cut = self.list[self.keep - 1].0 as f64 - (q.bound[i] + pmax) as f64;
+                cut > exact[k - 1].0
+            });
         if settled {
             return exact;
         }
@@ -504,6 +507,24 @@ mod tests {
                 d
             })
             .collect()
+    }
+
+    /// Coordinates whose f32 squared distances overflow (NaN tiles) still give the exact
+    /// neighbours: the f64 scan decides every list the f32 pass could not fill.
+    #[test]
+    fn overflowing_tiles_fall_back_to_the_exact_scan() {
+        let mut p = cloud(40, 3, 5, 0.0);
+        p.mapv_inplace(|v| v * 1e19);
+        let q = cloud(9, 3, 6, 0.0).mapv(|v| v * 1e19);
+        let centre = centre_of(p.view());
+        let (qp, pp) = (
+            Prepared::new(q.view(), &centre),
+            Prepared::new(p.view(), &centre),
+        );
+        let got = k_nearest(&qp, &pp, 2);
+        for (g, w) in got.iter().zip(brute(q.view(), p.view())) {
+            assert_eq!(g[..], w[..2]);
+        }
     }
 
     /// k nearest and inside-ball counts equal an f64 brute force exactly, across block edges,

@@ -420,6 +420,16 @@ pub const ALL: &[Metric] = &[
     },
 ];
 
+/// The run metrics computed in f64 from moments or from the fitted model alone, which stay
+/// defined for samples of any magnitude.
+const IN_F64: &[&str] = &[
+    "mean_shift",
+    "cov_trace_ratio",
+    "second_moment",
+    "kl_gaussian",
+    "w2_gaussian",
+];
+
 /// One chosen column: a run metric, or an `ouro eval` metric computed on (reference, samples,
 /// training set).
 #[derive(Clone, Copy, Debug)]
@@ -584,8 +594,22 @@ impl MetricSet {
         }
     }
 
-    /// One value per chosen metric.
+    /// One value per chosen metric. When the evaluated samples or the training set hold a value
+    /// that is NaN, infinite or beyond [`crate::data::MAX_MAGNITUDE`] (a diverging model), only
+    /// the metrics computed from f64 moments and closed forms ([`IN_F64`]) are computed; every
+    /// other is NaN, since its f32 distances would overflow.
     pub fn evaluate(&self, ctx: &Context) -> Vec<f64> {
+        let in_range = |x: ArrayView2<f32>| crate::data::first_out_of_range(x).is_none();
+        if !(in_range(ctx.eval_view()) && in_range(ctx.train)) {
+            return self
+                .chosen
+                .iter()
+                .map(|&c| match c {
+                    Choice::Run(i) if IN_F64.contains(&ALL[i].name) => (ALL[i].compute)(ctx),
+                    _ => f64::NAN,
+                })
+                .collect();
+        }
         let wanted: Vec<&EvalMetric> = self
             .chosen
             .iter()

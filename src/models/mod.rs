@@ -127,7 +127,9 @@ impl Learner {
             }
             ModelConfig::Kde { bandwidth } => {
                 let bandwidth = match bandwidth {
-                    BandwidthConfig::Fixed(h) if h.is_finite() && *h >= 0.0 => Bandwidth::Fixed(*h),
+                    BandwidthConfig::Fixed(h) if h.is_finite() && *h >= 0.0 => {
+                        Bandwidth::Fixed(crate::data::data_scale("model.bandwidth", *h)?)
+                    }
                     BandwidthConfig::Fixed(h) => {
                         return Err(Error::config(format!(
                             "model.bandwidth = {h}: expected a number ≥ 0, \"scott\" or \"silverman\""
