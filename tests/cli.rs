@@ -538,3 +538,30 @@ fn an_interrupted_run_leaves_nothing() {
         );
     }
 }
+
+/// Settings that used to be accepted and silently ignored: a bias longer than the data's
+/// dimension, and a warm start for a learner fitted in closed form.
+#[test]
+fn keys_without_effect_are_errors() {
+    assert_rejected(
+        &DIFFUSION.replace("[loop]", "[model.error]\nbias = [0.1, 0.2, 0.3]\n[loop]"),
+        &[],
+        &["model.error.bias has 3 entries", "2 coordinates"],
+    );
+    assert_rejected(
+        GOOD,
+        &["--set", "loop.warm_start=true"],
+        &["loop.warm_start = true", "model.kind = \"gaussian\""],
+    );
+    let kde = GOOD.replace("kind = \"gaussian\"\n[loop]", "kind = \"kde\"\nbandwidth = 0.5\n[loop]");
+    assert_rejected(
+        &kde,
+        &["--set", "loop.warm_start=true"],
+        &["loop.warm_start = true", "model.kind = \"kde\""],
+    );
+    assert_rejected(
+        DIFFUSION,
+        &["--set", "loop.warm_start=true"],
+        &["loop.warm_start = true", "model.denoiser = \"kde\""],
+    );
+}

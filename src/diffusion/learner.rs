@@ -318,6 +318,9 @@ impl DiffusionLearner {
                 ));
             }
             positive("error.length_scale", e.length_scale)?;
+            for &b in &e.bias {
+                crate::data::data_scale("model.error.bias", b)?;
+            }
         }
         r.error = cfg.error.clone();
         if let Some([lo, hi]) = cfg.clip

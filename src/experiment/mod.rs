@@ -67,6 +67,34 @@ impl Experiment {
             l.set_classes(target.classes())?;
             config.model = crate::config::ModelConfig::Diffusion(Box::new(l.resolved_config()));
         }
+        if let Learner::Diffusion(l) = &learner
+            && let Some(e) = &l.error
+            && e.bias.len() > target.dim()
+        {
+            return Err(Error::config(format!(
+                "model.error.bias has {} entries but the data have {} coordinates; expected at \
+                 most {} (missing entries are 0)",
+                e.bias.len(),
+                target.dim(),
+                target.dim()
+            )));
+        }
+        if config.schedule.warm_start && !learner.uses_warm_start() {
+            let which = match &config.model {
+                crate::config::ModelConfig::Gaussian { .. } => "model.kind = \"gaussian\"".into(),
+                crate::config::ModelConfig::Kde { .. } => "model.kind = \"kde\"".into(),
+                crate::config::ModelConfig::Diffusion(d) => format!(
+                    "model.denoiser = \"{}\"",
+                    d.denoiser
+                ),
+                crate::config::ModelConfig::Gmm { .. } => unreachable!("EM uses warm starts"),
+            };
+            return Err(Error::config(format!(
+                "loop.warm_start = true has no effect with {which}, which is fitted in closed \
+                 form; expected false (warm starts apply to model.kind = \"gmm\" and to \
+                 diffusion with denoiser = \"mlp\")"
+            )));
+        }
         let schedule = Schedule::from_config(&config.schedule, &target)?;
         if let Some(pool) = target.pool_size() {
             let need = schedule.real_points_needed(config.generations);

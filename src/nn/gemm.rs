@@ -35,6 +35,9 @@ const AHEAD_PER_TILE: usize = 24 * 16;
 #[repr(C, align(64))]
 struct PanelRow([f32; NR]);
 
+// The casts between `[PanelRow]` and `[f32]` below rely on rows being exactly NR packed f32.
+const _: () = assert!(std::mem::size_of::<PanelRow>() == NR * std::mem::size_of::<f32>());
+
 /// B (k × n) packed into ⌈n/16⌉ panels, each k × 16 contiguous and zero-padded past column n.
 #[derive(Clone, Debug, Default)]
 pub struct PackedB {
@@ -593,7 +596,7 @@ mod avx {
         c: &mut [f32],
         epi: &mut Epilogue,
     ) {
-        // SAFETY (whole body): see the function's contract.
+        // SAFETY: (whole body) see the function's contract.
         unsafe {
             let cp = c.as_mut_ptr();
             let at = |r: usize, half: usize| (i0 + r) * n + j0 + 8 * half;
@@ -614,7 +617,8 @@ mod avx {
                     }
                 }
                 Epilogue::Bias(bias) => {
-                    let b = [_mm256_loadu_ps(&bias[j0]), _mm256_loadu_ps(&bias[j0 + 8])];
+                    let b = &bias[j0..j0 + NR];
+                    let b = [_mm256_loadu_ps(b.as_ptr()), _mm256_loadu_ps(b[8..].as_ptr())];
                     for (r, a) in acc.iter().enumerate() {
                         for h in 0..2 {
                             _mm256_storeu_ps(cp.add(at(r, h)), _mm256_add_ps(a[h], b[h]));
@@ -625,10 +629,8 @@ mod avx {
                     unreachable!("run applies the SiLU to whole rows after the tiles")
                 }
                 Epilogue::SqDist { a_norms, b_norms } => {
-                    let bn = [
-                        _mm256_loadu_ps(&b_norms[j0]),
-                        _mm256_loadu_ps(&b_norms[j0 + 8]),
-                    ];
+                    let bn = &b_norms[j0..j0 + NR];
+                    let bn = [_mm256_loadu_ps(bn.as_ptr()), _mm256_loadu_ps(bn[8..].as_ptr())];
                     let minus_two = _mm256_set1_ps(-2.0);
                     for (r, a) in acc.iter().enumerate() {
                         let an = _mm256_set1_ps(a_norms[i0 + r]);
@@ -675,7 +677,7 @@ mod avx {
     ) -> [[__m256; W]; R] {
         let mut acc = [[_mm256_setzero_ps(); W]; R];
         for p in 0..k {
-            // SAFETY (whole block): see the function's contract.
+            // SAFETY: (whole block) see the function's contract.
             unsafe {
                 let mut bv = [_mm256_setzero_ps(); W];
                 for (w, v) in bv.iter_mut().enumerate() {
@@ -795,7 +797,7 @@ mod avx {
                 next_ahead += 16;
             }
         };
-        // SAFETY (whole loop): every tile reads rows < n and columns < n of x for p < k, and
+        // SAFETY: (whole loop) every tile reads rows < n and columns < n of x for p < k, and
         // writes inside G's n × n.
         unsafe {
             // A[i, p] = x[p, i] (rs = 1, cs = n); B[p, j] = x[p, j] (bs = n).
