@@ -553,7 +553,10 @@ fn keys_without_effect_are_errors() {
         &["--set", "loop.warm_start=true"],
         &["loop.warm_start = true", "model.kind = \"gaussian\""],
     );
-    let kde = GOOD.replace("kind = \"gaussian\"\n[loop]", "kind = \"kde\"\nbandwidth = 0.5\n[loop]");
+    let kde = GOOD.replace(
+        "kind = \"gaussian\"\n[loop]",
+        "kind = \"kde\"\nbandwidth = 0.5\n[loop]",
+    );
     assert_rejected(
         &kde,
         &["--set", "loop.warm_start=true"],

@@ -156,7 +156,7 @@ fn outputs_are_readable_and_the_config_reruns() {
     let header = csv.lines().next().unwrap();
     assert_eq!(
         header,
-        "seed,generation,mean_shift,cov_trace_ratio,second_moment,mmd2,memorized"
+        "seed,generation,mean_shift,cov_trace_ratio,second_moment,mmd2,memorized,memorized_null"
     );
     assert_eq!(csv.lines().count(), 1 + 2 * 3);
     for line in csv.lines().skip(1) {

@@ -83,10 +83,9 @@ impl Experiment {
             let which = match &config.model {
                 crate::config::ModelConfig::Gaussian { .. } => "model.kind = \"gaussian\"".into(),
                 crate::config::ModelConfig::Kde { .. } => "model.kind = \"kde\"".into(),
-                crate::config::ModelConfig::Diffusion(d) => format!(
-                    "model.denoiser = \"{}\"",
-                    d.denoiser
-                ),
+                crate::config::ModelConfig::Diffusion(d) => {
+                    format!("model.denoiser = \"{}\"", d.denoiser)
+                }
                 crate::config::ModelConfig::Gmm { .. } => unreachable!("EM uses warm starts"),
             };
             return Err(Error::config(format!(

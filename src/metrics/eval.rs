@@ -4,7 +4,7 @@ use super::distance::{energy_distance, frechet_distance, random_directions, slic
 use super::edges::edge_coverage;
 use super::fidelity::prdc;
 use super::kernel::{Kernel, median_bandwidth, mmd2, mmd2_many};
-use super::memorization::{memorization, nn_distance_gap};
+use super::memorization::{memorization, memorized_share, nn_distance_gap};
 use super::mutual_info::mi_excess;
 use crate::classifier::fit_mlp;
 use crate::error::{Error, Result};
@@ -207,6 +207,11 @@ pub const EVAL_METRICS: &[EvalMetric] = &[
         true,
     ),
     metric(
+        "memorized_null",
+        "the same test for the real points, which copy nothing: the rate `memorized` has without memorisation",
+        true,
+    ),
+    metric(
         "copies",
         "share of generated points identical to a training point",
         true,
@@ -378,6 +383,10 @@ pub fn evaluate(
                 ("copies", m.copies),
                 ("authenticity", m.authenticity),
             ]);
+        }
+        if wants(&["memorized_null"]) {
+            let null = memorized_share(real, train, opts.memorization_ratio);
+            values.insert("memorized_null", null);
         }
         if wants(&["nn_gap"]) {
             values.insert("nn_gap", nn_distance_gap(generated, train, real));

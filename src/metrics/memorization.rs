@@ -2,65 +2,159 @@
 //! from exact nearest-neighbour distances ([`super::knn`]).
 
 use super::knn::{Prepared, centre_of, k_nearest};
-use ndarray::{ArrayView2, s};
-
-/// A point's nearest neighbours: (exact squared distance, index), nearest first.
-type Neighbours = [(f64, usize)];
+use ndarray::{Array2, ArrayView2, Axis, s};
+use rayon::prelude::*;
 
 /// What the nearest-neighbour tests measure for one generated set against its training set.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Memorization {
-    /// Share of samples whose nearest training point is closer than `ratio` × the second
-    /// nearest (the test of Yoon et al. 2023 used by Yi et al., ratio 1/3).
+    /// Share of samples whose nearest distinct training point is closer than `ratio` × the
+    /// second nearest (the test of Yoon et al. 2023 used by Yi et al., ratio 1/3); see
+    /// [`memorized_share`] for its rate on samples that copy nothing.
     pub memorized: f64,
     /// Share of samples identical to a training point (distance exactly 0).
     pub copies: f64,
     /// Share of samples g whose nearest training point t is not closer to g than to t's own
-    /// nearest other training point: d(g, t) ≥ d(t, NN_train(t)). One minus the share of
+    /// nearest other distinct training point: d(g, t) ≥ d(t, NN_train(t)). One minus the share of
     /// "unauthentic" samples of Alaa et al. 2022 ("How faithful is your synthetic data?").
     pub authenticity: f64,
 }
 
-/// [`Memorization`] of `samples` against `train` (needs ≥ 2 training points; NaN otherwise).
-pub fn memorization(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64) -> Memorization {
-    if samples.nrows() == 0 || train.nrows() < 2 {
-        return Memorization {
-            memorized: f64::NAN,
-            copies: f64::NAN,
-            authenticity: f64::NAN,
-        };
+/// Two training points closer than this share of the training set's RMS distance to its mean
+/// are one *site* for the nearest-neighbour tests: copies of one point, bitwise or up to a
+/// sampler's last rounding.
+pub const SITE_TOLERANCE: f64 = 1e-3;
+
+/// Training-set neighbours fetched per query before the exact scan (rarely needed) takes over.
+const SITE_K: usize = 8;
+
+/// The distinct rows of `x` (bitwise equal after mapping −0 to +0), in their first order of
+/// appearance; `None` when every row is distinct.
+pub fn distinct_rows(x: ArrayView2<f32>) -> Option<Array2<f32>> {
+    let key = |i: usize| x.row(i).into_iter().map(|&v| (v + 0.0).to_bits());
+    let mut order: Vec<usize> = (0..x.nrows()).collect();
+    order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)).then(a.cmp(&b)));
+    let mut keep: Vec<usize> = Vec::with_capacity(order.len());
+    for w in 0..order.len() {
+        if w == 0 || !key(order[w]).eq(key(order[w - 1])) {
+            keep.push(order[w]);
+        }
     }
-    let centre = centre_of(train);
-    let t = Prepared::new(train, &centre);
-    let g = Prepared::new(samples, &centre);
-    let near = k_nearest(&g, &t, 2);
-    // Each training point's nearest other training point: 2nd smallest counting itself.
-    let own = k_nearest(&t, &t, 2);
-    let r2 = ratio * ratio;
-    let n = samples.nrows() as f64;
-    let share = |hits: usize| hits as f64 / n;
-    let count = |hit: &dyn Fn(&Neighbours) -> bool| near.iter().filter(|l| hit(l)).count();
-    Memorization {
-        memorized: share(count(&|l| l[0].0 < r2 * l[1].0)),
-        copies: share(count(&|l| l[0].0 == 0.0)),
-        authenticity: share(count(&|l| l[0].0 >= own[l[0].1][1].0)),
+    if keep.len() == x.nrows() {
+        return None;
     }
+    keep.sort_unstable();
+    Some(x.select(Axis(0), &keep))
 }
 
-/// Share of `samples` whose nearest training point is closer than `ratio` times the second
-/// nearest ([`Memorization::memorized`]).
-pub fn memorized_share(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64) -> f64 {
+/// A training set prepared for the site-aware tests: its distinct points and the squared site
+/// tolerance (SITE_TOLERANCE × RMS distance to the mean)².
+///
+/// A loop that trains on its own samples makes training sets with repeated points, and the
+/// tests below compare a sample's nearest training point with the *next* one: against a
+/// repeated point both would be the same point, and a copy would pass as novel. So the "next"
+/// point is the nearest one that is not a copy of the nearest (further than the tolerance).
+struct Sites<'a> {
+    points: Prepared<'a>,
+    tol2: f64,
+}
+
+/// For every row of `q`: (squared distance to its nearest training point, that point's index,
+/// squared distance to the nearest training point further than the site tolerance from that
+/// one; ∞ when there is none).
+fn nearest_two_sites(q: &Prepared, t: &Sites) -> Vec<(f64, usize, f64)> {
+    let p = &t.points;
+    k_nearest(q, p, SITE_K)
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, list)| {
+            let (d1, j1) = list[0];
+            let other = |j: usize| p.exact_sq(j1, p, j) > t.tol2;
+            let d2 = match list[1..].iter().find(|&&(_, j)| other(j)) {
+                Some(&(d2, _)) => d2,
+                None if list.len() < SITE_K => f64::INFINITY,
+                // Every candidate is a copy of the nearest: the exact scan decides.
+                None => (0..p.len())
+                    .filter(|&j| other(j))
+                    .map(|j| q.exact_sq(i, p, j))
+                    .fold(f64::INFINITY, f64::min),
+            };
+            (d1, j1, d2)
+        })
+        .collect()
+}
+
+/// Runs `test` on the distinct points of `train` prepared with the samples, or `None` when the
+/// training set has fewer than two distinct points or there are no samples.
+fn with_sites<T>(
+    samples: ArrayView2<f32>,
+    train: ArrayView2<f32>,
+    test: impl FnOnce(&Prepared, &Sites) -> T,
+) -> Option<T> {
+    let distinct = distinct_rows(train);
+    let train = distinct.as_ref().map_or(train, |d| d.view());
     if samples.nrows() == 0 || train.nrows() < 2 {
-        return f64::NAN;
+        return None;
     }
     let centre = centre_of(train);
-    let near = k_nearest(
-        &Prepared::new(samples, &centre),
-        &Prepared::new(train, &centre),
-        2,
-    );
+    let spread2 = train
+        .rows()
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .zip(&centre)
+                .map(|(&v, c)| (v as f64 - c).powi(2))
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / train.nrows() as f64;
+    let sites = Sites {
+        points: Prepared::new(train, &centre),
+        tol2: SITE_TOLERANCE * SITE_TOLERANCE * spread2,
+    };
+    Some(test(&Prepared::new(samples, &centre), &sites))
+}
+
+/// [`Memorization`] of `samples` against the sites of `train` (see [`memorized_share`]; needs
+/// ≥ 2 distinct training points, NaN otherwise).
+pub fn memorization(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64) -> Memorization {
     let r2 = ratio * ratio;
-    near.iter().filter(|l| l[0].0 < r2 * l[1].0).count() as f64 / samples.nrows() as f64
+    let n = samples.nrows() as f64;
+    with_sites(samples, train, |g, t| {
+        let near = nearest_two_sites(g, t);
+        // Each training point's nearest training point that is not a copy of it.
+        let own = nearest_two_sites(&t.points, t);
+        let share = |hit: &dyn Fn(&(f64, usize, f64)) -> bool| {
+            near.iter().filter(|l| hit(l)).count() as f64 / n
+        };
+        Memorization {
+            memorized: share(&|&(d1, _, d2)| d1 < r2 * d2),
+            copies: share(&|&(d1, _, _)| d1 == 0.0),
+            authenticity: share(&|&(d1, j, _)| d1 >= own[j].2),
+        }
+    })
+    .unwrap_or(Memorization {
+        memorized: f64::NAN,
+        copies: f64::NAN,
+        authenticity: f64::NAN,
+    })
+}
+
+/// Share of `samples` whose nearest training point is closer than `ratio` times the nearest
+/// training point that is not a copy of it ([`Memorization::memorized`]): training points that
+/// repeat, bitwise or within [`SITE_TOLERANCE`] × the set's RMS spread, count as one.
+///
+/// Points that copy nothing pass the test too: for a locally uniform density in d dimensions,
+/// (d₁/d₂)ᵈ is uniform on [0, 1], so a share of about ratioᵈ of independent draws is flagged
+/// (1/3 in 1-D, 1/9 in 2-D with ratio 1/3). [`memorized_share`] of held-out real points against
+/// the same training set measures that null rate on the data's own geometry (`memorized_null`).
+pub fn memorized_share(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64) -> f64 {
+    let r2 = ratio * ratio;
+    with_sites(samples, train, |g, t| {
+        let near = nearest_two_sites(g, t);
+        near.iter().filter(|&&(d1, _, d2)| d1 < r2 * d2).count() as f64 / samples.nrows() as f64
+    })
+    .unwrap_or(f64::NAN)
 }
 
 /// Mean distance from each sample to its nearest held-out real point minus the mean distance
@@ -90,7 +184,7 @@ pub fn nn_distance_gap(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::{Array2, array};
 
     #[test]
     fn copies_are_memorised_and_midpoints_are_not() {
@@ -113,6 +207,44 @@ mod tests {
             memorization(far.view(), train.view(), 1.0 / 3.0).authenticity,
             0.5
         );
+    }
+
+    /// Repeated training points (twins and a near-copy within the site tolerance) are one site:
+    /// copies of them are memorised and not authentic, where comparing with the next *point*
+    /// would see a second neighbour at distance 0 and call every copy novel.
+    #[test]
+    fn repeated_training_points_count_as_one_site() {
+        let base = array![[0.0f32, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]];
+        let mut rows: Vec<f32> = base.iter().copied().collect();
+        rows.extend_from_slice(&[0.0, 0.0, 10.0, 0.0, 10.0, 0.0]);
+        rows.extend_from_slice(&[0.0, 10.0 + 1e-4]);
+        let train = Array2::from_shape_vec((8, 2), rows).unwrap();
+        assert_eq!(distinct_rows(train.view()).unwrap().nrows(), 5);
+        let samples = array![[0.0f32, 0.0], [10.0, 0.0], [0.0, 10.0], [0.1, 9.9]];
+        let m = memorization(samples.view(), train.view(), 1.0 / 3.0);
+        assert_eq!(m.memorized, 1.0);
+        assert_eq!(m.copies, 0.75);
+        assert_eq!(m.authenticity, 0.0);
+        assert_eq!(
+            memorized_share(samples.view(), train.view(), 1.0 / 3.0),
+            1.0
+        );
+    }
+
+    /// Independent uniform draws against a uniform training set are flagged at the rate
+    /// ratioᵈ: (d₁/d₂)ᵈ is uniform for a Poisson process. 4 000 draws in the middle of the unit
+    /// square (away from the edges) against 20 000 training points: 1/9 within 4 standard
+    /// errors (√(p(1−p)/4000) = 0.005).
+    #[test]
+    fn the_null_rate_is_ratio_to_the_dimension() {
+        use rand::RngExt;
+        let mut rng = crate::rng::stream(3, 0, crate::rng::Role::Metrics);
+        let train = Array2::from_shape_fn((20_000, 2), |_| rng.random::<f32>());
+        let draws = Array2::from_shape_fn((4_000, 2), |_| 0.1 + 0.8 * rng.random::<f32>());
+        let rate = memorized_share(draws.view(), train.view(), 1.0 / 3.0);
+        let se = (1.0f64 / 9.0 * 8.0 / 9.0 / 4000.0).sqrt();
+        eprintln!("null rate {rate:.4} (1/9 = 0.1111, se {se:.4})");
+        assert!((rate - 1.0 / 9.0).abs() < 4.0 * se, "rate {rate}");
     }
 
     #[test]

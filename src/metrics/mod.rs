@@ -307,6 +307,13 @@ pub const ALL: &[Metric] = &[
         compute: |c| memorized_share(c.eval_view(), c.train, c.memorization_ratio),
     },
     Metric {
+        name: "memorized_null",
+        description: "the same test for the held-out real points, which copy nothing: the rate `memorized` has without memorisation",
+        needs: Needs::Nothing,
+        default: true,
+        compute: |c| memorized_share(c.reference.points.view(), c.train, c.memorization_ratio),
+    },
+    Metric {
         name: "kl_gaussian",
         description: "KL(target ‖ model) between the Gaussian target and the Gaussian model (nats)",
         needs: Needs::Gaussians,

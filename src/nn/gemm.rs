@@ -618,7 +618,10 @@ mod avx {
                 }
                 Epilogue::Bias(bias) => {
                     let b = &bias[j0..j0 + NR];
-                    let b = [_mm256_loadu_ps(b.as_ptr()), _mm256_loadu_ps(b[8..].as_ptr())];
+                    let b = [
+                        _mm256_loadu_ps(b.as_ptr()),
+                        _mm256_loadu_ps(b[8..].as_ptr()),
+                    ];
                     for (r, a) in acc.iter().enumerate() {
                         for h in 0..2 {
                             _mm256_storeu_ps(cp.add(at(r, h)), _mm256_add_ps(a[h], b[h]));
@@ -630,7 +633,10 @@ mod avx {
                 }
                 Epilogue::SqDist { a_norms, b_norms } => {
                     let bn = &b_norms[j0..j0 + NR];
-                    let bn = [_mm256_loadu_ps(bn.as_ptr()), _mm256_loadu_ps(bn[8..].as_ptr())];
+                    let bn = [
+                        _mm256_loadu_ps(bn.as_ptr()),
+                        _mm256_loadu_ps(bn[8..].as_ptr()),
+                    ];
                     let minus_two = _mm256_set1_ps(-2.0);
                     for (r, a) in acc.iter().enumerate() {
                         let an = _mm256_set1_ps(a_norms[i0 + r]);
