@@ -233,3 +233,114 @@ fn serde_plain_name(kind: ScheduleKind) -> &'static str {
         ScheduleKind::AccumulateSubsample => "accumulate-subsample",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ModelConfig, TargetConfig};
+    use crate::models::Learner;
+    use ndarray::{Array2, ArrayView2, s};
+
+    const N: usize = 1000;
+
+    fn setup() -> (Target, Model) {
+        let target = Target::from_config(&TargetConfig::Gaussian {
+            dim: 2,
+            mean: None,
+            std: None,
+            cov: None,
+        })
+        .unwrap();
+        let learner = Learner::from_config(&ModelConfig::Gaussian {
+            covariance: Default::default(),
+        })
+        .unwrap();
+        // One fixed "previous model" (mean 20, so its samples are told apart from real ones).
+        let x = Array2::from_shape_fn((50, 2), |(i, j)| {
+            20.0 + ((i * 7 + j * 3) % 11) as f32 / 10.0
+        });
+        let model = learner
+            .fit(x.view(), None, None, &mut stream(9, 0, Role::Fit))
+            .unwrap();
+        (target, model)
+    }
+
+    fn schedule(kind: &str) -> Schedule {
+        let cfg: LoopConfig =
+            toml::from_str(&format!("schedule = \"{kind}\"\ntrain_size = {N}")).unwrap();
+        let (target, _) = setup();
+        Schedule::from_config(&cfg, &target).unwrap()
+    }
+
+    /// The training sets of generations 0..4 of one seed, each later one built with `model` as
+    /// the previous model.
+    fn sets(s: &Schedule, target: &Target, model: &Model) -> Vec<Dataset> {
+        let mut real = target.realize(3, 10);
+        let mut state = LoopState::default();
+        (0..4)
+            .map(|g| {
+                let prev = (g > 0).then_some(model);
+                s.training_set(3, g, &mut real, prev, &mut state).unwrap()
+            })
+            .collect()
+    }
+
+    fn is_real(row: ndarray::ArrayView1<f32>) -> bool {
+        row[0] < 10.0
+    }
+
+    /// `accumulate`: generation g trains on D ∪ S₁ ∪ … ∪ S_g, |D| = |S_t| = train_size, each S_t
+    /// the previous model's samples from the stream (seed, t, synthetic), in that order.
+    #[test]
+    fn accumulate_keeps_the_real_set_and_every_synthetic_set() {
+        let (target, model) = setup();
+        let sets = sets(&schedule("accumulate"), &target, &model);
+        for (g, set) in sets.iter().enumerate() {
+            assert_eq!(set.len(), (g + 1) * N, "generation {g}");
+            let d = set.points.slice(s![..N, ..]);
+            assert_eq!(d, sets[0].points.view(), "D is kept as drawn");
+            assert!(d.rows().into_iter().all(is_real));
+            for t in 1..=g {
+                let part: ArrayView2<f32> = set.points.slice(s![t * N..(t + 1) * N, ..]);
+                let want = model.sample_labeled(N, &mut stream(3, t as u64, Role::Synthetic));
+                assert_eq!(part, want.points.view(), "S_{t} in generation {g}");
+            }
+        }
+    }
+
+    /// `accumulate-subsample`: train_size points drawn without replacement from that pool, so
+    /// the real share of generation g is hypergeometric with mean 1/(g + 1) (4 sd).
+    #[test]
+    fn accumulate_subsample_draws_train_size_from_the_pool() {
+        let (target, model) = setup();
+        let sub = sets(&schedule("accumulate-subsample"), &target, &model);
+        let pool = sets(&schedule("accumulate"), &target, &model);
+        for (g, set) in sub.iter().enumerate() {
+            assert_eq!(set.len(), N, "generation {g}");
+            // Every row comes from the pool, and no pool row is taken twice.
+            let key =
+                |r: ndarray::ArrayView1<f32>| r.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let mut have: Vec<_> = pool[g].points.rows().into_iter().map(key).collect();
+            have.sort();
+            let mut took: Vec<_> = set.points.rows().into_iter().map(key).collect();
+            took.sort();
+            took.dedup();
+            assert_eq!(took.len(), N, "a point drawn twice in generation {g}");
+            assert!(took.iter().all(|r| have.binary_search(r).is_ok()));
+            let real = set
+                .points
+                .rows()
+                .into_iter()
+                .filter(|r| is_real(*r))
+                .count() as f64;
+            let (pool_n, p) = (((g + 1) * N) as f64, 1.0 / (g + 1) as f64);
+            let sd =
+                (N as f64 * p * (1.0 - p) * (pool_n - N as f64) / (pool_n - 1.0).max(1.0)).sqrt();
+            assert!(
+                (real - N as f64 * p).abs() <= 4.0 * sd,
+                "generation {g}: {real} real points, expected {} ± {sd:.1}",
+                N as f64 * p
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use super::Dataset;
 use crate::error::{Error, Result};
 use ndarray::{Array1, Array2};
-use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt};
+use ndarray_npy::{ReadDataError, ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt};
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
@@ -172,10 +172,45 @@ fn read_any_npy(path: &Path) -> Result<Array2<f32>> {
         };
     }
     try_types!(f32, f64, i64, i32, i16, i8, u64, u32, u16, u8);
+    if let Some(a) = read_as::<F16>(path)? {
+        return Ok(a.mapv(|v| v.0.to_f32()));
+    }
     Err(Error::data(
         path,
         "unsupported dtype (expected a float, signed or unsigned integer array)",
     ))
+}
+
+/// numpy's float16 (`<f2`, `>f2`), which ndarray-npy does not read: IEEE binary16, widened
+/// exactly to f32.
+#[derive(Clone, Copy)]
+struct F16(half::f16);
+
+impl ReadableElement for F16 {
+    fn read_to_end_exact_vec<R: std::io::Read>(
+        mut reader: R,
+        type_desc: &py_literal::Value,
+        len: usize,
+    ) -> std::result::Result<Vec<Self>, ReadDataError> {
+        let from_bytes = match type_desc {
+            py_literal::Value::String(s) if s == "<f2" => half::f16::from_le_bytes,
+            py_literal::Value::String(s) if s == ">f2" => half::f16::from_be_bytes,
+            other => return Err(ReadDataError::WrongDescriptor(other.clone())),
+        };
+        let mut bytes = vec![0u8; len.checked_mul(2).ok_or(ReadDataError::MissingData)?];
+        reader.read_exact(&mut bytes).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => ReadDataError::MissingData,
+            _ => ReadDataError::Io(e),
+        })?;
+        let extra = std::io::copy(&mut reader, &mut std::io::sink())?;
+        if extra > 0 {
+            return Err(ReadDataError::ExtraBytes(extra as usize));
+        }
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|b| F16(from_bytes([b[0], b[1]])))
+            .collect())
+    }
 }
 
 /// `Ok(None)` when the file's dtype is not `T`.
@@ -248,6 +283,53 @@ mod tests {
         assert_eq!(read_npy(&r).unwrap(), array![[1.0f32, 2.0], [3.0, 4.0]]);
     }
 
+    /// A `.npy` file as numpy writes it (format 1.0), with the given descriptor and shape.
+    fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    /// float16 files (numpy's `<f2` and `>f2`) read exactly: 1, −2, 0.5, 65 504 (the largest
+    /// half) and 2⁻²⁴ (the smallest subnormal).
+    #[test]
+    fn float16_npy_reads_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let bits: [u16; 6] = [0x3C00, 0xC000, 0x3800, 0x7BFF, 0x0001, 0x0000];
+        let want = array![[1.0f32, -2.0, 0.5], [65504.0, 2f32.powi(-24), 0.0]];
+        for (descr, bytes) in [
+            (
+                "<f2",
+                bits.iter()
+                    .flat_map(|b| b.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            ),
+            (">f2", bits.iter().flat_map(|b| b.to_be_bytes()).collect()),
+        ] {
+            let p = dir.path().join("h.npy");
+            std::fs::write(&p, npy_bytes(descr, "(2, 3)", &bytes)).unwrap();
+            assert_eq!(read_npy(&p).unwrap(), want, "{descr}");
+            std::fs::write(&p, npy_bytes(descr, "(6,)", &bytes)).unwrap();
+            let flat = want.clone().into_shape_with_order((6, 1)).unwrap();
+            assert_eq!(read_npy(&p).unwrap(), flat, "{descr}, 1-D");
+            // A short file is an error that names it.
+            std::fs::write(&p, npy_bytes(descr, "(2, 4)", &bytes)).unwrap();
+            let msg = read_npy(&p).unwrap_err().to_string();
+            assert!(
+                msg.contains("h.npy") && msg.contains("not a valid .npy"),
+                "{msg}"
+            );
+        }
+    }
+
     #[test]
     fn bad_npy_files_say_what_is_wrong() {
         let dir = tempfile::tempdir().unwrap();
@@ -296,5 +378,45 @@ mod tests {
         .unwrap();
         assert_eq!(ok.points, array![[1.0f32, 2.0], [5.0, 6.0]]);
         assert_eq!(ok.labels.unwrap(), vec![1, 0]);
+    }
+
+    /// `label_column` and `skip_missing` as a `[target] kind = "csv"` section sets them: integer
+    /// labels are kept as they are, string labels numbered in sorted order; a row with a missing
+    /// value or a missing label is skipped with `skip_missing` and named without it; the label
+    /// column is left out of the points, and without a header columns are named by index.
+    #[test]
+    fn csv_label_column_and_skip_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.csv");
+        std::fs::write(&path, "x,y,class\n1,2,3\n3,,0\n5,6,7\n7,8,NA\n9,10,0\n").unwrap();
+        let target = |extra: &str| {
+            let text = format!(
+                "kind = \"csv\"\npath = \"{}\"\nlabel_column = \"class\"\n{extra}",
+                path.display()
+            );
+            let cfg: crate::config::TargetConfig = toml::from_str(&text).unwrap();
+            crate::data::Target::from_config(&cfg)
+        };
+        let t = target("skip_missing = true").unwrap();
+        let data = t.dataset().expect("a finite data set");
+        assert_eq!(data.points, array![[1.0f32, 2.0], [5.0, 6.0], [9.0, 10.0]]);
+        assert_eq!(data.labels.as_deref(), Some(&[3u32, 7, 0][..]));
+        assert_eq!(t.classes(), Some(8));
+        let msg = target("")
+            .err()
+            .expect("a missing value is an error")
+            .to_string();
+        assert!(
+            msg.contains("d.csv") && msg.contains("line 3") && msg.contains("`y`"),
+            "{msg}"
+        );
+        // Without a header: columns by index; the label column by its index too.
+        let no_header =
+            parse_csv(b"1,2,b\n3,4,a\n", "n.csv", false, None, Some("2"), false).unwrap();
+        assert_eq!(no_header.points, array![[1.0f32, 2.0], [3.0, 4.0]]);
+        assert_eq!(no_header.labels.unwrap(), vec![1, 0]);
+        let cols = ["1".to_string()];
+        let one = parse_csv(b"1,2,b\n3,4,a\n", "n.csv", false, Some(&cols), None, false).unwrap();
+        assert_eq!(one.points, array![[2.0f32], [4.0]]);
     }
 }
