@@ -618,6 +618,21 @@ impl DiffusionLearner {
                 )?)
             }
         };
+        let class_counts =
+            class_labels.map(|(c, labels)| crate::data::class_counts(labels, c.classes));
+        Ok(self.assemble(fitted, shift, scale, class_counts, rng))
+    }
+
+    /// The model of a fitted denoiser (standardised units): this learner's controlled error
+    /// (its random field drawn from `rng`) and clip around it, and its sampling plan.
+    fn assemble(
+        &self,
+        fitted: Fitted,
+        shift: Array1<f64>,
+        scale: f64,
+        class_counts: Option<Vec<usize>>,
+        rng: &mut Stream,
+    ) -> DiffusionModel {
         let fitted = Arc::new(fitted);
         let denoiser: Arc<dyn Denoiser> = match &self.error {
             Some(e) => {
@@ -642,16 +657,69 @@ impl DiffusionLearner {
             }
             None => denoiser,
         };
-        let class_counts =
-            class_labels.map(|(c, labels)| crate::data::class_counts(labels, c.classes));
-        Ok(DiffusionModel {
+        DiffusionModel {
             fitted,
             denoiser,
             plan: self.plan.clone(),
             shift,
             scale,
             class_counts,
-        })
+        }
+    }
+
+    /// The model whose MLP weights [`crate::diffusion::weights::save`] wrote to `path`, with this
+    /// learner's noise schedule, sampler, clip and controlled error: it samples the same bits as
+    /// the model that was saved, given the same stream. A random error field (`model.error.noise`
+    /// > 0) is drawn while fitting and is not in the file, so such a learner cannot load.
+    pub fn load(&self, path: &std::path::Path) -> Result<DiffusionModel> {
+        if !matches!(self.denoiser, DenoiserSpec::Mlp(_)) {
+            return Err(Error::config(
+                "loading weights needs model.denoiser = \"mlp\" (the others are fitted in closed \
+                 form and have no weights)",
+            ));
+        }
+        if self.error.as_ref().is_some_and(|e| e.noise > 0.0) {
+            return Err(Error::config(
+                "model.error.noise > 0: the random error field is drawn while fitting and is not \
+                 stored with the weights, so a loaded model cannot reproduce it",
+            ));
+        }
+        let saved = super::weights::load(path)?;
+        let bad = |m: &str| Error::data(path, m.to_string());
+        let shift: Vec<f64> = serde_json::from_str(
+            saved
+                .metadata
+                .get("shift")
+                .ok_or_else(|| bad("metadata has no `shift`"))?,
+        )
+        .map_err(|_| bad("metadata `shift` is not a list of numbers"))?;
+        let scale: f64 = saved
+            .metadata
+            .get("scale")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("metadata `scale` is missing or not a number"))?;
+        let class_counts: Option<Vec<usize>> = match saved.metadata.get("class_counts") {
+            Some(v) => Some(
+                serde_json::from_str(v)
+                    .map_err(|_| bad("metadata `class_counts` is not a list of counts"))?,
+            ),
+            None => None,
+        };
+        let net = MlpDenoiser::from_saved(saved, self.plan.schedule.clone(), path)?;
+        if shift.len() != net.dim_out() {
+            return Err(bad(
+                "metadata `shift` does not have one entry per coordinate",
+            ));
+        }
+        // An error field, if any, has amplitude 0 (checked above): its draws never reach a sample.
+        let unused = &mut crate::rng::stream(0, 0, crate::rng::Role::Fit);
+        Ok(self.assemble(
+            Fitted::Mlp(net),
+            Array1::from(shift),
+            scale,
+            class_counts,
+            unused,
+        ))
     }
 }
 

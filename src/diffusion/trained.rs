@@ -255,6 +255,66 @@ impl MlpDenoiser {
         })
     }
 
+    /// A denoiser from weights read back from a file of [`crate::diffusion::weights::save`]:
+    /// the architecture comes from the tensors' shapes, the objective, time-embedding size and
+    /// class conditioning from the metadata, checked against each other.
+    pub fn from_saved(
+        saved: crate::nn::weights::SavedNetwork,
+        schedule: NoiseSchedule,
+        path: &std::path::Path,
+    ) -> Result<Self> {
+        let bad = |m: String| Error::data(path, m);
+        let meta = |key: &str| {
+            saved
+                .metadata
+                .get(key)
+                .ok_or_else(|| bad(format!("metadata has no `{key}`")))
+        };
+        let number = |key: &str| -> Result<usize> {
+            meta(key)?
+                .parse()
+                .map_err(|_| bad(format!("metadata `{key}` is not a count")))
+        };
+        let objective = Objective::parse(meta("objective")?)
+            .ok_or_else(|| bad("metadata `objective` is not an objective".into()))?;
+        let (dim, time_embedding, classes) = (
+            number("dim")?,
+            number("time_embedding")?,
+            number("classes")?,
+        );
+        let guidance: f64 = meta("guidance")?
+            .parse()
+            .map_err(|_| bad("metadata `guidance` is not a number".into()))?;
+        let conditioning = (classes > 0).then_some(Conditioning {
+            classes,
+            label_dropout: 0.0,
+            guidance,
+        });
+        let widths = &saved.shape.widths;
+        let input = dim + time_embedding + conditioning.as_ref().map_or(0, Conditioning::width);
+        if widths[0] != input || widths[widths.len() - 1] != dim {
+            return Err(bad(format!(
+                "the network maps {} to {} values; dim = {dim}, time_embedding = \
+                 {time_embedding} and {classes} classes need {input} to {dim}",
+                widths[0],
+                widths[widths.len() - 1]
+            )));
+        }
+        Ok(MlpDenoiser {
+            packed: PackedWeights::new(&saved.shape, &saved.params, false),
+            shape: saved.shape,
+            params: saved.params,
+            schedule,
+            objective,
+            dim,
+            time_embedding,
+            conditioning,
+            steps_run: 0,
+            final_loss: f64::NAN,
+            best_eval_loss: None,
+        })
+    }
+
     /// The flat weights (layer by layer: W_l row-major in × out, then b_l).
     pub fn params(&self) -> &[f32] {
         &self.params
@@ -1090,5 +1150,120 @@ mod tests {
                 k + 1
             );
         }
+    }
+
+    /// The ε, x₀ and v objectives regress what their definitions say, and the preconditioning
+    /// maps that target back to x₀: for each training pair, with x = x₀ + σε recovered from the
+    /// network input c_in·x, the target is ε, x₀ or v = (ε − σx₀)/√(1 + σ²) (Salimans & Ho in
+    /// these units), and c_skip·x + c_out·target = x₀. A sign slip in a target or in c_out
+    /// breaks one of the two.
+    #[test]
+    fn eps_x0_and_v_targets_follow_their_definitions() {
+        let schedule = NoiseSchedule::vp_linear(0.3, 0.3, 1);
+        let sigma = schedule.sigma(1.0);
+        let n = 200;
+        let data = Array2::from_shape_fn((n, 2), |(i, j)| (i as f32 * 0.37 + j as f32).sin() * 3.0);
+        let temb = 4;
+        let shape = MlpShape::new(2 + temb, &[4], 2);
+        let table: Vec<f32> = {
+            let mut t = vec![0.0f32; temb];
+            time_embedding(0.0, &mut t);
+            t
+        };
+        for objective in [Objective::Eps, Objective::X0, Objective::V] {
+            let ctx = BatchContext {
+                shape: &shape,
+                schedule: &schedule,
+                objective,
+                emb_table: Some(&table),
+                data: data.view(),
+                time_embedding: temb,
+                classes: None,
+            };
+            let mut ws = Workspace::new(&shape, n);
+            let rows: Vec<usize> = (0..n).collect();
+            let mut rng = stream(8, 0, Role::Fit);
+            ctx.fill(&mut ws, &mut FillScratch::default(), &rows, &mut rng);
+            let (c_in, c_skip, c_out) = preconditioning(objective, &schedule, sigma);
+            for r in 0..n {
+                for j in 0..2 {
+                    let x0 = data[[r, j]] as f64;
+                    let x = ws.input[r * (2 + temb) + j] as f64 / c_in;
+                    let eps = (x - x0) / sigma;
+                    let want = match objective {
+                        Objective::Eps => eps,
+                        Objective::X0 => x0,
+                        _ => (eps - sigma * x0) / (1.0 + sigma * sigma).sqrt(),
+                    };
+                    let got = ws.target[r * 2 + j] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-5 * (1.0 + want.abs()),
+                        "{objective:?}: target {got} vs {want}"
+                    );
+                    let d = c_skip * x + c_out * got;
+                    assert!(
+                        (d - x0).abs() < 1e-5 * (1.0 + x0.abs()),
+                        "{objective:?}: D = {d} vs x0 = {x0}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Early stopping on 24 points with a large learning rate (the held-out loss soon stops
+    /// improving): with patience 2 training ends before its budget, at an evaluation step, and
+    /// keeps the weights of the best evaluation, patience × every steps earlier: a run with the
+    /// budget cut to that step (whose last evaluation is that best one) returns the same bits.
+    /// With a patience longer than the budget, every step runs.
+    #[test]
+    fn early_stopping_stops_and_keeps_the_best_weights() {
+        let data = crate::distributions::standard_normals(24, 2, &mut stream(6, 0, Role::RealInit))
+            .mapv(|v| v as f32);
+        let schedule = NoiseSchedule::vp_linear(1e-4, 0.02, 1000);
+        let cfg = |steps: usize, patience: usize| TrainConfig {
+            hidden: vec![64, 64],
+            time_embedding: 8,
+            objective: Objective::Eps,
+            steps,
+            epochs: None,
+            batch_size: 8,
+            lr: 1e-2,
+            warmup_steps: 0,
+            grad_clip: None,
+            ema: None,
+            early_stopping: Some(EarlyStopping {
+                fraction: 0.25,
+                patience,
+                every: 10,
+            }),
+            conditioning: None,
+        };
+        let train = |c: &TrainConfig| {
+            MlpDenoiser::train(
+                data.view(),
+                None,
+                c,
+                &schedule,
+                None,
+                &mut stream(6, 0, Role::Fit),
+            )
+            .unwrap()
+        };
+        let budget = 3000;
+        let stopped = train(&cfg(budget, 2));
+        let s = stopped.steps_run;
+        eprintln!("stopped after {s} of {budget} steps");
+        assert!(
+            s < budget && s % 10 == 0 && s >= 30,
+            "stopped after {s} steps"
+        );
+        let best = train(&cfg(s - 20, 1000));
+        assert_eq!(best.steps_run, s - 20);
+        assert_eq!(
+            best.params, stopped.params,
+            "the best weights, not the last"
+        );
+        assert_eq!(best.best_eval_loss, stopped.best_eval_loss);
+        assert_eq!(train(&cfg(200, 1000)).steps_run, 200);
     }
 }

@@ -2,7 +2,8 @@
 //! [`crate::nn::weights`]. The metadata holds what turns the network back into a denoiser in data
 //! units: `objective`, `time_embedding`, `dim`, `shift` (JSON list) and `scale`, and for a
 //! class-conditional network `classes` (0: unconditional; the input then ends with a one-hot
-//! block of classes + 1 entries, the last one "no class") and the sampling `guidance`.
+//! block of classes + 1 entries, the last one "no class"), the sampling `guidance` and the
+//! training set's `class_counts` (the proportions its samples follow).
 
 use super::learner::DiffusionModel;
 use crate::error::Result;
@@ -21,7 +22,7 @@ pub fn save(model: &DiffusionModel, path: &Path) -> Result<()> {
     let shape = net.shape();
     let params = net.params();
     let shift: Vec<String> = model.shift.iter().map(|v| format!("{v:e}")).collect();
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("objective".to_string(), net.objective().name().to_string()),
         (
@@ -40,6 +41,13 @@ pub fn save(model: &DiffusionModel, path: &Path) -> Result<()> {
         ("shift".to_string(), format!("[{}]", shift.join(", "))),
         ("scale".to_string(), format!("{:e}", model.scale)),
     ]);
+    if let Some(counts) = &model.class_counts {
+        let counts: Vec<String> = counts.iter().map(usize::to_string).collect();
+        meta.insert(
+            "class_counts".to_string(),
+            format!("[{}]", counts.join(", ")),
+        );
+    }
     crate::nn::weights::write(path, shape, params, meta)
 }
 
