@@ -180,7 +180,14 @@ impl Classifier {
 
     /// Reads a classifier written by [`Classifier::save`].
     pub fn load(path: &Path) -> Result<Classifier> {
-        let net = crate::nn::weights::read(path, FORMAT)?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Classifier::parse(&bytes, path)
+    }
+
+    /// [`Classifier::load`] of the file's `bytes` (`path` for messages).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Classifier> {
+        let net = crate::nn::weights::parse(bytes, path, FORMAT)?;
         let bad = |m: &str| Error::data(path, format!("classifier metadata: {m}"));
         let list = |key: &str| -> Result<Vec<f32>> {
             let text = net

@@ -319,6 +319,13 @@ fn idx_problems_name_the_file_and_what_is_wrong() {
         &[],
         &["magic-idx3-ubyte", "magic number"],
     );
+    // Found by fuzzing: images of zero pixels.
+    let empty = write("empty-idx3-ubyte", &idx(&[6, 0, 4], &[]));
+    assert_rejected(
+        &cfg(&empty, &labels, ""),
+        &[],
+        &["empty-idx3-ubyte", "0 × 4 pixels"],
+    );
     let few = write("few-idx1-ubyte", &idx(&[5], &[0, 1, 0, 1, 0]));
     assert_rejected(
         &cfg(&images, &few, ""),

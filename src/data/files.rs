@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use ndarray::{Array1, Array2};
 use ndarray_npy::{ReadDataError, ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt};
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 use std::path::Path;
 
 /// Cells read as missing values.
@@ -34,7 +34,8 @@ pub fn read_csv(
     )
 }
 
-pub(super) fn parse_csv(
+/// [`read_csv`] of the CSV text `bytes` (`name` for messages).
+pub fn parse_csv(
     bytes: &[u8],
     name: &str,
     header: bool,
@@ -148,23 +149,50 @@ fn number_labels(raw: &[String]) -> Vec<u32> {
 }
 
 /// Reads a `.npy` file holding a 1-D (n points of dimension 1) or 2-D [n, d] array of any float,
-/// integer or unsigned dtype, as f32 points. NaN or infinite values are an error.
+/// integer or unsigned dtype, as f32 points ([`parse_npy`]).
 pub fn read_npy(path: &Path) -> Result<Array2<f32>> {
-    let points = read_any_npy(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::data(path, format!("cannot open: {e}")))?;
+    parse_npy(&bytes, path)
+}
+
+/// The points of the `.npy` file `bytes` (`name` for messages): a 1-D or 2-D array of any float
+/// (float16 to float64), integer or unsigned dtype. Values that are NaN, infinite or beyond
+/// [`super::MAX_MAGNITUDE`] are an error, and so is an array with no rows or a header that
+/// announces more elements than the file holds.
+pub fn parse_npy(bytes: &[u8], name: &Path) -> Result<Array2<f32>> {
+    let mut reader = bytes;
+    let header = ndarray_npy::npy::header::Header::from_reader(&mut reader)
+        .map_err(|e| Error::data(name, format!("not a valid .npy array: {e}")))?;
+    // Each element takes at least one byte: checked before anything is allocated for them.
+    let elements = header
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &k| n.checked_mul(k));
+    if elements.is_none_or(|n| n > reader.len()) {
+        return Err(Error::data(
+            name,
+            format!(
+                "not a valid .npy array: the header announces shape {:?} but {} bytes of data follow",
+                header.shape,
+                reader.len()
+            ),
+        ));
+    }
+    let points = read_any_npy(bytes, name)?;
     if let Some((r, c, v)) = super::first_out_of_range(points.view()) {
-        return Err(Error::data(path, super::out_of_range_message(r, c, v)));
+        return Err(Error::data(name, super::out_of_range_message(r, c, v)));
     }
     if points.nrows() == 0 {
-        return Err(Error::data(path, "the array has no rows"));
+        return Err(Error::data(name, "the array has no rows"));
     }
     Ok(points)
 }
 
-fn read_any_npy(path: &Path) -> Result<Array2<f32>> {
+fn read_any_npy(bytes: &[u8], name: &Path) -> Result<Array2<f32>> {
     macro_rules! try_types {
         ($($t:ty),*) => {
             $(
-                match read_as::<$t>(path)? {
+                match read_as::<$t>(bytes, name)? {
                     Some(a) => return Ok(a.mapv(|v| v as f32)),
                     None => {}
                 }
@@ -172,11 +200,11 @@ fn read_any_npy(path: &Path) -> Result<Array2<f32>> {
         };
     }
     try_types!(f32, f64, i64, i32, i16, i8, u64, u32, u16, u8);
-    if let Some(a) = read_as::<F16>(path)? {
+    if let Some(a) = read_as::<F16>(bytes, name)? {
         return Ok(a.mapv(|v| v.0.to_f32()));
     }
     Err(Error::data(
-        path,
+        name,
         "unsupported dtype (expected a float, signed or unsigned integer array)",
     ))
 }
@@ -214,17 +242,12 @@ impl ReadableElement for F16 {
 }
 
 /// `Ok(None)` when the file's dtype is not `T`.
-fn read_as<T: ReadableElement>(path: &Path) -> Result<Option<Array2<T>>> {
-    let open = || {
-        File::open(path)
-            .map(BufReader::new)
-            .map_err(|e| Error::data(path, format!("cannot open: {e}")))
-    };
-    let describe = |e: ReadNpyError| Error::data(path, format!("not a valid .npy array: {e}"));
-    match Array2::<T>::read_npy(open()?) {
+fn read_as<T: ReadableElement>(bytes: &[u8], name: &Path) -> Result<Option<Array2<T>>> {
+    let describe = |e: ReadNpyError| Error::data(name, format!("not a valid .npy array: {e}"));
+    match Array2::<T>::read_npy(bytes) {
         Ok(a) => Ok(Some(a)),
         Err(ReadNpyError::WrongDescriptor(_)) => Ok(None),
-        Err(ReadNpyError::WrongNdim(_, 1)) => match Array1::<T>::read_npy(open()?) {
+        Err(ReadNpyError::WrongNdim(_, 1)) => match Array1::<T>::read_npy(bytes) {
             Ok(a) => {
                 let n = a.len();
                 Ok(Some(a.into_shape_with_order((n, 1)).expect("n×1")))
@@ -233,7 +256,7 @@ fn read_as<T: ReadableElement>(path: &Path) -> Result<Option<Array2<T>>> {
             Err(e) => Err(describe(e)),
         },
         Err(ReadNpyError::WrongNdim(_, k)) => Err(Error::data(
-            path,
+            name,
             format!("the array has {k} dimensions; expected a 2-D [n, d] (or 1-D) array"),
         )),
         Err(e) => Err(describe(e)),

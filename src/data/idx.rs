@@ -128,6 +128,12 @@ pub fn image_dataset(
         ));
     }
     let (n, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
+    if rows == 0 || cols == 0 {
+        return Err(Error::data(
+            image_name,
+            format!("images of {rows} × {cols} pixels; expected at least one pixel"),
+        ));
+    }
     if labels.dims[0] != n {
         return Err(Error::data(
             label_name,

@@ -7,7 +7,7 @@ pub mod idx;
 mod target;
 
 pub use builtin::{digits, faithful, mnist, penguins};
-pub use files::{read_csv, read_npy, write_labels_npy, write_npy};
+pub use files::{parse_csv, parse_npy, read_csv, read_npy, write_labels_npy, write_npy};
 pub use target::{RealData, Target};
 
 use crate::error::{Error, Result};

@@ -88,10 +88,15 @@ pub struct SavedNetwork {
 pub fn read(path: &Path, format: &str) -> Result<SavedNetwork> {
     let bytes =
         std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    parse(&bytes, path, format)
+}
+
+/// [`read`] of the file's `bytes` (`path` for messages).
+pub fn parse(bytes: &[u8], path: &Path, format: &str) -> Result<SavedNetwork> {
     let bad = |m: String| Error::data(path, m);
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
     let (_, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
+        SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     if metadata.get("format").map(String::as_str) != Some(format) {
         return Err(bad(format!("expected weights written by ouro ({format})")));

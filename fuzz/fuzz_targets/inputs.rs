@@ -1,0 +1,87 @@
+//! What each fuzz target feeds to ouro, shared by the libFuzzer targets (`cargo fuzz run NAME`)
+//! and by `tests/fuzz_corpus.rs`, which replays the committed corpus on stable. Every reader must
+//! return `Ok` or an `Err` for any bytes: a panic, an abort or a hang is a bug.
+
+#![allow(dead_code)] // each fuzz target binary uses one of these functions
+
+use std::path::Path;
+
+/// The fuzz targets by name, as `fuzz/corpus/NAME/` and `cargo fuzz run NAME` name them.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("config", config),
+    ("npy", npy),
+    ("csv", csv),
+    ("idx", idx),
+    ("safetensors", safetensors),
+];
+
+/// An experiment file, then `--set` overrides one per line after a line `--set`: parsed, and
+/// when it parses, checked into an [`ouro::experiment::Experiment`] (everything `ouro run` does
+/// before writing). Targets that read files (and MNIST, a 10 MB read per input) are left to the
+/// file targets.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (toml, sets) = match text.split_once("\n--set\n") {
+        Some((t, s)) => (t, s.lines().map(str::to_string).collect()),
+        None => (text, Vec::new()),
+    };
+    let Ok(cfg) = ouro::config::Config::parse(toml, &sets) else {
+        return;
+    };
+    use ouro::config::TargetConfig as T;
+    let reads_files = matches!(
+        cfg.target,
+        T::Csv(_) | T::Npy(_) | T::Idx(_) | T::FashionMnist(_) | T::Mnist(_)
+    ) || cfg.metrics.features.is_some();
+    if !reads_files {
+        let _ = ouro::experiment::Experiment::new(cfg);
+    }
+}
+
+/// A `.npy` file.
+pub fn npy(data: &[u8]) {
+    let _ = ouro::data::parse_npy(data, Path::new("fuzz.npy"));
+}
+
+/// A CSV file; the first byte picks `header` (bit 0), `skip_missing` (bit 1) and whether the
+/// first column holds labels (bit 2).
+pub fn csv(data: &[u8]) {
+    let Some((&flags, text)) = data.split_first() else {
+        return;
+    };
+    let header = flags & 1 != 0;
+    let label = (flags & 4 != 0).then(|| if header { "label" } else { "0" });
+    let _ = ouro::data::parse_csv(text, "fuzz.csv", header, None, label, flags & 2 != 0);
+}
+
+/// An IDX file (gzipped or not); a 3-D one is also paired with labels from its first dimension
+/// and average-pooled to half its rows, as an image target with `side` does.
+pub fn idx(data: &[u8]) {
+    let name = Path::new("fuzz.idx");
+    let Ok(images) = ouro::data::idx::parse_idx(data, name) else {
+        return;
+    };
+    // A real labels file holds one byte per image: no more labels than the input has bytes.
+    if images.dims.len() == 3 && images.dims[0] <= data.len() {
+        let labels = ouro::data::idx::IdxArray {
+            dims: vec![images.dims[0]],
+            data: vec![0; images.dims[0]],
+        };
+        if let Ok((set, side)) = ouro::data::idx::image_dataset(&images, &labels, name, name) {
+            let _ = ouro::data::idx::downsample(&set.points, side, side.0 / 2);
+        }
+    }
+}
+
+/// A safetensors file, read as ouro's MLP denoiser weights (then turned into a denoiser) and
+/// as a feature classifier.
+pub fn safetensors(data: &[u8]) {
+    let name = Path::new("fuzz.safetensors");
+    if let Ok(saved) = ouro::nn::weights::parse(data, name, "ouro-mlp-denoiser-1") {
+        let schedule = ouro::diffusion::NoiseSchedule::vp_linear(1e-4, 0.02, 10);
+        let _ = ouro::diffusion::trained::MlpDenoiser::from_saved(saved, schedule, name);
+    }
+    let _ = ouro::classifier::Classifier::parse(data, name);
+}
