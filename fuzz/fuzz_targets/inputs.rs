@@ -6,8 +6,11 @@
 
 use std::path::Path;
 
+/// A fuzz target: what it does with one input.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name, as `fuzz/corpus/NAME/` and `cargo fuzz run NAME` name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("npy", npy),
     ("csv", csv),
@@ -52,7 +55,7 @@ pub fn csv(data: &[u8]) {
         return;
     };
     let header = flags & 1 != 0;
-    let label = (flags & 4 != 0).then(|| if header { "label" } else { "0" });
+    let label = (flags & 4 != 0).then_some(if header { "label" } else { "0" });
     let _ = ouro::data::parse_csv(text, "fuzz.csv", header, None, label, flags & 2 != 0);
 }
 
