@@ -1,6 +1,6 @@
 //! Diffusion learners against what the papers say they do: memorisation by the empirical-optimal
 //! denoiser (Yi et al.), a trained MLP that covers every mode of a ring mixture, and
-//! reconstruction of a Gaussian against its closed form (Yamaguchi & Fukuda; ../shared/DESIGN.md).
+//! reconstruction of a Gaussian against its closed form (Yamaguchi & Fukuda; docs/science.md).
 
 use ndarray::{Array1, Array2, ArrayView2};
 use ouro::config::DiffusionConfig;

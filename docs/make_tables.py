@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Regenerates the result tables of README.md from the commands that make them.
+
+    python3 docs/make_tables.py             # run every table's command, print the tables
+    python3 docs/make_tables.py --write     # ... and replace them in README.md
+    python3 docs/make_tables.py reconstruct memorization   # only these tables
+
+Each table sits in README.md between `<!-- table: NAME -->` and `<!-- /table -->`; the line
+before the table names the command. The runs go to `runs/tables/` (kept, so the run folders can
+be looked at). Needs only Python's standard library and a release build of ouro
+(`cargo build --release`).
+"""
+
+import csv
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OURO = ROOT / "target" / "release" / "ouro"
+RUNS = ROOT / "runs" / "tables"
+
+
+def run(*args):
+    """Runs ouro with `args` from the repository root; returns the wall time in seconds."""
+    start = time.time()
+    subprocess.run([str(OURO), *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return time.time() - start
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def fmt(v, digits=3):
+    x = float(v)
+    if x != x:
+        return "NaN"
+    if x == 0:
+        return "0"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}".replace(",", " ")
+    if abs(x) >= 100:
+        return f"{x:.1f}"
+    return f"{x:.{digits}f}"
+
+
+def markdown(header, body):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def metrics_table(folder, columns, digits=3):
+    data = rows(folder / "metrics.csv")
+    return markdown(
+        ["generation"] + columns,
+        [[r["generation"]] + [fmt(r[c], digits) for c in columns] for r in data],
+    )
+
+
+def reconstruct():
+    out = RUNS / "recon"
+    cmd = ["reconstruct", "examples/reconstruct-digits.toml",
+           "--steps", "0,100,200,300,500,700,1000", "--out", str(out), "--force"]
+    secs = run(*cmd)
+    cols = ["t", "rms_distance", "density", "coverage", "edge90", "edge99", "accuracy"]
+    data = rows(out / "reconstruction.csv")
+    table = markdown(cols, [[r["t"]] + [fmt(r[c]) for c in cols[1:]] for r in data])
+    return f"`ouro reconstruct examples/reconstruct-digits.toml --steps 0,100,200,300,500,700,1000 --out runs/recon` ({secs:.0f} s):", table
+
+
+def digits_conditional():
+    rep, fre = RUNS / "digits-replace", RUNS / "digits-fresh"
+    t1 = run("run", "examples/digits-conditional-replace.toml", "--out", str(rep), "--force", "--quiet")
+    t2 = run("run", "examples/digits-conditional-fresh.toml", "--out", str(fre), "--force", "--quiet")
+    a, b = rows(rep / "metrics.csv"), rows(fre / "metrics.csv")
+    ra, rb = fmt(a[0]["real_accuracy"]), fmt(b[0]["real_accuracy"])
+    header = ["generation", "replace: synthetic", f"gap to real ({ra})", "edge90",
+              "fresh α = 0.5: synthetic", f"gap to real ({rb})"]
+    body = [[x["generation"], fmt(x["synthetic_accuracy"]), fmt(x["accuracy_gap"]), fmt(x["edge90"]),
+             fmt(y["synthetic_accuracy"]), fmt(y["accuracy_gap"])] for x, y in zip(a, b)]
+    head = (f"`ouro run examples/digits-conditional-replace.toml` ({t1 / 60:.1f} min) and "
+            f"`ouro run examples/digits-conditional-fresh.toml` ({t2 / 60:.1f} min):")
+    return head, markdown(header, body)
+
+
+def mnist14():
+    out = RUNS / "mnist14"
+    secs = run("run", "examples/mnist14-conditional-replace.toml", "--out", str(out), "--force", "--quiet")
+    data = rows(out / "metrics.csv")
+    real = fmt(data[0]["real_accuracy"])
+    header = ["generation", "synthetic_accuracy", f"gap to real ({real})", "class_edge90", "mmd2",
+              "frechet (features)", "precision (features)"]
+    body = [[r["generation"], fmt(r["synthetic_accuracy"]), fmt(r["accuracy_gap"]), fmt(r["class_edge90"]),
+             fmt(r["mmd2"]), fmt(r["frechet"]), fmt(r["precision"])] for r in data]
+    return f"`ouro run examples/mnist14-conditional-replace.toml` ({secs / 60:.1f} min):", markdown(header, body)
+
+
+def ring():
+    out = RUNS / "ring"
+    secs = run("run", "examples/ring-mlp-replace.toml", "--out", str(out), "--force", "--quiet")
+    cols = ["off_mode", "modes_hit", "precision", "coverage", "mmd2", "mmd2_biased", "cov_trace_ratio"]
+    return f"`ouro run examples/ring-mlp-replace.toml` ({secs:.0f} s):", metrics_table(out, cols, 4)
+
+
+def memorization():
+    out = RUNS / "memorization"
+    cols = ["memorized", "memorized_null", "copies", "authenticity"]
+    sets = ["--set", "metrics.names=" + str(cols).replace("'", '"')]
+    run("run", "examples/memorization-empirical.toml", "--out", str(out), "--force", "--quiet", *sets)
+    kde = RUNS / "memorization-kde"
+    run("run", "examples/memorization-empirical.toml", "--out", str(kde), "--force", "--quiet", *sets,
+        "--set", 'model.denoiser="kde"', "--set", "model.bandwidth=0.3")
+    a, b = rows(out / "metrics.csv"), rows(kde / "metrics.csv")
+    header = ["generation"] + [f"empirical: {c}" for c in cols] + ["KDE h = 0.3: memorized", "memorized_null"]
+    body = [[x["generation"]] + [fmt(x[c]) for c in cols] + [fmt(y["memorized"]), fmt(y["memorized_null"])]
+            for x, y in zip(a, b)]
+    head = ("`ouro run examples/memorization-empirical.toml --set 'metrics.names=[\"memorized\", "
+            "\"memorized_null\", \"copies\", \"authenticity\"]'`, and the same with "
+            "`--set model.denoiser='\"kde\"' --set model.bandwidth=0.3`:")
+    return head, markdown(header, body)
+
+
+TABLES = {
+    "memorization": memorization,
+    "ring": ring,
+    "reconstruct": reconstruct,
+    "digits-conditional": digits_conditional,
+    "mnist14": mnist14,
+}
+
+
+def main(argv):
+    write = "--write" in argv
+    names = [a for a in argv if not a.startswith("--")] or list(TABLES)
+    unknown = [n for n in names if n not in TABLES]
+    if unknown:
+        sys.exit(f"unknown table {unknown[0]}; the tables are: {', '.join(TABLES)}")
+    if not OURO.exists():
+        sys.exit("build ouro first: cargo build --release")
+    RUNS.mkdir(parents=True, exist_ok=True)
+    readme = (ROOT / "README.md").read_text()
+    for name in names:
+        head, table = TABLES[name]()
+        block = f"<!-- table: {name} -->\n{head}\n\n{table}\n<!-- /table -->"
+        print(block + "\n")
+        pattern = re.compile(rf"<!-- table: {re.escape(name)} -->.*?<!-- /table -->", re.S)
+        if write:
+            if not pattern.search(readme):
+                sys.exit(f"README.md has no <!-- table: {name} --> block")
+            readme = pattern.sub(lambda _: block, readme)
+    if write:
+        (ROOT / "README.md").write_text(readme)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
