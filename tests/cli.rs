@@ -51,14 +51,19 @@ fn assert_rejected(config: &str, extra: &[&str], fragments: &[&str]) {
     for f in fragments {
         assert!(err.contains(f), "`{f}` missing from: {err}");
     }
-    let left: Vec<_> = std::fs::read_dir(dir.path())
+    assert_only_the_config_is_left(dir.path(), "files left behind");
+}
+
+/// `dir` holds the experiment file and nothing else (no run folder, no hidden partial one).
+fn assert_only_the_config_is_left(dir: &Path, context: &str) {
+    let left: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(
         left,
         vec![std::ffi::OsString::from("exp.toml")],
-        "files left behind"
+        "{context}"
     );
 }
 
@@ -534,15 +539,7 @@ fn an_interrupted_run_leaves_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(130), "SIG{signal}: {err}");
         assert!(err.contains("interrupted"), "{err}");
-        let left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            left,
-            vec![std::ffi::OsString::from("exp.toml")],
-            "SIG{signal}"
-        );
+        assert_only_the_config_is_left(dir.path(), &format!("SIG{signal}"));
     }
 }
 

@@ -1068,6 +1068,30 @@ mod tests {
         }
     }
 
+    /// One training batch of every row of `data` (unconditional), as the trainer fills it: the
+    /// network inputs and regression targets of `objective`, the time embedding taken from
+    /// `table` (one row per step of the discrete `schedule`).
+    fn training_pairs(
+        (shape, schedule, objective): (&MlpShape, &NoiseSchedule, Objective),
+        table: &[f32],
+        data: ArrayView2<f32>,
+        rng: &mut Stream,
+    ) -> Workspace {
+        let ctx = BatchContext {
+            shape,
+            schedule,
+            objective,
+            emb_table: Some(table),
+            data,
+            time_embedding: shape.widths[0] - data.ncols(),
+            classes: None,
+        };
+        let mut ws = Workspace::new(shape, data.nrows());
+        let rows: Vec<usize> = (0..data.nrows()).collect();
+        ctx.fill(&mut ws, &mut FillScratch::default(), &rows, rng);
+        ws
+    }
+
     /// The one-step objective's optimum, mapped through its preconditioning, is the exact
     /// denoiser. For data N(0, s²): E[ε' | x_k] = √β_k x_k/(ᾱ_k s² + 1 − ᾱ_k) with
     /// x_k = c_in·y, and D(y, σ) = s² y/(s² + σ²).
@@ -1111,18 +1135,12 @@ mod tests {
         for (k, row) in table.chunks_exact_mut(temb).enumerate() {
             time_embedding(k as f64, row);
         }
-        let ctx = BatchContext {
-            shape: &shape,
-            schedule: &schedule,
-            objective: Objective::OneStep,
-            emb_table: Some(&table),
-            data: data.view(),
-            time_embedding: temb,
-            classes: None,
-        };
-        let mut ws = Workspace::new(&shape, n);
-        let rows: Vec<usize> = (0..n).collect();
-        ctx.fill(&mut ws, &mut FillScratch::default(), &rows, &mut rng);
+        let ws = training_pairs(
+            (&shape, &schedule, Objective::OneStep),
+            &table,
+            data.view(),
+            &mut rng,
+        );
         // Step k is told apart by its embedding: sin((k − 1)·1) is 0 for k = 1.
         let mut sums = [(0.0f64, 0.0f64, 0.0f64, 0usize); 2];
         for r in 0..n {
@@ -1171,19 +1189,13 @@ mod tests {
             t
         };
         for objective in [Objective::Eps, Objective::X0, Objective::V] {
-            let ctx = BatchContext {
-                shape: &shape,
-                schedule: &schedule,
-                objective,
-                emb_table: Some(&table),
-                data: data.view(),
-                time_embedding: temb,
-                classes: None,
-            };
-            let mut ws = Workspace::new(&shape, n);
-            let rows: Vec<usize> = (0..n).collect();
             let mut rng = stream(8, 0, Role::Fit);
-            ctx.fill(&mut ws, &mut FillScratch::default(), &rows, &mut rng);
+            let ws = training_pairs(
+                (&shape, &schedule, objective),
+                &table,
+                data.view(),
+                &mut rng,
+            );
             let (c_in, c_skip, c_out) = preconditioning(objective, &schedule, sigma);
             for r in 0..n {
                 for j in 0..2 {

@@ -133,6 +133,7 @@ impl Drop for Partial {
 
 /// Deletes every partial run folder this process is writing. For a handler of SIGINT and
 /// SIGTERM, which then exits: the half-written run disappears with the process.
+///
 /// Writers still running address files by the folder's name, so it is renamed first: from then
 /// on nothing new can appear in it, and deleting it cannot race with them.
 pub fn remove_partial_folders() {
