@@ -125,7 +125,48 @@ def memorization():
     return head, markdown(header, body)
 
 
+def processor():
+    """The processor's model name and thread count, as lscpu prints them."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    name = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "?")
+    cpus = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("CPU(s)")), "?")
+    return f"{name}, {cpus} CPUs"
+
+
+def timings():
+    fresh = ["run", "examples/fresh-kde.toml", "--out", str(RUNS / "fresh-kde"), "--force", "--quiet"]
+    body = [
+        ["`ouro demo`", f"{run('demo', '--out', str(RUNS / 'demo')):.1f} s"],
+        ["`ouro run examples/fresh-kde.toml --quiet` (N = 100 000, 20 generations, default metrics)",
+         f"{run(*fresh):.1f} s"],
+        ["the same with `--threads 1`", f"{run(*fresh, '--threads', '1'):.1f} s"],
+        ["the same without metrics (`--set 'metrics.names=[]'`): the loop alone",
+         f"{run(*fresh, '--set', 'metrics.names=[]'):.2f} s"],
+    ]
+    head = f"Wall times of a release build on {processor()} (`python3 docs/make_tables.py timings`):"
+    return head, markdown(["job", "time"], body)
+
+
+def fuzz():
+    """The executions of every fuzz target so far, from fuzz/runs.tsv (runs nothing)."""
+    with open(ROOT / "fuzz" / "runs.tsv", newline="") as f:
+        runs = list(csv.DictReader(f, delimiter="\t"))
+    body = []
+    for target in ["config", "npy", "csv", "idx", "safetensors"]:
+        mine = [r for r in runs if r["target"] == target]
+        execs = sum(int(r["executions"]) for r in mine)
+        secs = sum(int(r["seconds"]) for r in mine)
+        crashes = sum(int(r["crashes"]) for r in mine)
+        corpus = len(list((ROOT / "fuzz" / "corpus" / target).iterdir()))
+        body.append([target, f"{execs:,}".replace(",", " "), f"{secs / 60:.0f} min", str(len(mine)),
+                     str(crashes), str(corpus)])
+    head = "From `fuzz/runs.tsv` (`python3 docs/make_tables.py fuzz`):"
+    return head, markdown(["target", "executions", "fuzzing time", "runs", "crashes", "corpus inputs"], body)
+
+
 TABLES = {
+    "timings": timings,
+    "fuzz": fuzz,
     "memorization": memorization,
     "ring": ring,
     "reconstruct": reconstruct,
