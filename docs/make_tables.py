@@ -157,11 +157,14 @@ def fuzz():
         execs = sum(int(r["executions"]) for r in mine)
         secs = sum(int(r["seconds"]) for r in mine)
         crashes = sum(int(r["crashes"]) for r in mine)
+        asan = sum(int(r["executions"]) for r in mine if r["sanitizer"] == "address")
         corpus = len(list((ROOT / "fuzz" / "corpus" / target).iterdir()))
-        body.append([target, f"{execs:,}".replace(",", " "), f"{secs / 60:.0f} min", str(len(mine)),
-                     str(crashes), str(corpus)])
+        body.append([target, f"{execs:,}".replace(",", " "), f"{asan:,}".replace(",", " "),
+                     f"{secs / 60:.0f} min", str(len(mine)), str(crashes), str(corpus)])
     head = "From `fuzz/runs.tsv` (`python3 docs/make_tables.py fuzz`):"
-    return head, markdown(["target", "executions", "fuzzing time", "runs", "crashes", "corpus inputs"], body)
+    header = ["target", "executions", "of which with AddressSanitizer", "fuzzing time", "runs", "crashes",
+              "corpus inputs"]
+    return head, markdown(header, body)
 
 
 TABLES = {

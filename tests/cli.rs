@@ -242,6 +242,22 @@ fn data_scales_beyond_f32_are_refused_with_the_limit() {
     ] {
         assert_rejected(cfg, &["--set", set], &[key, "1e15"]);
     }
+    // Known distributions hold dense d × d covariances (found by fuzzing: dim = 7702 took minutes).
+    assert_rejected(
+        GOOD,
+        &["--set", "target.dim=7702"],
+        &["target.dim = 7702", "1 to 1024"],
+    );
+    let many = format!(
+        "{}\n[target]\nkind = \"ring-gmm\"\ndim = 1000\ncomponents = 100\nradius = 1.0\nstd = 0.1\n{}",
+        GOOD.split("[target]").next().unwrap(),
+        &GOOD[GOOD.find("[model]").unwrap()..]
+    );
+    assert_rejected(
+        &many,
+        &[],
+        &["100 components of dimension 1000", "at most 67"],
+    );
     // At the limit it runs.
     let dir = tempfile::tempdir().unwrap();
     let (code, err) = run(dir.path(), GOOD, &["--set", "target.std=1e15"]);

@@ -65,6 +65,7 @@ impl Target {
                 if k == 0 {
                     return Err(Error::config("target.means: expected at least one mean"));
                 }
+                mixture_size(k, d)?;
                 let mus = means
                     .iter()
                     .enumerate()
@@ -111,6 +112,7 @@ impl Target {
                         "target (ring-gmm): expected dim ≥ 2 and components ≥ 1",
                     ));
                 }
+                mixture_size(*components, d)?;
                 let s = data_positive("target.std", *std)?;
                 let radius = &data_scale("target.radius", *radius)?;
                 let comps = (0..*components)
@@ -568,12 +570,36 @@ fn finite(
     })
 }
 
+/// The largest dimension of a known distribution: its Gaussians hold dense d × d covariances and
+/// factors (8 MB each at 1024), factorised in O(d³) when the target is built.
+const MAX_KNOWN_DIM: usize = 1024;
+
+/// The most covariance entries (components × dim²) a known mixture may hold: 2²⁶, 512 MB of f64
+/// for the covariances and as much for each of their factors.
+const MAX_COVARIANCE_ENTRIES: usize = 1 << 26;
+
 fn positive_dim(d: usize) -> Result<usize> {
-    if d == 0 {
-        Err(Error::config("target.dim: expected a dimension ≥ 1"))
+    if d == 0 || d > MAX_KNOWN_DIM {
+        Err(Error::config(format!(
+            "target.dim = {d}: expected a dimension from 1 to {MAX_KNOWN_DIM} (known \
+             distributions hold dense d × d covariance matrices)"
+        )))
     } else {
         Ok(d)
     }
+}
+
+/// Checks that `components` dense d × d covariances fit [`MAX_COVARIANCE_ENTRIES`].
+fn mixture_size(components: usize, d: usize) -> Result<()> {
+    if components.saturating_mul(d * d) > MAX_COVARIANCE_ENTRIES {
+        return Err(Error::config(format!(
+            "target: {components} components of dimension {d} would hold {components} dense \
+             {d} × {d} covariance matrices; expected components × dim² ≤ {MAX_COVARIANCE_ENTRIES} \
+             (e.g. at most {} components at this dimension)",
+            MAX_COVARIANCE_ENTRIES / (d * d)
+        )));
+    }
+    Ok(())
 }
 
 /// A positive number that sets the data's scale (a standard deviation, a scale).
