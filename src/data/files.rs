@@ -160,6 +160,7 @@ pub fn read_npy(path: &Path) -> Result<Array2<f32>> {
 /// [`super::MAX_MAGNITUDE`] are an error, and so is an array with no rows or a header that
 /// announces more elements than the file holds.
 pub fn parse_npy(bytes: &[u8], name: &Path) -> Result<Array2<f32>> {
+    check_npy_nesting(bytes, name)?;
     let mut reader = bytes;
     let header = ndarray_npy::npy::header::Header::from_reader(&mut reader)
         .map_err(|e| Error::data(name, format!("not a valid .npy array: {e}")))?;
@@ -186,6 +187,46 @@ pub fn parse_npy(bytes: &[u8], name: &Path) -> Result<Array2<f32>> {
         return Err(Error::data(name, "the array has no rows"));
     }
     Ok(points)
+}
+
+/// Refuses a `.npy` header whose brackets nest deeper than a plain array's does ({'shape': (…)}
+/// is 2 deep). The header is a Python literal, and the parser ndarray-npy uses takes time
+/// exponential in the nesting of some malformed literals (found by fuzzing: a 134-byte file took
+/// 26 s); a valid header for the dtypes ouro reads never nests deeper than 2.
+fn check_npy_nesting(bytes: &[u8], name: &Path) -> Result<()> {
+    let Some(version) = bytes.strip_prefix(b"\x93NUMPY").and_then(|b| b.first()) else {
+        return Ok(()); // not a .npy file at all: the header parser says so
+    };
+    let (start, len) = match (version, bytes.get(8..12)) {
+        (1, Some(b)) => (10, u16::from_le_bytes([b[0], b[1]]) as usize),
+        (_, Some(b)) => (12, u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
+        (_, None) => return Ok(()),
+    };
+    let header = &bytes[start.min(bytes.len())..start.saturating_add(len).min(bytes.len())];
+    let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None);
+    for &c in header {
+        match (quote, c) {
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(c),
+            (None, b'(' | b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, b')' | b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > 2 {
+        return Err(Error::data(
+            name,
+            format!(
+                "not a valid .npy array: its header nests brackets {deepest} deep (a plain \
+                 array's nests 2)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn read_any_npy(bytes: &[u8], name: &Path) -> Result<Array2<f32>> {
@@ -351,6 +392,30 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    /// A header nested deeper than a plain array's is refused before the literal parser sees it
+    /// (fuzzing found a 134-byte header that parsed for 26 s); brackets inside strings don't count.
+    #[test]
+    fn deeply_nested_npy_headers_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("deep.npy");
+        std::fs::write(&p, npy_bytes("<f4", "(((((((1,),),),),),),)", &[0; 4])).unwrap();
+        let msg = read_npy(&p).unwrap_err().to_string();
+        assert!(
+            msg.contains("deep.npy") && msg.contains("nests brackets"),
+            "{msg}"
+        );
+        std::fs::write(&p, npy_bytes("<f4", "(1, 1)", &[0; 4])).unwrap();
+        assert!(read_npy(&p).is_ok());
+        let quoted = npy_bytes("<f4", "(1,)", &[0; 4]);
+        let text = String::from_utf8_lossy(&quoted).replace("'descr'", "'d[[[('");
+        assert!(
+            !parse_npy(text.as_bytes(), &p)
+                .unwrap_err()
+                .to_string()
+                .contains("nests")
+        );
     }
 
     #[test]

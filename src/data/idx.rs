@@ -144,11 +144,18 @@ pub fn image_dataset(
             ),
         ));
     }
-    let points = Array2::from_shape_vec(
-        (n, rows * cols),
-        images.data.iter().map(|&v| v as f32).collect(),
-    )
-    .expect("sizes checked by parse_idx");
+    let pixels = rows
+        .checked_mul(cols)
+        .filter(|&p| p <= isize::MAX as usize / 4)
+        .ok_or_else(|| {
+            Error::data(
+                image_name,
+                format!("images of {rows} × {cols} pixels are too large"),
+            )
+        })?;
+    let points =
+        Array2::from_shape_vec((n, pixels), images.data.iter().map(|&v| v as f32).collect())
+            .expect("n × pixels elements, checked by parse_idx");
     let labels = labels.data.iter().map(|&l| l as u32).collect();
     Ok((
         Dataset {
