@@ -14,6 +14,7 @@ be looked at). Needs only Python's standard library and a release build of ouro
 import csv
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -41,6 +42,10 @@ def fmt(v, digits=3):
         return "NaN"
     if x == 0:
         return "0"
+    if x == int(x) and abs(x) < 1000:
+        return str(int(x))
+    if abs(x) < 10 ** -digits:
+        return f"{x:.1e}"
     if abs(x) >= 1000:
         return f"{x:,.0f}".replace(",", " ")
     if abs(x) >= 100:
@@ -73,6 +78,17 @@ def reconstruct():
     return f"`ouro reconstruct examples/reconstruct-digits.toml --steps 0,100,200,300,500,700,1000 --out runs/recon` ({secs:.0f} s):", table
 
 
+def reconstruct_conditional():
+    out = RUNS / "recon-conditional"
+    secs = run("reconstruct", "examples/reconstruct-digits.toml", "--steps", "0,100,200,300,500,700,1000",
+               "--out", str(out), "--force", "--set", "model.conditional=true")
+    cols = ["t", "rms_distance", "accuracy", "class_edge90", "class_edge99"]
+    data = rows(out / "reconstruction.csv")
+    table = markdown(cols, [[r["t"]] + [fmt(r[c]) for c in cols[1:]] for r in data])
+    return ("`ouro reconstruct examples/reconstruct-digits.toml --steps 0,100,200,300,500,700,1000 --out "
+            f"runs/recon-cond --set model.conditional=true` ({secs:.0f} s):"), table
+
+
 def digits_conditional():
     rep, fre = RUNS / "digits-replace", RUNS / "digits-fresh"
     t1 = run("run", "examples/digits-conditional-replace.toml", "--out", str(rep), "--force", "--quiet")
@@ -91,6 +107,9 @@ def digits_conditional():
 def mnist14():
     out = RUNS / "mnist14"
     secs = run("run", "examples/mnist14-conditional-replace.toml", "--out", str(out), "--force", "--quiet")
+    for g in (0, 4):  # the pictures beside the table
+        shutil.copyfile(out / "samples" / "seed-0" / f"gen-00{g}.png",
+                        ROOT / "docs" / f"mnist14-conditional-gen{g}.png")
     data = rows(out / "metrics.csv")
     real = fmt(data[0]["real_accuracy"])
     header = ["generation", "synthetic_accuracy", f"gap to real ({real})", "class_edge90", "mmd2",
@@ -162,8 +181,8 @@ def fuzz():
         body.append([target, f"{execs:,}".replace(",", " "), f"{asan:,}".replace(",", " "),
                      f"{secs / 60:.0f} min", str(len(mine)), str(crashes), str(corpus)])
     head = "From `fuzz/runs.tsv` (`python3 docs/make_tables.py fuzz`):"
-    header = ["target", "executions", "of which with AddressSanitizer", "fuzzing time", "runs", "crashes",
-              "corpus inputs"]
+    header = ["target", "executions", "of which with AddressSanitizer", "fuzzing time", "runs",
+              "failures found (crash, timeout, out of memory; all fixed)", "corpus inputs"]
     return head, markdown(header, body)
 
 
@@ -173,6 +192,7 @@ TABLES = {
     "memorization": memorization,
     "ring": ring,
     "reconstruct": reconstruct,
+    "reconstruct-conditional": reconstruct_conditional,
     "digits-conditional": digits_conditional,
     "mnist14": mnist14,
 }
