@@ -1,7 +1,7 @@
 //! Replays every fuzz input kept under `fuzz/corpus/<target>/` (the seeds and what coverage-guided
 //! fuzzing added) and `fuzz/regressions/<target>/` (inputs that once crashed a reader) through the
 //! same entry points as the libFuzzer targets, on stable: each must end in `Ok` or `Err`, never a
-//! panic. `fuzz/README.md` says how the corpus was grown.
+//! panic. `fuzz/README.md` says how the corpus is grown.
 
 #[path = "../fuzz/fuzz_targets/inputs.rs"]
 mod inputs;
