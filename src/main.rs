@@ -7,8 +7,11 @@ fn main() {
     static EXIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _ = ctrlc::set_handler(|| {
         let _exit = EXIT.lock();
-        ouro::experiment::run_dir::remove_partial_folders();
-        eprintln!("error: interrupted; the unfinished run folder was removed");
+        if ouro::experiment::run_dir::remove_partial_folders() > 0 {
+            eprintln!("error: interrupted; the unfinished run folder was removed");
+        } else {
+            eprintln!("error: interrupted");
+        }
         std::process::exit(130);
     });
     let cli = ouro::cli::Cli::parse();

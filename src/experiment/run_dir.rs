@@ -131,13 +131,16 @@ impl Drop for Partial {
     }
 }
 
-/// Deletes every partial run folder this process is writing. For a handler of SIGINT and
-/// SIGTERM, which then exits: the half-written run disappears with the process.
+/// Deletes every partial run folder this process is writing and returns how many there were.
+/// For a handler of SIGINT and SIGTERM, which then exits: the half-written run disappears with
+/// the process.
 ///
 /// Writers still running address files by the folder's name, so it is renamed first: from then
 /// on nothing new can appear in it, and deleting it cannot race with them.
-pub fn remove_partial_folders() {
-    for p in partial_list().drain(..) {
+pub fn remove_partial_folders() -> usize {
+    let mut list = partial_list();
+    let count = list.len();
+    for p in list.drain(..) {
         let mut gone = p.clone().into_os_string();
         gone.push("-removing");
         let target = if std::fs::rename(&p, &gone).is_ok() {
@@ -147,6 +150,7 @@ pub fn remove_partial_folders() {
         };
         let _ = std::fs::remove_dir_all(target);
     }
+    count
 }
 
 fn is_empty_dir(p: &Path) -> bool {
