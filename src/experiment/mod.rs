@@ -216,6 +216,7 @@ impl Experiment {
                 options: &self.metrics.options,
                 modes: Default::default(),
                 divergences: Default::default(),
+                memorized: Default::default(),
                 sample_labels: samples.labels.as_deref(),
                 real_accuracy: real_accuracy.as_ref(),
                 synthetic_accuracy: Default::default(),

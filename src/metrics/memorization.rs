@@ -84,16 +84,12 @@ fn nearest_two_sites(q: &Prepared, t: &Sites) -> Vec<(f64, usize, f64)> {
         .collect()
 }
 
-/// Runs `test` on the distinct points of `train` prepared with the samples, or `None` when the
-/// training set has fewer than two distinct points or there are no samples.
-fn with_sites<T>(
-    samples: ArrayView2<f32>,
-    train: ArrayView2<f32>,
-    test: impl FnOnce(&Prepared, &Sites) -> T,
-) -> Option<T> {
+/// Runs `test` with the centre to prepare query sets at and the sites of `train` (its distinct
+/// points), or `None` when the training set has fewer than two distinct points.
+fn with_sites<T>(train: ArrayView2<f32>, test: impl FnOnce(&[f64], &Sites) -> T) -> Option<T> {
     let distinct = distinct_rows(train);
     let train = distinct.as_ref().map_or(train, |d| d.view());
-    if samples.nrows() == 0 || train.nrows() < 2 {
+    if train.nrows() < 2 {
         return None;
     }
     let centre = centre_of(train);
@@ -112,16 +108,24 @@ fn with_sites<T>(
         points: Prepared::new(train, &centre),
         tol2: SITE_TOLERANCE * SITE_TOLERANCE * spread2,
     };
-    Some(test(&Prepared::new(samples, &centre), &sites))
+    Some(test(&centre, &sites))
 }
 
 /// [`Memorization`] of `samples` against the sites of `train` (see [`memorized_share`]; needs
-/// ≥ 2 distinct training points, NaN otherwise).
+/// samples and ≥ 2 distinct training points, NaN otherwise).
 pub fn memorization(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64) -> Memorization {
     let r2 = ratio * ratio;
     let n = samples.nrows() as f64;
-    with_sites(samples, train, |g, t| {
-        let near = nearest_two_sites(g, t);
+    let undefined = Memorization {
+        memorized: f64::NAN,
+        copies: f64::NAN,
+        authenticity: f64::NAN,
+    };
+    if samples.nrows() == 0 {
+        return undefined;
+    }
+    with_sites(train, |centre, t| {
+        let near = nearest_two_sites(&Prepared::new(samples, centre), t);
         // Each training point's nearest training point that is not a copy of it.
         let own = nearest_two_sites(&t.points, t);
         let share = |hit: &dyn Fn(&(f64, usize, f64)) -> bool| {
@@ -133,11 +137,7 @@ pub fn memorization(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64
             authenticity: share(&|&(d1, j, _)| d1 >= own[j].2),
         }
     })
-    .unwrap_or(Memorization {
-        memorized: f64::NAN,
-        copies: f64::NAN,
-        authenticity: f64::NAN,
-    })
+    .unwrap_or(undefined)
 }
 
 /// Share of `samples` whose nearest training point is closer than `ratio` times the nearest
@@ -149,12 +149,25 @@ pub fn memorization(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64
 /// (1/3 in 1-D, 1/9 in 2-D with ratio 1/3). [`memorized_share`] of held-out real points against
 /// the same training set measures that null rate on the data's own geometry (`memorized_null`).
 pub fn memorized_share(samples: ArrayView2<f32>, train: ArrayView2<f32>, ratio: f64) -> f64 {
+    memorized_shares(&[samples], train, ratio)[0]
+}
+
+/// [`memorized_share`] of each of `sets` against one training set, whose sites are found once
+/// (NaN for an empty set, or all NaN with fewer than two distinct training points).
+pub fn memorized_shares(sets: &[ArrayView2<f32>], train: ArrayView2<f32>, ratio: f64) -> Vec<f64> {
     let r2 = ratio * ratio;
-    with_sites(samples, train, |g, t| {
-        let near = nearest_two_sites(g, t);
-        near.iter().filter(|&&(d1, _, d2)| d1 < r2 * d2).count() as f64 / samples.nrows() as f64
+    with_sites(train, |centre, t| {
+        sets.iter()
+            .map(|&x| {
+                if x.nrows() == 0 {
+                    return f64::NAN;
+                }
+                let near = nearest_two_sites(&Prepared::new(x, centre), t);
+                near.iter().filter(|&&(d1, _, d2)| d1 < r2 * d2).count() as f64 / x.nrows() as f64
+            })
+            .collect()
     })
-    .unwrap_or(f64::NAN)
+    .unwrap_or_else(|| vec![f64::NAN; sets.len()])
 }
 
 /// Mean distance from each sample to its nearest held-out real point minus the mean distance

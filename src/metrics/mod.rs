@@ -58,6 +58,8 @@ pub struct Context<'a> {
     pub modes: OnceCell<Option<ModeMass>>,
     /// Divergences to the target, computed once per generation.
     pub divergences: OnceCell<Option<Divergences>>,
+    /// (`memorized`, `memorized_null`), computed once per generation.
+    pub memorized: OnceCell<(f64, f64)>,
     /// Class labels of the samples (class-conditional models).
     pub sample_labels: Option<&'a [u32]>,
     /// Accuracy (overall, per class) on the labelled reference points of the classifier trained
@@ -99,6 +101,18 @@ impl Context<'_> {
             }
             _ => f64::NAN,
         }
+    }
+
+    /// (`memorized`, `memorized_null`): the memorisation test of the evaluated samples and of up
+    /// to `eval_samples` reference points against the training set, whose sites are found once.
+    fn memorized_shares(&self) -> (f64, f64) {
+        *self.memorized.get_or_init(|| {
+            let r = &self.reference.points;
+            let real = r.slice(s![..r.nrows().min(self.eval_samples), ..]);
+            let sets = [self.eval_view(), real];
+            let v = memorization::memorized_shares(&sets, self.train, self.memorization_ratio);
+            (v[0], v[1])
+        })
     }
 
     /// Train on the samples and their labels, test on the labelled reference points.
@@ -304,18 +318,14 @@ pub const ALL: &[Metric] = &[
         description: "share of samples whose nearest training point is closer than ratio × the second nearest",
         needs: Needs::Nothing,
         default: true,
-        compute: |c| memorized_share(c.eval_view(), c.train, c.memorization_ratio),
+        compute: |c| c.memorized_shares().0,
     },
     Metric {
         name: "memorized_null",
         description: "the same test for (up to eval_samples) held-out real points, which copy nothing: the rate `memorized` has without memorisation",
         needs: Needs::Nothing,
         default: true,
-        compute: |c| {
-            let r = &c.reference.points;
-            let real = r.slice(s![..r.nrows().min(c.eval_samples), ..]);
-            memorized_share(real, c.train, c.memorization_ratio)
-        },
+        compute: |c| c.memorized_shares().1,
     },
     Metric {
         name: "kl_gaussian",
