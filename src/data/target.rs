@@ -114,7 +114,7 @@ impl Target {
                 }
                 mixture_size(*components, d)?;
                 let s = data_positive("target.std", *std)?;
-                let radius = &data_scale("target.radius", *radius)?;
+                let radius = data_scale("target.radius", *radius)?;
                 let comps = (0..*components)
                     .map(|k| {
                         let a = 2.0 * std::f64::consts::PI * k as f64 / *components as f64;

@@ -240,19 +240,38 @@ impl MlpDenoiser {
                 shape.params()
             )));
         }
-        Ok(MlpDenoiser {
+        Ok(MlpDenoiser::with_weights(
+            (shape, params),
+            schedule,
+            cfg.objective,
+            (dim, cfg.time_embedding),
+            cfg.conditioning.clone(),
+        ))
+    }
+
+    /// The denoiser of a network whose `params` fit `shape` (checked by the callers), mapping
+    /// `dim` coordinates with a `time_embedding`-wide time input (and the class block of
+    /// `conditioning`) to the regression target of `objective`.
+    fn with_weights(
+        (shape, params): (MlpShape, Vec<f32>),
+        schedule: NoiseSchedule,
+        objective: Objective,
+        (dim, time_embedding): (usize, usize),
+        conditioning: Option<Conditioning>,
+    ) -> Self {
+        MlpDenoiser {
             packed: PackedWeights::new(&shape, &params, false),
             shape,
             params,
             schedule,
-            objective: cfg.objective,
+            objective,
             dim,
-            time_embedding: cfg.time_embedding,
-            conditioning: cfg.conditioning.clone(),
+            time_embedding,
+            conditioning,
             steps_run: 0,
             final_loss: f64::NAN,
             best_eval_loss: None,
-        })
+        }
     }
 
     /// A denoiser from weights read back from a file of [`crate::diffusion::weights::save`]:
@@ -300,19 +319,13 @@ impl MlpDenoiser {
                 widths[widths.len() - 1]
             )));
         }
-        Ok(MlpDenoiser {
-            packed: PackedWeights::new(&saved.shape, &saved.params, false),
-            shape: saved.shape,
-            params: saved.params,
+        Ok(MlpDenoiser::with_weights(
+            (saved.shape, saved.params),
             schedule,
             objective,
-            dim,
-            time_embedding,
+            (dim, time_embedding),
             conditioning,
-            steps_run: 0,
-            final_loss: f64::NAN,
-            best_eval_loss: None,
-        })
+        ))
     }
 
     /// The flat weights (layer by layer: W_l row-major in × out, then b_l).

@@ -214,6 +214,9 @@ pub struct Metric {
     pub needs: Needs,
     /// Computed when `[metrics] names` is not given.
     pub default: bool,
+    /// Computed in f64 from moments or from the fitted model alone, so defined for samples of
+    /// any magnitude (see [`MetricSet::evaluate`]).
+    pub in_f64: bool,
     compute: fn(&Context) -> f64,
 }
 
@@ -268,6 +271,7 @@ const fn run_metric(
         description,
         needs,
         default: false,
+        in_f64: false,
         compute,
     }
 }
@@ -279,6 +283,7 @@ pub const ALL: &[Metric] = &[
         description: "‖mean of samples − target mean‖",
         needs: Needs::Nothing,
         default: true,
+        in_f64: true,
         compute: |c| {
             let m = linalg::mean(c.samples);
             (&m - c.target_mean).mapv(|v| v * v).sum().sqrt()
@@ -289,6 +294,7 @@ pub const ALL: &[Metric] = &[
         description: "tr(sample covariance, unbiased) / tr(target covariance)",
         needs: Needs::Nothing,
         default: true,
+        in_f64: true,
         compute: |c| linalg::covariance(c.samples, 1).diag().sum() / c.target_cov.diag().sum(),
     },
     Metric {
@@ -296,6 +302,7 @@ pub const ALL: &[Metric] = &[
         description: "E‖x‖² over the samples",
         needs: Needs::Nothing,
         default: true,
+        in_f64: true,
         compute: |c| linalg::second_moment(c.samples),
     },
     Metric {
@@ -303,6 +310,7 @@ pub const ALL: &[Metric] = &[
         description: "unbiased MMD² to the real reference set, RBF kernel, median-heuristic bandwidth",
         needs: Needs::Nothing,
         default: true,
+        in_f64: false,
         compute: |c| {
             let r = c.reference;
             mmd2_unbiased_with(
@@ -318,6 +326,7 @@ pub const ALL: &[Metric] = &[
         description: "share of samples whose nearest training point is closer than ratio × the second nearest",
         needs: Needs::Nothing,
         default: true,
+        in_f64: false,
         compute: |c| c.memorized_shares().0,
     },
     Metric {
@@ -325,6 +334,7 @@ pub const ALL: &[Metric] = &[
         description: "the same test for (up to eval_samples) held-out real points, which copy nothing: the rate `memorized` has without memorisation",
         needs: Needs::Nothing,
         default: true,
+        in_f64: false,
         compute: |c| c.memorized_shares().1,
     },
     Metric {
@@ -332,6 +342,7 @@ pub const ALL: &[Metric] = &[
         description: "KL(target ‖ model) between the Gaussian target and the Gaussian model (nats)",
         needs: Needs::Gaussians,
         default: true,
+        in_f64: true,
         compute: |c| {
             c.gaussian_pair()
                 .map_or(f64::NAN, |(t, m)| kl_gaussians(t, m))
@@ -342,6 +353,7 @@ pub const ALL: &[Metric] = &[
         description: "2-Wasserstein distance between the Gaussian target and the Gaussian model",
         needs: Needs::Gaussians,
         default: true,
+        in_f64: true,
         compute: |c| {
             c.gaussian_pair()
                 .map_or(f64::NAN, |(t, m)| w2_gaussians(t, m))
@@ -406,6 +418,7 @@ pub const ALL: &[Metric] = &[
         description: "share of samples beyond the 90th percentile of their class's real distances to the class mean (real: 0.10)",
         needs: Needs::Labels,
         default: true,
+        in_f64: false,
         compute: |c| c.class_edge(0.9),
     },
     Metric {
@@ -413,6 +426,7 @@ pub const ALL: &[Metric] = &[
         description: "the same beyond the 99th percentile (real: 0.01)",
         needs: Needs::Labels,
         default: true,
+        in_f64: false,
         compute: |c| c.class_edge(0.99),
     },
     Metric {
@@ -420,6 +434,7 @@ pub const ALL: &[Metric] = &[
         description: "held-out real accuracy of an MLP classifier trained on all samples and their labels (train on synthetic, test on real)",
         needs: Needs::Labels,
         default: true,
+        in_f64: false,
         compute: |c| c.synthetic_accuracy().map_or(f64::NAN, |a| a.0),
     },
     Metric {
@@ -427,6 +442,7 @@ pub const ALL: &[Metric] = &[
         description: "the same classifier trained on the seed's real training set (generation 0's): the reference line",
         needs: Needs::Labels,
         default: true,
+        in_f64: false,
         compute: |c| c.real_accuracy.map_or(f64::NAN, |a| a.0),
     },
     Metric {
@@ -434,21 +450,12 @@ pub const ALL: &[Metric] = &[
         description: "synthetic_accuracy − real_accuracy",
         needs: Needs::Labels,
         default: true,
+        in_f64: false,
         compute: |c| match (c.synthetic_accuracy(), c.real_accuracy) {
             (Some(s), Some(r)) => s.0 - r.0,
             _ => f64::NAN,
         },
     },
-];
-
-/// The run metrics computed in f64 from moments or from the fitted model alone, which stay
-/// defined for samples of any magnitude.
-const IN_F64: &[&str] = &[
-    "mean_shift",
-    "cov_trace_ratio",
-    "second_moment",
-    "kl_gaussian",
-    "w2_gaussian",
 ];
 
 /// One chosen column: a run metric, or an `ouro eval` metric computed on (reference, samples,
@@ -617,7 +624,7 @@ impl MetricSet {
 
     /// One value per chosen metric. When the evaluated samples or the training set hold a value
     /// that is NaN, infinite or beyond [`crate::data::MAX_MAGNITUDE`] (a diverging model), only
-    /// the metrics computed from f64 moments and closed forms ([`IN_F64`]) are computed; every
+    /// the metrics computed from f64 moments and closed forms ([`Metric::in_f64`]) are computed; every
     /// other is NaN, since its f32 distances would overflow.
     pub fn evaluate(&self, ctx: &Context) -> Vec<f64> {
         let in_range = |x: ArrayView2<f32>| crate::data::first_out_of_range(x).is_none();
@@ -626,7 +633,7 @@ impl MetricSet {
                 .chosen
                 .iter()
                 .map(|&c| match c {
-                    Choice::Run(i) if IN_F64.contains(&ALL[i].name) => (ALL[i].compute)(ctx),
+                    Choice::Run(i) if ALL[i].in_f64 => (ALL[i].compute)(ctx),
                     _ => f64::NAN,
                 })
                 .collect();
