@@ -174,13 +174,13 @@ impl Schedule {
         seed: u64,
         generation: usize,
         real: &mut RealData,
-        previous: Option<&Model>,
+        previous: Option<&dyn Model>,
         state: &mut LoopState,
     ) -> Result<Dataset> {
         let g = generation as u64;
-        let synthetic = |n: usize| -> Dataset {
+        let synthetic = |n: usize| -> Result<Dataset> {
             let model = previous.expect("generation ≥ 1 has a previous model");
-            model.sample_labeled(n, &mut stream(seed, g, Role::Synthetic))
+            model.sample(n, &mut stream(seed, g, Role::Synthetic))
         };
         let real_set = |(points, labels)| Dataset { points, labels };
         let Some(_) = previous else {
@@ -190,20 +190,20 @@ impl Schedule {
             return Ok(set);
         };
         Ok(match *self {
-            Schedule::Replace { train_size } => synthetic(train_size),
+            Schedule::Replace { train_size } => synthetic(train_size)?,
             Schedule::Augment { synthetic_size, .. } => {
                 let d = state.real.as_ref().expect("set at generation 0");
-                Dataset::concat(&[d, &synthetic(synthetic_size)])
+                Dataset::concat(&[d, &synthetic(synthetic_size)?])
             }
             Schedule::Fresh {
                 train_size,
                 fresh_size,
             } => {
                 let fresh = real_set(real.draw_labeled(fresh_size, generation, Role::Fresh)?);
-                Dataset::concat(&[&fresh, &synthetic(train_size - fresh_size)])
+                Dataset::concat(&[&fresh, &synthetic(train_size - fresh_size)?])
             }
             Schedule::Accumulate { train_size } | Schedule::AccumulateSubsample { train_size } => {
-                state.synthetic.push(synthetic(train_size));
+                state.synthetic.push(synthetic(train_size)?);
                 let mut parts = vec![state.real.as_ref().expect("set at generation 0")];
                 parts.extend(state.synthetic.iter());
                 let pool = Dataset::concat(&parts);
@@ -237,13 +237,13 @@ fn serde_plain_name(kind: ScheduleKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ModelConfig, TargetConfig};
-    use crate::models::Learner;
+    use crate::config::TargetConfig;
+    use crate::models::{GaussianMle, Learner as _};
     use ndarray::{Array2, ArrayView2, s};
 
     const N: usize = 1000;
 
-    fn setup() -> (Target, Model) {
+    fn setup() -> (Target, Box<dyn Model>) {
         let target = Target::from_config(&TargetConfig::Gaussian {
             dim: 2,
             mean: None,
@@ -251,16 +251,17 @@ mod tests {
             cov: None,
         })
         .unwrap();
-        let learner = Learner::from_config(&ModelConfig::Gaussian {
-            covariance: Default::default(),
-        })
-        .unwrap();
+        let learner = GaussianMle::default();
         // One fixed "previous model" (mean 20, so its samples are told apart from real ones).
         let x = Array2::from_shape_fn((50, 2), |(i, j)| {
             20.0 + ((i * 7 + j * 3) % 11) as f32 / 10.0
         });
         let model = learner
-            .fit(x.view(), None, None, &mut stream(9, 0, Role::Fit))
+            .fit(
+                &crate::models::TrainingSet::points(x.view()),
+                None,
+                &mut stream(9, 0, Role::Fit),
+            )
             .unwrap();
         (target, model)
     }
@@ -274,7 +275,7 @@ mod tests {
 
     /// The training sets of generations 0..4 of one seed, each later one built with `model` as
     /// the previous model.
-    fn sets(s: &Schedule, target: &Target, model: &Model) -> Vec<Dataset> {
+    fn sets(s: &Schedule, target: &Target, model: &dyn Model) -> Vec<Dataset> {
         let mut real = target.realize(3, 10);
         let mut state = LoopState::default();
         (0..4)
@@ -294,7 +295,7 @@ mod tests {
     #[test]
     fn accumulate_keeps_the_real_set_and_every_synthetic_set() {
         let (target, model) = setup();
-        let sets = sets(&schedule("accumulate"), &target, &model);
+        let sets = sets(&schedule("accumulate"), &target, &*model);
         for (g, set) in sets.iter().enumerate() {
             assert_eq!(set.len(), (g + 1) * N, "generation {g}");
             let d = set.points.slice(s![..N, ..]);
@@ -313,8 +314,8 @@ mod tests {
     #[test]
     fn accumulate_subsample_draws_train_size_from_the_pool() {
         let (target, model) = setup();
-        let sub = sets(&schedule("accumulate-subsample"), &target, &model);
-        let pool = sets(&schedule("accumulate"), &target, &model);
+        let sub = sets(&schedule("accumulate-subsample"), &target, &*model);
+        let pool = sets(&schedule("accumulate"), &target, &*model);
         for (g, set) in sub.iter().enumerate() {
             assert_eq!(set.len(), N, "generation {g}");
             // Every row comes from the pool, and no pool row is taken twice.

@@ -4,6 +4,7 @@
 mod builtin;
 mod files;
 pub mod idx;
+pub mod tensors;
 mod target;
 
 pub use builtin::{digits, faithful, mnist, penguins};
@@ -69,6 +70,14 @@ pub struct Dataset {
 
 impl Dataset {
     /// Number of points.
+    /// Points without labels.
+    pub fn unlabeled(points: Array2<f32>) -> Dataset {
+        Dataset {
+            points,
+            labels: None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.points.nrows()
     }

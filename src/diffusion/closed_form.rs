@@ -43,6 +43,11 @@ impl KernelDenoiser {
     pub fn bandwidth(&self) -> f64 {
         self.bandwidth
     }
+
+    /// The kernel centres (the training points).
+    pub fn points(&self) -> &Array2<f64> {
+        &self.points
+    }
 }
 
 /// A class-conditional closed-form denoiser: D(x, σ | c) is the denoiser `D` fitted to class c's
@@ -56,6 +61,8 @@ pub struct PerClass<D> {
     /// One per class (`None` for a class without training points: the unconditional one).
     per_class: Vec<Option<D>>,
     guidance: f64,
+    /// The labels of the training points it was fitted to (empty when built from parts).
+    labels: Vec<u32>,
 }
 
 impl<D: Denoiser> PerClass<D> {
@@ -80,7 +87,47 @@ impl<D: Denoiser> PerClass<D> {
             all: fit(points)?,
             per_class,
             guidance: c.guidance,
+            labels: labels.to_vec(),
         })
+    }
+
+    /// The denoiser of all points `all`, one per class (`None`: a class without points) and
+    /// the guidance weight.
+    pub fn from_parts(all: D, per_class: Vec<Option<D>>, guidance: f64) -> Self {
+        PerClass {
+            all,
+            per_class,
+            guidance,
+            labels: Vec::new(),
+        }
+    }
+
+    /// The denoiser fitted to all points (the unconditional one).
+    pub fn all(&self) -> &D {
+        &self.all
+    }
+
+    /// The denoisers of the classes that had training points, with their class.
+    pub fn each_class(&self) -> impl Iterator<Item = (usize, &D)> {
+        self.per_class
+            .iter()
+            .enumerate()
+            .filter_map(|(c, d)| d.as_ref().map(|d| (c, d)))
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.per_class.len()
+    }
+
+    /// The guidance weight w.
+    pub fn guidance(&self) -> f64 {
+        self.guidance
+    }
+
+    /// The labels of the training points (as given to [`PerClass::fit`]).
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
     }
 }
 

@@ -80,32 +80,29 @@ pub struct Imperfect<D> {
     scale: f64,
     bias: Array1<f64>,
     noise: f64,
-    /// Random Fourier features: frequencies (M × d), phases (M), amplitudes (M × d).
-    freqs: Array2<f64>,
-    phases: Array1<f64>,
-    amps: Array2<f64>,
+    field: ErrorField,
 }
 
 /// Number of random Fourier features in [`Imperfect`]'s error field.
 const FEATURES: usize = 64;
 
-impl<D: Denoiser> Imperfect<D> {
-    /// Wraps `inner`. `bias` has one entry per coordinate (or is empty for none); the error
-    /// field has amplitude `noise` and length scale `length_scale`, drawn from `rng`.
-    pub fn new(
-        inner: D,
-        scale: f64,
-        bias: &[f64],
-        noise: f64,
-        length_scale: f64,
-        rng: &mut crate::rng::Stream,
-    ) -> Self {
+/// The fixed random field f of [`Imperfect`]: f(x) = Σ_m a_m cos(ω_m·x + φ_m) with M = 64
+/// random Fourier features, frequencies ω_m ~ N(0, I/ℓ²), phases φ_m ~ U[0, 2π) and amplitudes
+/// a_m ~ N(0, (2/M) I), so each coordinate has unit variance and length scale ℓ.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorField {
+    /// Frequencies (M × d).
+    pub freqs: Array2<f64>,
+    /// Phases (M).
+    pub phases: Array1<f64>,
+    /// Amplitudes (M × d).
+    pub amps: Array2<f64>,
+}
+
+impl ErrorField {
+    /// A field on ℝ^`d` of length scale `length_scale`, drawn from `rng`.
+    pub fn draw(d: usize, length_scale: f64, rng: &mut crate::rng::Stream) -> Self {
         use rand::RngExt;
-        let d = inner.dim();
-        let mut b = Array1::zeros(d);
-        for (v, &x) in b.iter_mut().zip(bias) {
-            *v = x;
-        }
         let normals = crate::distributions::standard_normals(FEATURES, 2 * d, rng);
         let freqs = Array2::from_shape_fn((FEATURES, d), |(m, j)| normals[[m, j]] / length_scale);
         let amps = Array2::from_shape_fn((FEATURES, d), |(m, j)| {
@@ -113,14 +110,29 @@ impl<D: Denoiser> Imperfect<D> {
         });
         let phases =
             Array1::from_shape_fn(FEATURES, |_| rng.random::<f64>() * std::f64::consts::TAU);
+        ErrorField {
+            freqs,
+            phases,
+            amps,
+        }
+    }
+}
+
+impl<D: Denoiser> Imperfect<D> {
+    /// Wraps `inner`. `bias` has one entry per coordinate (or is empty for none); the error
+    /// field `field` enters with amplitude `noise`.
+    pub fn new(inner: D, scale: f64, bias: &[f64], noise: f64, field: ErrorField) -> Self {
+        let d = inner.dim();
+        let mut b = Array1::zeros(d);
+        for (v, &x) in b.iter_mut().zip(bias) {
+            *v = x;
+        }
         Imperfect {
             inner,
             scale,
             bias: b,
             noise,
-            freqs,
-            phases,
-            amps,
+            field,
         }
     }
 }
@@ -152,10 +164,10 @@ impl<D: Denoiser> Imperfect<D> {
     fn add_error(&self, x: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
         let field = if self.noise != 0.0 {
             let xf = x.mapv(|v| v as f64);
-            let mut proj = xf.dot(&self.freqs.t());
-            proj += &self.phases;
+            let mut proj = xf.dot(&self.field.freqs.t());
+            proj += &self.field.phases;
             proj.mapv_inplace(f64::cos);
-            Some(proj.dot(&self.amps))
+            Some(proj.dot(&self.field.amps))
         } else {
             None
         };
@@ -247,7 +259,8 @@ pub(crate) mod tests {
     #[test]
     fn imperfect_field_has_unit_variance_and_bias_adds() {
         let mut rng = crate::rng::stream(1, 0, crate::rng::Role::Fit);
-        let den = Imperfect::new(Identity(3), 1.0, &[0.5, 0.0, -1.0], 2.0, 1.0, &mut rng);
+        let field = ErrorField::draw(3, 1.0, &mut rng);
+        let den = Imperfect::new(Identity(3), 1.0, &[0.5, 0.0, -1.0], 2.0, field);
         let x =
             crate::distributions::standard_normals(4000, 3, &mut rng).mapv(|v| (10.0 * v) as f32);
         let mut out = Array2::zeros((4000, 3));

@@ -8,7 +8,8 @@ use super::sampler::{Sampler, SamplingPlan};
 use super::trained::{
     Conditioning, EarlyStopping, MlpDenoiser, Objective, TrainConfig, training_labels,
 };
-use crate::config::{DenoiserErrorConfig, DiffusionConfig};
+use super::config::{DenoiserErrorConfig, DiffusionConfig};
+use super::denoiser::ErrorField;
 use crate::error::{Error, Result};
 use crate::models::MixtureEm;
 use crate::rng::Stream;
@@ -44,8 +45,6 @@ pub struct DiffusionLearner {
     pub error: Option<DenoiserErrorConfig>,
     /// Box [lo, hi] (data units) that the denoiser's output is clipped to.
     pub clip: Option<[f64; 2]>,
-    /// Whether the run folder keeps each generation's MLP weights.
-    pub save_weights: bool,
     /// Class conditioning (`model.conditional = true`); its number of classes is 0 until
     /// [`DiffusionLearner::set_classes`] gives the target's.
     conditioning: Option<Conditioning>,
@@ -275,7 +274,6 @@ impl DiffusionLearner {
             ),
             ("patience", cfg.patience.is_some()),
             ("eval_every", cfg.eval_every.is_some()),
-            ("save_weights", cfg.save_weights.is_some()),
             ("label_dropout", cfg.label_dropout.is_some()),
         ] {
             unused(key, set && !is_mlp, "unless denoiser = \"mlp\"")?;
@@ -331,10 +329,6 @@ impl DiffusionLearner {
             )));
         }
         r.clip = cfg.clip;
-        let save_weights = is_mlp && cfg.save_weights.unwrap_or(true);
-        if is_mlp {
-            r.save_weights = Some(save_weights);
-        }
         let is_conditional = cfg.conditional == Some(true);
         let why = "unless model.conditional = true";
         unused(
@@ -386,7 +380,6 @@ impl DiffusionLearner {
             standardize,
             error: cfg.error.clone(),
             clip: cfg.clip,
-            save_weights,
             conditioning,
             resolved: r,
         })
@@ -620,33 +613,36 @@ impl DiffusionLearner {
         };
         let class_counts =
             class_labels.map(|(c, labels)| crate::data::class_counts(labels, c.classes));
-        Ok(self.assemble(fitted, shift, scale, class_counts, rng))
+        let field = self
+            .error
+            .as_ref()
+            .map(|e| ErrorField::draw(d, e.length_scale / scale, rng));
+        Ok(self.assemble(fitted, shift, scale, class_counts, field))
     }
 
     /// The model of a fitted denoiser (standardised units): this learner's controlled error
-    /// (its random field drawn from `rng`) and clip around it, and its sampling plan.
-    fn assemble(
+    /// (with its random `field`, drawn when fitting) and clip around it, and its sampling plan.
+    pub(crate) fn assemble(
         &self,
         fitted: Fitted,
         shift: Array1<f64>,
         scale: f64,
         class_counts: Option<Vec<usize>>,
-        rng: &mut Stream,
+        field: Option<ErrorField>,
     ) -> DiffusionModel {
         let fitted = Arc::new(fitted);
-        let denoiser: Arc<dyn Denoiser> = match &self.error {
-            Some(e) => {
+        let denoiser: Arc<dyn Denoiser> = match (&self.error, &field) {
+            (Some(e), Some(f)) => {
                 let bias: Vec<f64> = e.bias.iter().map(|b| b / scale).collect();
                 Arc::new(Imperfect::new(
                     fitted.clone(),
                     e.scale,
                     &bias,
                     e.noise / scale,
-                    e.length_scale / scale,
-                    rng,
+                    f.clone(),
                 ))
             }
-            None => fitted.clone(),
+            _ => fitted.clone(),
         };
         let denoiser: Arc<dyn Denoiser> = match self.clip {
             Some([lo, hi]) => {
@@ -664,62 +660,8 @@ impl DiffusionLearner {
             shift,
             scale,
             class_counts,
+            field,
         }
-    }
-
-    /// The model whose MLP weights [`crate::diffusion::weights::save`] wrote to `path`, with this
-    /// learner's noise schedule, sampler, clip and controlled error: it samples the same bits as
-    /// the model that was saved, given the same stream. A random error field (`model.error.noise`
-    /// > 0) is drawn while fitting and is not in the file, so such a learner cannot load.
-    pub fn load(&self, path: &std::path::Path) -> Result<DiffusionModel> {
-        if !matches!(self.denoiser, DenoiserSpec::Mlp(_)) {
-            return Err(Error::config(
-                "loading weights needs model.denoiser = \"mlp\" (the others are fitted in closed \
-                 form and have no weights)",
-            ));
-        }
-        if self.error.as_ref().is_some_and(|e| e.noise > 0.0) {
-            return Err(Error::config(
-                "model.error.noise > 0: the random error field is drawn while fitting and is not \
-                 stored with the weights, so a loaded model cannot reproduce it",
-            ));
-        }
-        let saved = super::weights::load(path)?;
-        let bad = |m: &str| Error::data(path, m.to_string());
-        let shift: Vec<f64> = serde_json::from_str(
-            saved
-                .metadata
-                .get("shift")
-                .ok_or_else(|| bad("metadata has no `shift`"))?,
-        )
-        .map_err(|_| bad("metadata `shift` is not a list of numbers"))?;
-        let scale: f64 = saved
-            .metadata
-            .get("scale")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| bad("metadata `scale` is missing or not a number"))?;
-        let class_counts: Option<Vec<usize>> = match saved.metadata.get("class_counts") {
-            Some(v) => Some(
-                serde_json::from_str(v)
-                    .map_err(|_| bad("metadata `class_counts` is not a list of counts"))?,
-            ),
-            None => None,
-        };
-        let net = MlpDenoiser::from_saved(saved, self.plan.schedule.clone(), path)?;
-        if shift.len() != net.dim_out() {
-            return Err(bad(
-                "metadata `shift` does not have one entry per coordinate",
-            ));
-        }
-        // An error field, if any, has amplitude 0 (checked above): its draws never reach a sample.
-        let unused = &mut crate::rng::stream(0, 0, crate::rng::Role::Fit);
-        Ok(self.assemble(
-            Fitted::Mlp(net),
-            Array1::from(shift),
-            scale,
-            class_counts,
-            unused,
-        ))
     }
 }
 
@@ -787,7 +729,7 @@ impl Denoiser for Fitted {
 /// map back to data units (x = shift + scale·x_std).
 #[derive(Clone)]
 pub struct DiffusionModel {
-    fitted: Arc<Fitted>,
+    pub(crate) fitted: Arc<Fitted>,
     denoiser: Arc<dyn Denoiser>,
     /// How samples are drawn.
     pub plan: SamplingPlan,
@@ -798,6 +740,8 @@ pub struct DiffusionModel {
     /// Points per class in the training set of a class-conditional model: the class
     /// proportions its samples follow.
     pub class_counts: Option<Vec<usize>>,
+    /// The random field of the controlled error (`[model.error]`), in standardised units.
+    pub(crate) field: Option<ErrorField>,
 }
 
 impl std::fmt::Debug for DiffusionModel {
@@ -824,6 +768,7 @@ impl DiffusionModel {
             shift: Array1::zeros(d),
             scale: 1.0,
             class_counts: None,
+            field: None,
         }
     }
 
@@ -895,23 +840,5 @@ impl DiffusionModel {
             .plan
             .reconstruct(&*self.denoiser, x.view(), labels, t, rng);
         self.to_data_units(out)
-    }
-}
-
-impl crate::distributions::Distribution for DiffusionModel {
-    fn dim(&self) -> usize {
-        self.denoiser.dim()
-    }
-    fn sample(&self, n: usize, rng: &mut Stream) -> Array2<f32> {
-        self.generate(n, rng)
-    }
-    fn mean(&self) -> Option<Array1<f64>> {
-        None
-    }
-    fn covariance(&self) -> Option<Array2<f64>> {
-        None
-    }
-    fn as_gaussian(&self) -> Option<&crate::distributions::Gaussian> {
-        None
     }
 }

@@ -9,15 +9,17 @@
 
 pub mod bench;
 pub mod closed_form;
+pub mod config;
 pub mod denoiser;
 pub mod learner;
 pub mod noise;
 pub mod sampler;
 pub mod trained;
-pub mod weights;
+pub mod saved;
 
 pub use closed_form::{KernelDenoiser, MixtureDenoiser};
-pub use denoiser::{Clipped, Denoiser, Imperfect};
+pub use config::{DenoiserErrorConfig, DiffusionConfig};
+pub use denoiser::{Clipped, Denoiser, ErrorField, Imperfect};
 pub use learner::{DiffusionLearner, DiffusionModel};
 pub use noise::NoiseSchedule;
 pub use sampler::{Sampler, SamplingPlan};

@@ -274,45 +274,47 @@ impl MlpDenoiser {
         }
     }
 
-    /// A denoiser from weights read back from a file of [`crate::diffusion::weights::save`]:
-    /// the architecture comes from the tensors' shapes, the objective, time-embedding size and
-    /// class conditioning from the metadata, checked against each other.
-    pub fn from_saved(
-        saved: crate::nn::weights::SavedNetwork,
-        schedule: NoiseSchedule,
-        path: &std::path::Path,
-    ) -> Result<Self> {
-        let bad = |m: String| Error::data(path, m);
-        let meta = |key: &str| {
-            saved
-                .metadata
-                .get(key)
-                .ok_or_else(|| bad(format!("metadata has no `{key}`")))
-        };
-        let number = |key: &str| -> Result<usize> {
-            meta(key)?
-                .parse()
-                .map_err(|_| bad(format!("metadata `{key}` is not a count")))
-        };
-        let objective = Objective::parse(meta("objective")?)
-            .ok_or_else(|| bad("metadata `objective` is not an objective".into()))?;
-        let (dim, time_embedding, classes) = (
-            number("dim")?,
-            number("time_embedding")?,
-            number("classes")?,
+    /// Adds the network to `file`: tensors `net.*` in PyTorch's `nn.Sequential` layout and
+    /// metadata `objective`, `time_embedding`, `dim`, `classes` (0: unconditional; the input
+    /// then ends with a one-hot block of classes + 1 entries, the last one "no class") and
+    /// `guidance`.
+    pub fn save(&self, file: &mut crate::data::tensors::TensorFile) {
+        crate::nn::weights::put(file, &self.shape, &self.params);
+        file.set("objective", self.objective.name());
+        file.set("time_embedding", self.time_embedding.to_string());
+        file.set("dim", self.dim.to_string());
+        let c = self.conditioning.as_ref();
+        file.set("classes", c.map_or(0, |c| c.classes).to_string());
+        file.set("guidance", c.map_or(0.0, |c| c.guidance).to_string());
+    }
+
+    /// The denoiser [`MlpDenoiser::save`] wrote to `file`: the architecture comes from the
+    /// tensors' shapes, the objective, time-embedding size and class conditioning from the
+    /// metadata, checked against each other.
+    pub fn load(file: &crate::data::tensors::TensorFile, schedule: NoiseSchedule) -> Result<Self> {
+        let (shape, params) = crate::nn::weights::take(file)?;
+        let objective = Objective::parse(file.get("objective")?)
+            .ok_or_else(|| file.error("metadata `objective` is not an objective"))?;
+        let (dim, time_embedding, classes): (usize, usize, usize) = (
+            file.value("dim")?,
+            file.value("time_embedding")?,
+            file.value("classes")?,
         );
-        let guidance: f64 = meta("guidance")?
-            .parse()
-            .map_err(|_| bad("metadata `guidance` is not a number".into()))?;
+        let guidance: f64 = file.value("guidance")?;
+        if !(guidance.is_finite() && guidance >= 0.0) || time_embedding % 2 != 0 {
+            return Err(file.error(
+                "metadata: expected guidance ≥ 0 and an even time_embedding",
+            ));
+        }
         let conditioning = (classes > 0).then_some(Conditioning {
             classes,
             label_dropout: 0.0,
             guidance,
         });
-        let widths = &saved.shape.widths;
+        let widths = &shape.widths;
         let input = dim + time_embedding + conditioning.as_ref().map_or(0, Conditioning::width);
         if widths[0] != input || widths[widths.len() - 1] != dim {
-            return Err(bad(format!(
+            return Err(file.error(format!(
                 "the network maps {} to {} values; dim = {dim}, time_embedding = \
                  {time_embedding} and {classes} classes need {input} to {dim}",
                 widths[0],
@@ -320,7 +322,7 @@ impl MlpDenoiser {
             )));
         }
         Ok(MlpDenoiser::with_weights(
-            (saved.shape, saved.params),
+            (shape, params),
             schedule,
             objective,
             (dim, time_embedding),

@@ -20,6 +20,16 @@ impl GaussianMixture {
         }
     }
 
+    /// A mixture whose `weights` are taken as given (already normalised, as those of a fitted
+    /// mixture read back from a file: normalising again could change their last bits).
+    pub fn from_parts(weights: Vec<f64>, components: Vec<Gaussian>) -> Self {
+        assert!(!components.is_empty() && weights.len() == components.len());
+        GaussianMixture {
+            weights,
+            components,
+        }
+    }
+
     /// Mixture weights (summing to 1).
     pub fn weights(&self) -> &[f64] {
         &self.weights

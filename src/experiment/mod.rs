@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::data::{Dataset, Target};
 use crate::error::{Error, Result};
 use crate::metrics::{Available, Context, MetricSet};
-use crate::models::{Learner, Model};
+use crate::models::{DataShape, Learner, Model, TrainingSet};
 use crate::rng::{Role, stream};
 use crate::schedule::{LoopState, Schedule};
 
@@ -19,7 +19,7 @@ pub struct Experiment {
     /// The real data.
     pub target: Target,
     /// The learner fitted every generation.
-    pub learner: Learner,
+    pub learner: Box<dyn Learner>,
     /// How training sets are built.
     pub schedule: Schedule,
     /// What is measured.
@@ -35,7 +35,7 @@ pub struct Generation<'a> {
     /// The training set the model was fitted on (labelled when all its points are).
     pub train: &'a Dataset,
     /// The fitted model.
-    pub model: &'a Model,
+    pub model: &'a dyn Model,
     /// Its evaluation samples (labelled for a class-conditional model).
     pub samples: &'a Dataset,
     /// The metric values, in the order of [`MetricSet::names`].
@@ -62,36 +62,22 @@ impl Experiment {
             return Err(Error::config("save_every: expected at least 1"));
         }
         let target = Target::from_config(&config.target)?;
-        let mut learner = Learner::from_config(&config.model)?;
-        if let Learner::Diffusion(l) = &mut learner {
-            l.set_classes(target.classes())?;
-            config.model = crate::config::ModelConfig::Diffusion(Box::new(l.resolved_config()));
-        }
-        if let Learner::Diffusion(l) = &learner
-            && let Some(e) = &l.error
-            && e.bias.len() > target.dim()
-        {
-            return Err(Error::config(format!(
-                "model.error.bias has {} entries but the data have {} coordinates; expected at \
-                 most {} (missing entries are 0)",
-                e.bias.len(),
-                target.dim(),
-                target.dim()
-            )));
-        }
-        if config.schedule.warm_start && !learner.uses_warm_start() {
-            let which = match &config.model {
-                crate::config::ModelConfig::Gaussian { .. } => "model.kind = \"gaussian\"".into(),
-                crate::config::ModelConfig::Kde { .. } => "model.kind = \"kde\"".into(),
-                crate::config::ModelConfig::Diffusion(d) => {
-                    format!("model.denoiser = \"{}\"", d.denoiser)
-                }
-                crate::config::ModelConfig::Gmm { .. } => unreachable!("EM uses warm starts"),
+        let mut learner = crate::models::build(&config.model)?;
+        learner.prepare(&DataShape {
+            dim: target.dim(),
+            classes: target.classes(),
+        })?;
+        config.model = learner.config();
+        let offers = learner.offers();
+        if config.schedule.warm_start && !offers.warm_start {
+            let which = match config.model.get("denoiser") {
+                Some(d) => format!("model.denoiser = {d}"),
+                None => format!("model.kind = \"{}\"", learner.kind()),
             };
             return Err(Error::config(format!(
                 "loop.warm_start = true has no effect with {which}, which is fitted in closed \
-                 form; expected false (warm starts apply to model.kind = \"gmm\" and to \
-                 diffusion with denoiser = \"mlp\")"
+                 form; expected false (warm starts apply to learners that start from the previous \
+                 model: gmm, diffusion with denoiser = \"mlp\", command)"
             )));
         }
         let schedule = Schedule::from_config(&config.schedule, &target)?;
@@ -115,15 +101,13 @@ impl Experiment {
         }
         let known = target.distribution();
         let available = Available {
-            gaussians: known.and_then(|d| d.as_gaussian()).is_some()
-                && matches!(learner, Learner::Gaussian(_)),
+            gaussians: known.and_then(|d| d.as_gaussian()).is_some() && offers.gaussian,
             mixture: known.and_then(|d| d.as_mixture()).is_some(),
             density: known.is_some_and(|d| {
                 d.log_density(ndarray::Array2::<f32>::zeros((1, d.dim())).view())
                     .is_some()
             }),
-            labels: target.classes().is_some()
-                && matches!(&learner, Learner::Diffusion(l) if l.is_conditional()),
+            labels: target.classes().is_some() && offers.labels,
         };
         let metrics = MetricSet::from_config(&config.metrics, available)?;
         if let Some(c) = &metrics.features
@@ -169,14 +153,14 @@ impl Experiment {
             .reference(real.reference.view(), real.reference_labels.as_deref());
         let mut real_accuracy = None;
         let mut state = LoopState::default();
-        let mut previous: Option<Model> = None;
+        let mut previous: Option<Box<dyn Model>> = None;
         let mut rows = Vec::with_capacity(self.config.generations);
         for g in 0..self.config.generations {
             let train =
                 self.schedule
-                    .training_set(seed, g, &mut real, previous.as_ref(), &mut state)?;
+                    .training_set(seed, g, &mut real, previous.as_deref(), &mut state)?;
             let warm = if self.config.schedule.warm_start {
-                previous.as_ref()
+                previous.as_deref()
             } else {
                 None
             };
@@ -192,16 +176,15 @@ impl Experiment {
                     seed,
                 ));
             }
-            let model = self.learner.fit(
-                train.points.view(),
-                train.labels.as_deref(),
+            let model = self.learner.fit_checked(
+                &TrainingSet::labeled(train.points.view(), train.labels.as_deref()),
                 warm,
                 &mut stream(seed, g as u64, Role::Fit),
             )?;
-            let samples = model.sample_labeled(
+            let samples = model.sample(
                 self.config.samples_per_generation,
                 &mut stream(seed, g as u64, Role::Samples),
-            );
+            )?;
             let ctx = Context {
                 samples: samples.points.view(),
                 train: train.points.view(),
@@ -209,7 +192,7 @@ impl Experiment {
                 target_mean: &real.mean,
                 target_cov: &real.cov,
                 target_gaussian: real.gaussian(),
-                model: &model,
+                model: &*model,
                 eval_samples: self.metrics.eval_samples,
                 memorization_ratio: self.metrics.memorization_ratio,
                 target: self.target.distribution(),
@@ -234,7 +217,7 @@ impl Experiment {
                 seed,
                 generation: g,
                 train: &train,
-                model: &model,
+                model: &*model,
                 samples: &samples,
                 metrics: &values,
                 class_accuracy,

@@ -13,7 +13,7 @@ use crate::metrics::edges::edge_coverage;
 use crate::metrics::fidelity::prdc;
 use crate::metrics::kernel::{median_bandwidth, mmd2_unbiased};
 use crate::metrics::memorization::memorized_share;
-use crate::models::{Learner, Model};
+use crate::models::TrainingSet;
 use crate::report::{Summary, plot_panels};
 use crate::rng::{Role, stream};
 use ndarray::{Array2, ArrayView2};
@@ -54,7 +54,7 @@ pub struct Sweep {
 /// class, for image targets), reconstruction.csv and reconstruction.png (every column against t). Everything is checked before anything is
 /// written.
 pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> Result<Sweep> {
-    let Learner::Diffusion(learner) = &exp.learner else {
+    let Some(learner) = exp.learner.diffusion() else {
         return Err(Error::config(
             "model.kind: reconstruction needs a diffusion model (kind = \"diffusion\")",
         ));
@@ -74,15 +74,14 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
     let mut real = exp.target.realize(seed, exp.metrics.eval_samples);
     let (train, train_labels) =
         real.draw_labeled(exp.schedule.min_train_size(), 0, Role::RealInit)?;
-    let model: DiffusionModel = match exp.learner.fit(
-        train.view(),
-        train_labels.as_deref(),
+    let fitted = exp.learner.fit_checked(
+        &TrainingSet::labeled(train.view(), train_labels.as_deref()),
         None,
         &mut stream(seed, 0, Role::Fit),
-    )? {
-        Model::Diffusion(m) => m,
-        _ => unreachable!("a diffusion learner fits a diffusion model"),
-    };
+    )?;
+    let model: &DiffusionModel = fitted
+        .diffusion()
+        .expect("a diffusion learner fits a diffusion model");
     let n = exp.config.samples_per_generation.min(train.nrows());
     let x0 = train.slice(ndarray::s![..n, ..]).to_owned();
     let labels0 = train_labels.map(|l| l[..n].to_vec());

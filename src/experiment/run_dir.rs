@@ -2,7 +2,8 @@
 //! `config.toml` (resolved config), `metrics.csv` (one row per seed and generation),
 //! `samples/seed-S/gen-GGG.npy` (with `gen-GGG.labels.npy` for a class-conditional model, and
 //! `gen-GGG.png` for image targets: a grid of samples, a row per class when they are labelled,
-//! with `real.png`: the real images, a row per class), optionally `train/seed-S/gen-GGG.npy`
+//! with `real.png`: the real images, a row per class), `models/seed-S/gen-GGG.safetensors` (the
+//! fitted model, see [`crate::models::save`]), optionally `train/seed-S/gen-GGG.npy`
 //! (and `.labels.npy`), `class_accuracy.csv` when accuracy metrics are chosen, and
 //! `metrics.png`.
 //! The run is written to a hidden sibling folder and renamed into place only when complete, so a
@@ -208,11 +209,9 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
             .map(|&seed| {
                 let sample_dir = dir.join("samples").join(format!("seed-{seed}"));
                 let train_dir = dir.join("train").join(format!("seed-{seed}"));
-                let weights_dir = dir.join("weights").join(format!("seed-{seed}"));
-                let save_weights =
-                    matches!(&exp.learner, crate::models::Learner::Diffusion(l) if l.save_weights);
-                if save_weights {
-                    mkdir(&weights_dir)?;
+                let model_dir = dir.join("models").join(format!("seed-{seed}"));
+                if cfg.save_models {
+                    mkdir(&model_dir)?;
                 }
                 if cfg.save_samples {
                     mkdir(&sample_dir)?;
@@ -247,11 +246,9 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                         if cfg.save_train_sets {
                             write_set(&train_dir, &stem, g.train)?;
                         }
-                        if let (true, crate::models::Model::Diffusion(m)) = (save_weights, g.model)
-                        {
-                            let path =
-                                weights_dir.join(format!("gen-{:03}.safetensors", g.generation));
-                            crate::diffusion::weights::save(m, &path)?;
+                        if cfg.save_models {
+                            let path = model_dir.join(format!("{stem}.safetensors"));
+                            crate::models::save(&*exp.learner, g.model, &path)?;
                         }
                     }
                     bar.inc(1);

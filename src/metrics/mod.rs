@@ -45,7 +45,7 @@ pub struct Context<'a> {
     /// The target as a Gaussian, when it is one.
     pub target_gaussian: Option<&'a Gaussian>,
     /// The fitted model.
-    pub model: &'a Model,
+    pub model: &'a dyn Model,
     /// Cap on the points entering pairwise metrics.
     pub eval_samples: usize,
     /// Ratio for the nearest-neighbour memorisation test.
@@ -82,7 +82,7 @@ impl Context<'_> {
     fn gaussian_pair(&self) -> Option<(&Gaussian, &Gaussian)> {
         Some((
             self.target_gaussian?,
-            self.model.distribution().as_gaussian()?,
+            self.model.distribution()?.as_gaussian()?,
         ))
     }
 
@@ -159,7 +159,8 @@ impl Context<'_> {
                 let log_p = |x: ArrayView2<f32>| target.log_density(x).expect("checked above");
                 let own = self
                     .model
-                    .log_density(self.samples.slice(s![..1, ..]))
+                    .distribution()
+                    .and_then(|m| m.log_density(self.samples.slice(s![..1, ..])))
                     .is_some();
                 let kde = if own {
                     None
@@ -174,7 +175,11 @@ impl Context<'_> {
                 };
                 let log_q = |x: ArrayView2<f32>| match &kde {
                     Some(k) => k.log_density(x).expect("a KDE with h > 0"),
-                    None => self.model.log_density(x).expect("checked above"),
+                    None => self
+                        .model
+                        .distribution()
+                        .and_then(|m| m.log_density(x))
+                        .expect("checked above"),
                 };
                 let reference = self.reference.points.view();
                 Some(if dim <= 2 {

@@ -1,4 +1,8 @@
-use crate::distributions::{Gaussian, GaussianMixture};
+use super::{Learner, LearnerConfig, Model, Offers, TrainingSet};
+use crate::data::Dataset;
+use crate::data::tensors::TensorFile;
+use crate::distributions::{Distribution, Gaussian, GaussianMixture};
+use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::linalg::gaussian_whitener;
 use crate::rng::Stream;
@@ -16,16 +20,155 @@ const LLOYD_ITERS: usize = 10;
 /// Rubin 1977), as in scikit-learn's `GaussianMixture`: k-means++ seeding refined by Lloyd
 /// iterations (or the previous model when warm starting), then EM until the mean log-likelihood
 /// per point improves by less than `tol` or `max_iter` iterations have run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct MixtureEm {
     /// Number of components k.
     pub components: usize,
-    /// Most EM iterations.
+    /// Most EM iterations (default 100).
+    #[serde(default = "default_max_iter")]
     pub max_iter: usize,
-    /// Convergence threshold on the change of mean log-likelihood.
+    /// Convergence threshold on the change of mean log-likelihood (default 1e-3).
+    #[serde(default = "default_tol")]
     pub tol: f64,
-    /// Added to the diagonal of every covariance (keeps them positive definite).
+    /// Added to the diagonal of every covariance, keeping them positive definite (default 1e-6).
+    #[serde(default = "default_reg_covar")]
     pub reg_covar: f64,
+}
+
+fn default_max_iter() -> usize {
+    100
+}
+fn default_tol() -> f64 {
+    1e-3
+}
+fn default_reg_covar() -> f64 {
+    1e-6
+}
+
+impl MixtureEm {
+    /// EM with `components` components and the default iteration limit, tolerance and
+    /// regularisation.
+    pub fn with_components(components: usize) -> Self {
+        MixtureEm {
+            components,
+            max_iter: default_max_iter(),
+            tol: default_tol(),
+            reg_covar: default_reg_covar(),
+        }
+    }
+}
+
+impl LearnerConfig for MixtureEm {
+    const KIND: &'static str = "gmm";
+    const ABOUT: &'static str = "Gaussian mixture with full covariances fitted by EM";
+    fn build(self) -> Result<Box<dyn Learner>> {
+        if self.components == 0 {
+            return Err(Error::config("model.components: expected at least 1"));
+        }
+        if self.max_iter == 0 {
+            return Err(Error::config("model.max_iter: expected at least 1"));
+        }
+        if !(self.tol.is_finite()
+            && self.tol >= 0.0
+            && self.reg_covar.is_finite()
+            && self.reg_covar >= 0.0)
+        {
+            return Err(Error::config(
+                "model.tol and model.reg_covar: expected numbers ≥ 0",
+            ));
+        }
+        Ok(Box::new(self))
+    }
+}
+
+impl Learner for MixtureEm {
+    fn config(&self) -> toml::Table {
+        super::config_table(Self::KIND, self)
+    }
+    fn min_points(&self) -> usize {
+        self.components
+    }
+    fn offers(&self) -> Offers {
+        Offers {
+            warm_start: true,
+            ..Offers::default()
+        }
+    }
+    fn fit(
+        &self,
+        train: &TrainingSet,
+        previous: Option<&dyn Model>,
+        rng: &mut Stream,
+    ) -> Result<Box<dyn Model>> {
+        let init = super::downcast::<GaussianMixture>(previous);
+        Ok(Box::new(MixtureEm::fit(self, train.points, init, rng)?))
+    }
+    fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>> {
+        Ok(Box::new(load_mixture(file, "")?))
+    }
+}
+
+/// Adds `mixture` to `file` as tensors `{prefix}weights` [k], `{prefix}means` [k, d] and
+/// `{prefix}covariances` [k, d, d] (f64).
+pub(crate) fn save_mixture(mixture: &GaussianMixture, file: &mut TensorFile, prefix: &str) {
+    let k = mixture.weights().len();
+    let d = mixture.components()[0].mu().len();
+    let means: Vec<f64> = mixture
+        .components()
+        .iter()
+        .flat_map(|c| c.mu().iter().copied())
+        .collect();
+    let covs: Vec<f64> = mixture
+        .components()
+        .iter()
+        .flat_map(|c| c.sigma().iter().copied())
+        .collect();
+    file.put(&format!("{prefix}weights"), &[k], mixture.weights());
+    file.put(&format!("{prefix}means"), &[k, d], &means);
+    file.put(&format!("{prefix}covariances"), &[k, d, d], &covs);
+}
+
+/// The mixture [`save_mixture`] wrote with `prefix`.
+pub(crate) fn load_mixture(file: &TensorFile, prefix: &str) -> Result<GaussianMixture> {
+    let (shape, means) = file.take::<f64>(&format!("{prefix}means"))?;
+    let [k, d] = shape[..] else {
+        return Err(file.error(format!("tensor `{prefix}means` is not [components, dim]")));
+    };
+    if k == 0 {
+        return Err(file.error(format!("tensor `{prefix}means` has no components")));
+    }
+    let weights = file.vector::<f64>(&format!("{prefix}weights"), k)?;
+    let covs = file.shaped::<f64>(&format!("{prefix}covariances"), &[k, d, d])?;
+    if weights.iter().any(|&w| !(w.is_finite() && w > 0.0)) {
+        return Err(file.error(format!("tensor `{prefix}weights`: expected weights > 0")));
+    }
+    let components = (0..k)
+        .map(|c| {
+            Gaussian::new(
+                Array1::from(means[c * d..(c + 1) * d].to_vec()),
+                Array2::from_shape_vec((d, d), covs[c * d * d..(c + 1) * d * d].to_vec())
+                    .expect("shape checked"),
+            )
+        })
+        .collect();
+    Ok(GaussianMixture::from_parts(weights, components))
+}
+
+impl Model for GaussianMixture {
+    fn dim(&self) -> usize {
+        self.components()[0].mu().len()
+    }
+    fn sample(&self, n: usize, rng: &mut Stream) -> Result<Dataset> {
+        Ok(Dataset::unlabeled(Distribution::sample(self, n, rng)))
+    }
+    fn distribution(&self) -> Option<&dyn Distribution> {
+        Some(self)
+    }
+    fn save(&self, file: &mut TensorFile) -> Result<()> {
+        save_mixture(self, file, "");
+        Ok(())
+    }
 }
 
 struct Params {

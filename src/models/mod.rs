@@ -1,211 +1,313 @@
-//! Learners: validated hyper-parameters that `fit` a training set into a [`Model`] that can be
-//! sampled. Warm start is `fit` given the previous generation's model.
+//! Learners and the models they fit.
+//!
+//! A [`Learner`] holds checked hyper-parameters (the `[model]` section) and fits a training set
+//! into a [`Model`], which can be sampled and saved. The loop, the metrics, the run folder and the
+//! reconstruction sweep only talk to these two traits, and ask a model what it offers (exact
+//! moments and log-density through [`Model::distribution`], a denoiser through
+//! [`Model::diffusion`]) instead of matching on its kind.
+//!
+//! Adding a learner is one file that implements [`LearnerConfig`] (its keys, checked), [`Learner`]
+//! and [`Model`], plus one line in [`LEARNERS`]; `histogram.rs` is a small complete example.
 
 mod em;
 mod mle;
 mod smoothing;
 
 pub use em::MixtureEm;
-pub use mle::GaussianMle;
+pub(crate) use em::{load_mixture, save_mixture};
+pub use mle::{CovarianceKind, GaussianMle};
 pub use smoothing::{Bandwidth, KdeLearner};
 
-use crate::config::{BandwidthConfig, ModelConfig};
 use crate::data::Dataset;
+use crate::data::tensors::TensorFile;
 use crate::diffusion::{DiffusionLearner, DiffusionModel};
-use crate::distributions::{Distribution, Gaussian, GaussianMixture, Kde};
+use crate::distributions::Distribution;
 use crate::error::{Error, Result};
 use crate::rng::Stream;
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::ArrayView2;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+/// The learners `[model] kind` names, in the order `ouro learners` lists them. A new learner is
+/// registered by one line here.
+pub const LEARNERS: &[Registration] = &[
+    register::<GaussianMle>(),
+    register::<MixtureEm>(),
+    register::<KdeLearner>(),
+    register::<crate::diffusion::DiffusionConfig>(),
+];
+
+/// The metadata `format` of a saved model.
+pub const MODEL_FORMAT: &str = "ouro-model-1";
+
+/// A training set handed to [`Learner::fit`]: points (rows), optionally one class label and one
+/// non-negative weight per point.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainingSet<'a> {
+    /// The points, one per row.
+    pub points: ArrayView2<'a, f32>,
+    /// Class labels (used by class-conditional learners, ignored by the others).
+    pub labels: Option<&'a [u32]>,
+    /// Sample weights (only learners that offer [`Offers::weights`] accept them).
+    pub weights: Option<&'a [f64]>,
+}
+
+impl<'a> TrainingSet<'a> {
+    /// Points without labels or weights.
+    pub fn points(points: ArrayView2<'a, f32>) -> Self {
+        TrainingSet {
+            points,
+            labels: None,
+            weights: None,
+        }
+    }
+
+    /// Points with optional labels.
+    pub fn labeled(points: ArrayView2<'a, f32>, labels: Option<&'a [u32]>) -> Self {
+        TrainingSet {
+            points,
+            labels,
+            weights: None,
+        }
+    }
+}
+
+/// What a learner's models offer beyond sampling; decides which metrics and options apply
+/// before anything is fitted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offers {
+    /// Every fitted model is a Gaussian ([`Distribution::as_gaussian`]): closed-form KL and W2.
+    pub gaussian: bool,
+    /// Samples carry class labels.
+    pub labels: bool,
+    /// `fit` starts from the previous generation's model when given one (`loop.warm_start`).
+    pub warm_start: bool,
+    /// `fit` honours per-point sample weights.
+    pub weights: bool,
+}
+
+/// What a learner is told about the data before the loop starts.
+#[derive(Clone, Copy, Debug)]
+pub struct DataShape {
+    /// Coordinates per point.
+    pub dim: usize,
+    /// Number of classes of a labelled data set.
+    pub classes: Option<usize>,
+}
 
 /// A fitted generative model of one generation.
-#[derive(Clone, Debug)]
-pub enum Model {
-    /// A Gaussian (from [`GaussianMle`]).
-    Gaussian(Gaussian),
-    /// A Gaussian mixture (from [`MixtureEm`]).
-    Mixture(GaussianMixture),
-    /// A kernel density estimate (from [`KdeLearner`]).
-    Kde(Kde),
-    /// A diffusion model (from [`DiffusionLearner`]).
-    Diffusion(DiffusionModel),
+pub trait Model: Send + Sync + std::fmt::Debug + std::any::Any {
+    /// Coordinates per point.
+    fn dim(&self) -> usize;
+
+    /// `n` independent draws (rows), with their class labels when the model generates labelled
+    /// points; every random draw comes from `rng`.
+    fn sample(&self, n: usize, rng: &mut Stream) -> Result<Dataset>;
+
+    /// The model as a distribution with what it knows in closed form (moments, log-density,
+    /// being a Gaussian), when it has any.
+    fn distribution(&self) -> Option<&dyn Distribution> {
+        None
+    }
+
+    /// The model as a diffusion model (a denoiser and a sampling plan), when it is one.
+    fn diffusion(&self) -> Option<&DiffusionModel> {
+        None
+    }
+
+    /// Adds the fitted parameters to `file` (tensors and metadata), from which the learner's
+    /// [`Learner::load`] rebuilds a model that samples the same bits.
+    fn save(&self, file: &mut TensorFile) -> Result<()>;
 }
 
-impl Model {
-    /// Draws `n` points with their class labels when the model generates labelled points (a
-    /// class-conditional diffusion model); other models give points without labels.
-    pub fn sample_labeled(&self, n: usize, rng: &mut Stream) -> Dataset {
-        match self {
-            Model::Diffusion(m) => {
-                let (points, labels) = m.generate_labeled(n, rng);
-                Dataset { points, labels }
-            }
-            _ => Dataset {
-                points: self.sample(n, rng),
-                labels: None,
-            },
-        }
-    }
+/// Checked hyper-parameters that fit training sets into models.
+pub trait Learner: Send + Sync + std::fmt::Debug {
+    /// The `[model]` keys with every default resolved, `kind` first: what `config.toml` records
+    /// and every saved model carries.
+    fn config(&self) -> toml::Table;
 
-    /// The model as a distribution to sample from.
-    pub fn distribution(&self) -> &dyn Distribution {
-        match self {
-            Model::Gaussian(g) => g,
-            Model::Mixture(m) => m,
-            Model::Kde(k) => k,
-            Model::Diffusion(m) => m,
-        }
-    }
-}
-
-impl Distribution for Model {
-    fn dim(&self) -> usize {
-        self.distribution().dim()
-    }
-    fn sample(&self, n: usize, rng: &mut Stream) -> Array2<f32> {
-        self.distribution().sample(n, rng)
-    }
-    fn mean(&self) -> Option<Array1<f64>> {
-        self.distribution().mean()
-    }
-    fn covariance(&self) -> Option<Array2<f64>> {
-        self.distribution().covariance()
-    }
-    fn as_gaussian(&self) -> Option<&Gaussian> {
-        self.distribution().as_gaussian()
-    }
-    fn as_mixture(&self) -> Option<&crate::distributions::GaussianMixture> {
-        self.distribution().as_mixture()
-    }
-    fn log_density(&self, x: ndarray::ArrayView2<f32>) -> Option<Array1<f64>> {
-        self.distribution().log_density(x)
-    }
-}
-
-/// A learner with checked hyper-parameters.
-#[derive(Clone, Debug)]
-pub enum Learner {
-    /// Maximum-likelihood Gaussian.
-    Gaussian(GaussianMle),
-    /// Gaussian mixture by EM.
-    Mixture(MixtureEm),
-    /// Gaussian KDE.
-    Kde(KdeLearner),
-    /// Diffusion model.
-    Diffusion(Box<DiffusionLearner>),
-}
-
-impl Learner {
-    /// Checks `[model]` and builds the learner.
-    pub fn from_config(cfg: &ModelConfig) -> Result<Learner> {
-        Ok(match cfg {
-            ModelConfig::Gaussian { covariance } => Learner::Gaussian(GaussianMle {
-                covariance: *covariance,
-            }),
-            ModelConfig::Gmm {
-                components,
-                max_iter,
-                tol,
-                reg_covar,
-            } => {
-                if *components == 0 {
-                    return Err(Error::config("model.components: expected at least 1"));
-                }
-                if *max_iter == 0 {
-                    return Err(Error::config("model.max_iter: expected at least 1"));
-                }
-                if !(tol.is_finite() && *tol >= 0.0 && reg_covar.is_finite() && *reg_covar >= 0.0) {
-                    return Err(Error::config(
-                        "model.tol and model.reg_covar: expected numbers ≥ 0",
-                    ));
-                }
-                Learner::Mixture(MixtureEm {
-                    components: *components,
-                    max_iter: *max_iter,
-                    tol: *tol,
-                    reg_covar: *reg_covar,
-                })
-            }
-            ModelConfig::Kde { bandwidth } => {
-                let bandwidth = match bandwidth {
-                    BandwidthConfig::Fixed(h) if h.is_finite() && *h >= 0.0 => {
-                        Bandwidth::Fixed(crate::data::data_scale("model.bandwidth", *h)?)
-                    }
-                    BandwidthConfig::Fixed(h) => {
-                        return Err(Error::config(format!(
-                            "model.bandwidth = {h}: expected a number ≥ 0, \"scott\" or \"silverman\""
-                        )));
-                    }
-                    BandwidthConfig::Rule(r) if r == "scott" => Bandwidth::Scott,
-                    BandwidthConfig::Rule(r) if r == "silverman" => Bandwidth::Silverman,
-                    BandwidthConfig::Rule(r) => {
-                        return Err(Error::config(format!(
-                            "model.bandwidth = \"{r}\": expected a number ≥ 0, \"scott\" or \"silverman\""
-                        )));
-                    }
-                };
-                Learner::Kde(KdeLearner { bandwidth })
-            }
-            ModelConfig::Diffusion(cfg) => {
-                Learner::Diffusion(Box::new(DiffusionLearner::from_config(cfg)?))
-            }
-        })
+    /// Checks the learner against the data (dimension, classes) before the loop starts.
+    fn prepare(&mut self, data: &DataShape) -> Result<()> {
+        let _ = data;
+        Ok(())
     }
 
     /// Smallest training set the learner can fit.
-    pub fn min_points(&self) -> usize {
-        match self {
-            Learner::Gaussian(_) => 2,
-            Learner::Mixture(m) => m.components,
-            Learner::Kde(_) => 1,
-            Learner::Diffusion(l) => l.min_points(),
-        }
+    fn min_points(&self) -> usize {
+        1
     }
 
-    /// Whether `warm_start` changes what `fit` does (only for iterative learners).
-    pub fn uses_warm_start(&self) -> bool {
-        match self {
-            Learner::Mixture(_) => true,
-            Learner::Diffusion(l) => {
-                matches!(l.denoiser, crate::diffusion::learner::DenoiserSpec::Mlp(_))
-            }
-            _ => false,
-        }
+    /// What its models offer.
+    fn offers(&self) -> Offers {
+        Offers::default()
     }
 
-    /// Fits `data` (rows are points; `labels`, one per point, are used by class-conditional
-    /// learners and ignored by the others). `previous` is the last generation's model when warm
-    /// starting; `rng` is the (seed, generation, fit) stream.
-    pub fn fit(
+    /// Fits `train`; `previous` is the last generation's model when warm starting, `rng` the
+    /// (seed, generation, fit) stream.
+    fn fit(
         &self,
-        data: ArrayView2<f32>,
-        labels: Option<&[u32]>,
-        previous: Option<&Model>,
+        train: &TrainingSet,
+        previous: Option<&dyn Model>,
         rng: &mut Stream,
-    ) -> Result<Model> {
-        if data.nrows() < self.min_points() {
+    ) -> Result<Box<dyn Model>>;
+
+    /// The model [`Model::save`] wrote to `file`.
+    fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>>;
+
+    /// The learner as a diffusion learner, when it is one (for the reconstruction sweep).
+    fn diffusion(&self) -> Option<&DiffusionLearner> {
+        None
+    }
+}
+
+impl dyn Learner {
+    /// [`Learner::fit`] after checking the training set against what the learner needs.
+    pub fn fit_checked(
+        &self,
+        train: &TrainingSet,
+        previous: Option<&dyn Model>,
+        rng: &mut Stream,
+    ) -> Result<Box<dyn Model>> {
+        let n = train.points.nrows();
+        if n < self.min_points() {
             return Err(Error::Run(format!(
-                "the training set has {} points; this learner needs at least {}",
-                data.nrows(),
+                "the training set has {n} points; this learner needs at least {}",
                 self.min_points()
             )));
         }
-        Ok(match self {
-            Learner::Gaussian(l) => Model::Gaussian(l.fit(data)),
-            Learner::Mixture(l) => {
-                let init = match previous {
-                    Some(Model::Mixture(m)) => Some(m),
-                    _ => None,
-                };
-                Model::Mixture(l.fit(data, init, rng)?)
-            }
-            Learner::Kde(l) => Model::Kde(l.fit(data)),
-            Learner::Diffusion(l) => {
-                let init = match previous {
-                    Some(Model::Diffusion(m)) => Some(m),
-                    _ => None,
-                };
-                Model::Diffusion(l.fit(data, labels, init, rng)?)
-            }
-        })
+        if train.weights.is_some() && !self.offers().weights {
+            return Err(Error::Run(format!(
+                "model.kind = {}: this learner does not take sample weights",
+                self.config()["kind"]
+            )));
+        }
+        self.fit(train, previous, rng)
     }
+
+    /// The `kind` of `[model]`.
+    pub fn kind(&self) -> String {
+        match self.config().get("kind") {
+            Some(toml::Value::String(s)) => s.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// A learner's `[model]` keys: deserialised (unknown keys are errors, missing keys take their
+/// defaults) and checked by [`LearnerConfig::build`].
+pub trait LearnerConfig: DeserializeOwned {
+    /// The `kind` that selects this learner.
+    const KIND: &'static str;
+    /// One line for `ouro learners`.
+    const ABOUT: &'static str;
+    /// Checks the values and builds the learner.
+    fn build(self) -> Result<Box<dyn Learner>>;
+}
+
+/// One entry of [`LEARNERS`].
+pub struct Registration {
+    /// The `kind` that selects the learner.
+    pub kind: &'static str,
+    /// One line about it.
+    pub about: &'static str,
+    build: fn(toml::Table) -> Result<Box<dyn Learner>>,
+}
+
+/// The registration of the learner whose keys are `C`.
+pub const fn register<C: LearnerConfig>() -> Registration {
+    Registration {
+        kind: C::KIND,
+        about: C::ABOUT,
+        build: build_from::<C>,
+    }
+}
+
+fn build_from<C: LearnerConfig>(table: toml::Table) -> Result<Box<dyn Learner>> {
+    let result: std::result::Result<C, _> =
+        serde_path_to_error::deserialize(toml::Value::Table(table));
+    let cfg = result.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().message().trim().to_string();
+        if path == "." {
+            Error::config(format!("model: {inner}"))
+        } else {
+            Error::config(format!("model.{path}: {inner}"))
+        }
+    })?;
+    cfg.build()
+}
+
+/// Builds the learner that the `[model]` table names by its `kind`.
+pub fn build(model: &toml::Table) -> Result<Box<dyn Learner>> {
+    let kinds = || {
+        LEARNERS
+            .iter()
+            .map(|r| format!("\"{}\"", r.kind))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kind = match model.get("kind") {
+        Some(toml::Value::String(k)) => k.as_str(),
+        Some(other) => {
+            return Err(Error::config(format!(
+                "model.kind = {other}: expected one of {}",
+                kinds()
+            )));
+        }
+        None => {
+            return Err(Error::config(format!(
+                "model.kind: missing; expected one of {}",
+                kinds()
+            )));
+        }
+    };
+    let entry = LEARNERS.iter().find(|r| r.kind == kind).ok_or_else(|| {
+        Error::config(format!(
+            "model.kind = \"{kind}\": expected one of {}",
+            kinds()
+        ))
+    })?;
+    let mut rest = model.clone();
+    rest.remove("kind");
+    (entry.build)(rest)
+}
+
+/// `[model]` keys of `config` as a table with `kind` first (for [`Learner::config`]).
+pub fn config_table(kind: &str, config: &impl Serialize) -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("kind".into(), toml::Value::String(kind.into()));
+    match toml::Value::try_from(config) {
+        Ok(toml::Value::Table(rest)) => t.extend(rest),
+        other => panic!("a learner's keys serialise to a table, got {other:?}"),
+    }
+    t
+}
+
+/// Writes `model`, fitted by `learner`, to `path` (safetensors): the model's tensors and
+/// metadata, the format tag and the learner's `[model]` keys (metadata `model`, as JSON), so the
+/// file alone is enough to load and sample it.
+pub fn save(learner: &dyn Learner, model: &dyn Model, path: &Path) -> Result<()> {
+    let mut file = TensorFile::new(MODEL_FORMAT);
+    model.save(&mut file)?;
+    file.set("format", MODEL_FORMAT);
+    let json = serde_json::to_string(&learner.config()).expect("a TOML table is valid JSON");
+    file.set("model", json);
+    file.write(path)
+}
+
+/// A model saved by [`save`], with the learner that fitted it.
+pub fn load(path: &Path) -> Result<(Box<dyn Learner>, Box<dyn Model>)> {
+    let file = TensorFile::read(path)?;
+    file.expect_format(MODEL_FORMAT, "a model saved by ouro")?;
+    let table: toml::Table = serde_json::from_str(file.get("model")?)
+        .map_err(|e| file.error(format!("metadata `model` is not a [model] table: {e}")))?;
+    let learner = build(&table).map_err(|e| file.error(format!("metadata `model`: {e}")))?;
+    let model = learner.load(&file)?;
+    Ok((learner, model))
+}
+
+/// `previous` as the concrete model type `M`, when it is one (for warm starts).
+pub(crate) fn downcast<M: Model>(previous: Option<&dyn Model>) -> Option<&M> {
+    previous.and_then(|m| (m as &dyn std::any::Any).downcast_ref::<M>())
 }

@@ -1,9 +1,18 @@
-use crate::distributions::Kde;
-use crate::linalg;
-use ndarray::ArrayView2;
+//! `[model] kind = "kde"`: the Gaussian kernel density estimate.
 
-/// How a KDE bandwidth is chosen.
-#[derive(Clone, Copy, Debug, PartialEq)]
+use super::{Learner, LearnerConfig, Model, TrainingSet};
+use crate::data::Dataset;
+use crate::data::tensors::TensorFile;
+use crate::distributions::{Distribution, Kde};
+use crate::error::{Error, Result};
+use crate::linalg;
+use crate::rng::Stream;
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+/// How a KDE bandwidth is chosen: a number ≥ 0 in data units, `"scott"` or `"silverman"`.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "BandwidthKey", into = "BandwidthKey")]
 pub enum Bandwidth {
     /// A fixed h in data units.
     Fixed(f64),
@@ -13,8 +22,48 @@ pub enum Bandwidth {
     Silverman,
 }
 
+/// The TOML spelling of a [`Bandwidth`].
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+enum BandwidthKey {
+    Fixed(f64),
+    Rule(String),
+}
+
+impl TryFrom<BandwidthKey> for Bandwidth {
+    type Error = String;
+    fn try_from(key: BandwidthKey) -> std::result::Result<Self, String> {
+        let expected = "expected a number ≥ 0, \"scott\" or \"silverman\"";
+        match key {
+            BandwidthKey::Fixed(h) if h.is_finite() && h >= 0.0 => {
+                crate::data::data_scale("model.bandwidth", h)
+                    .map(Bandwidth::Fixed)
+                    .map_err(|e| match e {
+                        Error::Config(m) => m,
+                        other => other.to_string(),
+                    })
+            }
+            BandwidthKey::Fixed(h) => Err(format!("{h}: {expected}")),
+            BandwidthKey::Rule(r) if r == "scott" => Ok(Bandwidth::Scott),
+            BandwidthKey::Rule(r) if r == "silverman" => Ok(Bandwidth::Silverman),
+            BandwidthKey::Rule(r) => Err(format!("\"{r}\": {expected}")),
+        }
+    }
+}
+
+impl From<Bandwidth> for BandwidthKey {
+    fn from(b: Bandwidth) -> Self {
+        match b {
+            Bandwidth::Fixed(h) => BandwidthKey::Fixed(h),
+            Bandwidth::Scott => BandwidthKey::Rule("scott".into()),
+            Bandwidth::Silverman => BandwidthKey::Rule("silverman".into()),
+        }
+    }
+}
+
 /// Gaussian KDE learner; σ̄ in the rules is the root mean per-coordinate variance of the data.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct KdeLearner {
     /// Bandwidth choice.
     pub bandwidth: Bandwidth,
@@ -33,8 +82,58 @@ impl KdeLearner {
     }
 
     /// The KDE of the rows of `data`.
-    pub fn fit(&self, data: ArrayView2<f32>) -> Kde {
+    pub fn fit_points(&self, data: ArrayView2<f32>) -> Kde {
         Kde::new(data.to_owned(), self.bandwidth_for(data))
+    }
+}
+
+impl LearnerConfig for KdeLearner {
+    const KIND: &'static str = "kde";
+    const ABOUT: &'static str =
+        "Gaussian kernel density estimate (bandwidth = a number, \"scott\" or \"silverman\")";
+    fn build(self) -> Result<Box<dyn Learner>> {
+        Ok(Box::new(self))
+    }
+}
+
+impl Learner for KdeLearner {
+    fn config(&self) -> toml::Table {
+        super::config_table(Self::KIND, self)
+    }
+    fn fit(
+        &self,
+        train: &TrainingSet,
+        _previous: Option<&dyn Model>,
+        _rng: &mut Stream,
+    ) -> Result<Box<dyn Model>> {
+        Ok(Box::new(self.fit_points(train.points)))
+    }
+    fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>> {
+        let points = file.matrix("points")?;
+        let h = file.vector::<f64>("bandwidth", 1)?[0];
+        if points.nrows() == 0 || !(h.is_finite() && h >= 0.0) {
+            return Err(file.error("expected at least one point and a bandwidth ≥ 0"));
+        }
+        Ok(Box::new(Kde::new(points, h)))
+    }
+}
+
+impl Model for Kde {
+    fn dim(&self) -> usize {
+        self.points().ncols()
+    }
+    fn sample(&self, n: usize, rng: &mut Stream) -> Result<Dataset> {
+        Ok(Dataset::unlabeled(Distribution::sample(self, n, rng)))
+    }
+    fn distribution(&self) -> Option<&dyn Distribution> {
+        Some(self)
+    }
+    fn save(&self, file: &mut TensorFile) -> Result<()> {
+        let p = self.points();
+        let values: Vec<f32> = p.iter().copied().collect();
+        file.put("points", &[p.nrows(), p.ncols()], &values);
+        file.put("bandwidth", &[1], &[self.bandwidth()]);
+        Ok(())
     }
 }
 
