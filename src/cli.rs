@@ -461,29 +461,7 @@ fn eval_input(path: &std::path::Path, what: &str) -> Result<ndarray::Array2<f32>
 
 /// Reads class labels for a set of `n` rows: a 1-D (or n × 1) .npy of integers ≥ 0.
 fn eval_labels(path: &Path, n: usize, what: &str) -> Result<Vec<u32>> {
-    let l = crate::data::read_npy(path)?;
-    if l.ncols() != 1 || l.nrows() != n {
-        return Err(Error::data(
-            path,
-            format!(
-                "expected {n} labels (one per {what} point), found shape [{}, {}]",
-                l.nrows(),
-                l.ncols()
-            ),
-        ));
-    }
-    l.iter()
-        .map(|&v| {
-            if v >= 0.0 && v.fract() == 0.0 && v < 1e6 {
-                Ok(v as u32)
-            } else {
-                Err(Error::data(
-                    path,
-                    format!("label {v}: expected integers from 0 (class indices)"),
-                ))
-            }
-        })
-        .collect()
+    crate::data::read_labels(path, n, &format!("{what} point"))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -312,6 +312,34 @@ pub fn write_npy(path: &Path, points: &Array2<f32>) -> Result<()> {
         .map_err(|e| Error::Run(format!("cannot write {}: {e}", path.display())))
 }
 
+/// The class labels in the `.npy` file `path`: `n` integers ≥ 0 (one per `what`, e.g. "row of
+/// x.npy"), of any numeric dtype.
+pub fn read_labels(path: &Path, n: usize, what: &str) -> Result<Vec<u32>> {
+    let l = read_npy(path)?;
+    if l.ncols() != 1 || l.nrows() != n {
+        return Err(Error::data(
+            path,
+            format!(
+                "expected {n} labels (one per {what}), found shape [{}, {}]",
+                l.nrows(),
+                l.ncols()
+            ),
+        ));
+    }
+    l.iter()
+        .map(|&v| {
+            if v >= 0.0 && v.fract() == 0.0 && v < 1e6 {
+                Ok(v as u32)
+            } else {
+                Err(Error::data(
+                    path,
+                    format!("label {v}: expected integers from 0 (class indices)"),
+                ))
+            }
+        })
+        .collect()
+}
+
 /// Writes class labels as a little-endian int64 `.npy` file of shape [n] (what `ouro eval
 /// --real-labels` and friends read).
 pub fn write_labels_npy(path: &Path, labels: &[u32]) -> Result<()> {

@@ -8,7 +8,9 @@ pub mod tensors;
 mod target;
 
 pub use builtin::{digits, faithful, mnist, penguins};
-pub use files::{parse_csv, parse_npy, read_csv, read_npy, write_labels_npy, write_npy};
+pub use files::{
+    parse_csv, parse_npy, read_csv, read_labels, read_npy, write_labels_npy, write_npy,
+};
 pub use target::{RealData, Target};
 
 use crate::error::{Error, Result};

@@ -191,25 +191,11 @@ impl Target {
                 let points = read_npy(&c.path)?;
                 let labels = match &c.labels {
                     None => None,
-                    Some(p) => {
-                        let l = read_npy(p)?;
-                        if l.ncols() != 1 || l.nrows() != points.nrows() {
-                            return Err(Error::data(
-                                p,
-                                format!(
-                                    "expected {} labels (one per row of {}), found shape [{}, {}]",
-                                    points.nrows(),
-                                    c.path.display(),
-                                    l.nrows(),
-                                    l.ncols()
-                                ),
-                            ));
-                        }
-                        if l.iter().any(|&v| v < 0.0 || v.fract() != 0.0) {
-                            return Err(Error::data(p, "labels must be non-negative integers"));
-                        }
-                        Some(l.iter().map(|&v| v as u32).collect())
-                    }
+                    Some(p) => Some(crate::data::read_labels(
+                        p,
+                        points.nrows(),
+                        &format!("row of {}", c.path.display()),
+                    )?),
                 };
                 let o = RealDataConfig {
                     heldout_fraction: c.heldout_fraction,

@@ -10,10 +10,12 @@
 //! and [`Model`], plus one line in [`LEARNERS`]; `histogram.rs` is a small complete example.
 
 mod em;
+mod histogram;
 mod mle;
 mod smoothing;
 
 pub use em::MixtureEm;
+pub use histogram::{Histogram, HistogramLearner};
 pub(crate) use em::{load_mixture, save_mixture};
 pub use mle::{CovarianceKind, GaussianMle};
 pub use smoothing::{Bandwidth, KdeLearner};
@@ -35,6 +37,7 @@ pub const LEARNERS: &[Registration] = &[
     register::<GaussianMle>(),
     register::<MixtureEm>(),
     register::<KdeLearner>(),
+    register::<HistogramLearner>(),
     register::<crate::diffusion::DiffusionConfig>(),
 ];
 
