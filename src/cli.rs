@@ -70,6 +70,34 @@ enum Command {
     },
     /// List the metrics that `[metrics] names` accepts.
     Metrics,
+    /// List the learners that `[model] kind` accepts.
+    Learners,
+    /// Draw samples from a saved model (a run folder's models/seed-S/gen-GGG.safetensors) and
+    /// write them as .npy (with FILE's stem + .labels.npy for a model whose samples carry labels).
+    Sample {
+        /// The saved model.
+        model: PathBuf,
+        /// Number of samples.
+        #[arg(long)]
+        n: usize,
+        /// The .npy file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the (seed, generation, samples) stream the draws come from (default: the S of
+        /// a path with seed-S in it, else 0). With the file's own seed and generation and n =
+        /// samples_per_generation, the draws are the run's samples/seed-S/gen-GGG.npy.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Generation of that stream (default: the G of a file named gen-GGG, else 0).
+        #[arg(long)]
+        generation: Option<u64>,
+        /// Worker threads (0 = all cores); the draws do not depend on it.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Train the MLP classifier on the training split of CONFIG's labelled data set (first seed)
     /// and save it: its held-out accuracy is printed, and its last hidden layer is the feature
     /// space of `ouro eval --features`.
@@ -420,6 +448,25 @@ pub fn main_with(cli: Cli) -> Result<()> {
             )
         }
         Command::Classifier { config, out, set } => train_classifier(&config, &set, &out),
+        Command::Learners => {
+            for r in crate::models::LEARNERS {
+                println!("{:<12} {}", r.kind, r.about);
+            }
+            Ok(())
+        }
+        Command::Sample {
+            model,
+            n,
+            out,
+            seed,
+            generation,
+            threads,
+            force,
+        } => {
+            let seed = seed.unwrap_or_else(|| path_number(&model, "seed-").unwrap_or(0));
+            let generation = generation.unwrap_or_else(|| path_number(&model, "gen-").unwrap_or(0));
+            sample_model(&model, n, &out, (seed, generation), threads, force)
+        }
         Command::Metrics => {
             use crate::metrics::{ALL, Needs, eval::EVAL_METRICS};
             for m in ALL {
@@ -460,6 +507,60 @@ fn eval_input(path: &std::path::Path, what: &str) -> Result<ndarray::Array2<f32>
 }
 
 /// Reads class labels for a set of `n` rows: a 1-D (or n × 1) .npy of integers ≥ 0.
+/// The number after `prefix` in the last component of `path` that starts with it (`seed-3` → 3,
+/// `gen-004.safetensors` → 4).
+fn path_number(path: &Path, prefix: &str) -> Option<u64> {
+    path.iter().rev().find_map(|c| {
+        let rest = c.to_str()?.strip_prefix(prefix)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
+}
+
+/// `ouro sample`: `n` draws of the model saved at `model` from the (seed, generation, samples)
+/// stream, written to `out` (and the labels beside it) only when all succeeded.
+fn sample_model(
+    model: &Path,
+    n: usize,
+    out: &Path,
+    (seed, generation): (u64, u64),
+    threads: usize,
+    force: bool,
+) -> Result<()> {
+    if n == 0 {
+        return Err(Error::Run("--n: expected at least 1 sample".into()));
+    }
+    if out.extension().is_none_or(|e| e != "npy") {
+        return Err(Error::Run(format!(
+            "--out {}: expected a file name ending in .npy",
+            out.display()
+        )));
+    }
+    let labels_path = out.with_extension("labels.npy");
+    for p in [out, labels_path.as_path()] {
+        if p.exists() && !force {
+            return Err(Error::Run(format!(
+                "{} already exists; choose another --out or pass --force to replace it",
+                p.display()
+            )));
+        }
+    }
+    let (_, fitted) = crate::models::load(model)?;
+    let mut rng = crate::rng::stream(seed, generation, crate::rng::Role::Samples);
+    let set = crate::experiment::with_threads(threads, || fitted.sample(n, &mut rng))??;
+    crate::data::write_npy(out, &set.points)?;
+    if let Some(labels) = &set.labels {
+        crate::data::write_labels_npy(&labels_path, labels)?;
+    }
+    println!(
+        "{} samples of {} (seed {seed}, generation {generation}) written to {}",
+        n,
+        model.display(),
+        out.display()
+    );
+    Ok(())
+}
+
 fn eval_labels(path: &Path, n: usize, what: &str) -> Result<Vec<u32>> {
     crate::data::read_labels(path, n, &format!("{what} point"))
 }

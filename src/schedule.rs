@@ -303,7 +303,9 @@ mod tests {
             assert!(d.rows().into_iter().all(is_real));
             for t in 1..=g {
                 let part: ArrayView2<f32> = set.points.slice(s![t * N..(t + 1) * N, ..]);
-                let want = model.sample_labeled(N, &mut stream(3, t as u64, Role::Synthetic));
+                let want = model
+                    .sample(N, &mut stream(3, t as u64, Role::Synthetic))
+                    .unwrap();
                 assert_eq!(part, want.points.view(), "S_{t} in generation {g}");
             }
         }

@@ -115,7 +115,10 @@ fn config_mistakes_name_the_key() {
     assert_rejected(
         GOOD,
         &["--set", "model.kind=vae"],
-        &["model.kind", "unknown variant `vae`"],
+        &[
+            "model.kind = \"vae\": expected one of",
+            "\"diffusion\", \"command\"",
+        ],
     );
     assert_rejected(
         GOOD,

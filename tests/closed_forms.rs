@@ -2,7 +2,6 @@
 //! tolerance is a stated multiple of the Monte-Carlo standard error of the quantity tested.
 
 use ouro::config::Config;
-use ouro::distributions::Distribution;
 use ouro::experiment::{Experiment, Generation};
 use ouro::theory;
 
@@ -23,7 +22,11 @@ fn each_generation(exp: &Experiment, mut f: impl FnMut(&Generation)) {
 }
 
 fn model_gaussian(g: &Generation) -> (f64, f64) {
-    let gauss = g.model.as_gaussian().expect("Gaussian model");
+    let gauss = g
+        .model
+        .distribution()
+        .and_then(|d| d.as_gaussian())
+        .expect("Gaussian model");
     (gauss.mu()[0], gauss.sigma()[[0, 0]])
 }
 
@@ -319,7 +322,7 @@ fn one_round_of_real_plus_synthetic_peaks_at_m_equal_n() {
         let mut e = Vec::new();
         let mut r0 = Vec::new();
         each_generation(&exp, |g| {
-            let mu = g.model.mean().expect("mean");
+            let mu = g.model.distribution().and_then(|d| d.mean()).expect("mean");
             let err: f64 = mu.iter().map(|v| v * v).sum();
             if g.generation == 0 {
                 r0.push(err)

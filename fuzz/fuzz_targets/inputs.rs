@@ -78,13 +78,10 @@ pub fn idx(data: &[u8]) {
     }
 }
 
-/// A safetensors file, read as ouro's MLP denoiser weights (then turned into a denoiser) and
-/// as a feature classifier.
+/// A safetensors file, read as a saved model (`ouro sample`; loading runs no command) and as a
+/// feature classifier.
 pub fn safetensors(data: &[u8]) {
     let name = Path::new("fuzz.safetensors");
-    if let Ok(saved) = ouro::nn::weights::parse(data, name, "ouro-mlp-denoiser-1") {
-        let schedule = ouro::diffusion::NoiseSchedule::vp_linear(1e-4, 0.02, 10);
-        let _ = ouro::diffusion::trained::MlpDenoiser::from_saved(saved, schedule, name);
-    }
+    let _ = ouro::models::load_bytes(data, name);
     let _ = ouro::classifier::Classifier::parse(data, name);
 }

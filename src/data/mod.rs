@@ -4,8 +4,8 @@
 mod builtin;
 mod files;
 pub mod idx;
-pub mod tensors;
 mod target;
+pub mod tensors;
 
 pub use builtin::{digits, faithful, mnist, penguins};
 pub use files::{

@@ -170,7 +170,12 @@ impl TensorFile {
         let views = self
             .tensors
             .iter()
-            .map(|(n, t)| Ok((n.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.bytes)?)))
+            .map(|(n, t)| {
+                Ok((
+                    n.clone(),
+                    TensorView::new(t.dtype, t.shape.clone(), &t.bytes)?,
+                ))
+            })
             .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
             .map_err(st)?;
         let meta: std::collections::HashMap<String, String> = self
@@ -190,8 +195,8 @@ impl TensorFile {
 
     /// Reads a safetensors file.
     pub fn read(path: &Path) -> Result<TensorFile> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::data(path, format!("cannot read it: {e}")))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read it: {e}")))?;
         TensorFile::parse(&bytes, path)
     }
 

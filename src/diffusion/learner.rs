@@ -2,14 +2,14 @@
 //! training set into a [`DiffusionModel`] (a fitted denoiser plus a sampling plan).
 
 use super::closed_form::{KernelDenoiser, MixtureDenoiser, PerClass};
+use super::config::{DenoiserErrorConfig, DiffusionConfig};
+use super::denoiser::ErrorField;
 use super::denoiser::{Clipped, Denoiser, Imperfect};
 use super::noise::NoiseSchedule;
 use super::sampler::{Sampler, SamplingPlan};
 use super::trained::{
     Conditioning, EarlyStopping, MlpDenoiser, Objective, TrainConfig, training_labels,
 };
-use super::config::{DenoiserErrorConfig, DiffusionConfig};
-use super::denoiser::ErrorField;
 use crate::error::{Error, Result};
 use crate::models::MixtureEm;
 use crate::rng::Stream;

@@ -14,8 +14,8 @@ pub mod denoiser;
 pub mod learner;
 pub mod noise;
 pub mod sampler;
-pub mod trained;
 pub mod saved;
+pub mod trained;
 
 pub use closed_form::{KernelDenoiser, MixtureDenoiser};
 pub use config::{DenoiserErrorConfig, DiffusionConfig};

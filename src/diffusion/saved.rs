@@ -26,8 +26,7 @@ const MAX_CLASSES: usize = 1 << 16;
 
 impl LearnerConfig for DiffusionConfig {
     const KIND: &'static str = "diffusion";
-    const ABOUT: &'static str =
-        "diffusion model: a denoiser (mlp, empirical, kde, gmm-exact), a noise schedule and a sampler";
+    const ABOUT: &'static str = "diffusion model: a denoiser (mlp, empirical, kde, gmm-exact), a noise schedule and a sampler";
     fn build(self) -> Result<Box<dyn Learner>> {
         Ok(Box::new(DiffusionLearner::from_config(&self)?))
     }
@@ -115,9 +114,21 @@ impl Model for DiffusionModel {
         }
         if let Some(f) = &self.field {
             let (m, d) = f.freqs.dim();
-            file.put("error.freqs", &[m, d], &f.freqs.iter().copied().collect::<Vec<_>>());
-            file.put("error.phases", &[m], f.phases.as_slice().expect("contiguous"));
-            file.put("error.amps", &[m, d], &f.amps.iter().copied().collect::<Vec<_>>());
+            file.put(
+                "error.freqs",
+                &[m, d],
+                &f.freqs.iter().copied().collect::<Vec<_>>(),
+            );
+            file.put(
+                "error.phases",
+                &[m],
+                f.phases.as_slice().expect("contiguous"),
+            );
+            file.put(
+                "error.amps",
+                &[m, d],
+                &f.amps.iter().copied().collect::<Vec<_>>(),
+            );
         }
         match &*self.fitted {
             Fitted::Mlp(net) => {
@@ -197,9 +208,8 @@ impl DiffusionLearner {
                 })
             }
             (Some(_), false) => {
-                return Err(file.error(
-                    "[model.error] is set but the file has no error field (error.freqs)",
-                ));
+                return Err(file
+                    .error("[model.error] is set but the file has no error field (error.freqs)"));
             }
             (None, _) => None,
         };

@@ -302,9 +302,7 @@ impl MlpDenoiser {
         );
         let guidance: f64 = file.value("guidance")?;
         if !(guidance.is_finite() && guidance >= 0.0) || time_embedding % 2 != 0 {
-            return Err(file.error(
-                "metadata: expected guidance ≥ 0 and an even time_embedding",
-            ));
+            return Err(file.error("metadata: expected guidance ≥ 0 and an even time_embedding"));
         }
         let conditioning = (classes > 0).then_some(Conditioning {
             classes,

@@ -2,13 +2,13 @@ use super::{Learner, LearnerConfig, Model, Offers, TrainingSet};
 use crate::data::Dataset;
 use crate::data::tensors::TensorFile;
 use crate::distributions::{Distribution, Gaussian, GaussianMixture};
-use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::linalg::gaussian_whitener;
 use crate::rng::Stream;
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use rand::RngExt;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// Rows per chunk in the E and M steps. Chunks are summed in order, so the fit does not depend
 /// on the number of threads.
@@ -421,7 +421,7 @@ mod tests {
                 Gaussian::isotropic(array![3.0, 1.0], 0.8),
             ],
         );
-        let x = truth.sample(20_000, &mut stream(0, 0, Role::Samples));
+        let x = Distribution::sample(&truth, 20_000, &mut stream(0, 0, Role::Samples));
         let em = MixtureEm {
             components: 2,
             max_iter: 200,

@@ -63,14 +63,19 @@ impl Learner for HistogramLearner {
             || width.iter().any(|&w| w < 0.0)
             || cells.iter().any(|&c| c >= self.bins)
             || counts.contains(&0)
-            || cells.chunks(d).zip(cells.chunks(d).skip(1)).any(|(a, b)| a >= b);
+            || cells
+                .chunks(d)
+                .zip(cells.chunks(d).skip(1))
+                .any(|(a, b)| a >= b);
         if bad_grid {
             return Err(file.error(
                 "expected finite lo, widths ≥ 0, sorted distinct cells below model.bins and \
                  counts ≥ 1",
             ));
         }
-        Ok(Box::new(Histogram::from_parts(self.bins, lo, width, cells, counts)))
+        Ok(Box::new(Histogram::from_parts(
+            self.bins, lo, width, cells, counts,
+        )))
     }
 }
 
@@ -101,7 +106,11 @@ impl Histogram {
                 hi[j] = hi[j].max(v as f64);
             }
         }
-        let width: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| (h - l) / bins as f64).collect();
+        let width: Vec<f64> = lo
+            .iter()
+            .zip(&hi)
+            .map(|(l, h)| (h - l) / bins as f64)
+            .collect();
         let mut keys: Vec<Vec<u32>> = x
             .rows()
             .into_iter()
@@ -230,7 +239,8 @@ impl Distribution for Histogram {
         let mu = self.mean()?;
         let d = mu.len();
         let n = self.total() as f64;
-        let mut cov = Array2::from_diag(&Array1::from_iter(self.width.iter().map(|w| w * w / 12.0)));
+        let mut cov =
+            Array2::from_diag(&Array1::from_iter(self.width.iter().map(|w| w * w / 12.0)));
         for (k, &c) in self.counts.iter().enumerate() {
             let e: Vec<f64> = self.centre(k).zip(&mu).map(|(v, m)| v - m).collect();
             for i in 0..d {
@@ -301,9 +311,21 @@ mod tests {
     fn density_and_moments_follow_the_cells() {
         let x = array![[0.0f32, 0.0], [0.5, 0.2], [2.0, 2.0], [1.5, 0.5]];
         let h = Histogram::fit(x.view(), 2);
-        let q = array![[0.1f32, 0.9], [1.9, 1.9], [2.0, 0.0], [0.5, 1.5], [2.5, 1.0]];
+        let q = array![
+            [0.1f32, 0.9],
+            [1.9, 1.9],
+            [2.0, 0.0],
+            [0.5, 1.5],
+            [2.5, 1.0]
+        ];
         let ld = h.log_density(q.view()).unwrap();
-        let expect = [0.5f64.ln(), 0.25f64.ln(), 0.25f64.ln(), f64::NEG_INFINITY, f64::NEG_INFINITY];
+        let expect = [
+            0.5f64.ln(),
+            0.25f64.ln(),
+            0.25f64.ln(),
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ];
         for (a, b) in ld.iter().zip(expect) {
             assert!(a == &b || (a - b).abs() < 1e-12, "{ld}");
         }
@@ -316,9 +338,18 @@ mod tests {
         assert!((cov[[1, 1]] - (0.1875 + 1.0 / 12.0)).abs() < 1e-12);
         // samples stay in occupied cells, in proportion to their counts (4 se of a binomial)
         let s = Distribution::sample(&h, 20_000, &mut stream(1, 0, Role::Samples));
-        let first = s.rows().into_iter().filter(|r| r[0] < 1.0 && r[1] < 1.0).count() as f64;
+        let first = s
+            .rows()
+            .into_iter()
+            .filter(|r| r[0] < 1.0 && r[1] < 1.0)
+            .count() as f64;
         let se = (0.5f64 * 0.5 / 20_000.0).sqrt();
         assert!((first / 20_000.0 - 0.5).abs() < 4.0 * se, "{first}");
-        assert!(h.log_density(s.view()).unwrap().iter().all(|v| v.is_finite()));
+        assert!(
+            h.log_density(s.view())
+                .unwrap()
+                .iter()
+                .all(|v| v.is_finite())
+        );
     }
 }

@@ -74,7 +74,8 @@ impl GaussianMle {
 
 impl LearnerConfig for GaussianMle {
     const KIND: &'static str = "gaussian";
-    const ABOUT: &'static str = "maximum-likelihood Gaussian (covariance = full, diag or isotropic)";
+    const ABOUT: &'static str =
+        "maximum-likelihood Gaussian (covariance = full, diag or isotropic)";
     fn build(self) -> Result<Box<dyn Learner>> {
         Ok(Box::new(self))
     }

@@ -9,14 +9,16 @@
 //! Adding a learner is one file that implements [`LearnerConfig`] (its keys, checked), [`Learner`]
 //! and [`Model`], plus one line in [`LEARNERS`]; `histogram.rs` is a small complete example.
 
+mod command;
 mod em;
 mod histogram;
 mod mle;
 mod smoothing;
 
+pub use command::{CommandConfig, CommandLearner, CommandModel};
 pub use em::MixtureEm;
-pub use histogram::{Histogram, HistogramLearner};
 pub(crate) use em::{load_mixture, save_mixture};
+pub use histogram::{Histogram, HistogramLearner};
 pub use mle::{CovarianceKind, GaussianMle};
 pub use smoothing::{Bandwidth, KdeLearner};
 
@@ -39,6 +41,7 @@ pub const LEARNERS: &[Registration] = &[
     register::<KdeLearner>(),
     register::<HistogramLearner>(),
     register::<crate::diffusion::DiffusionConfig>(),
+    register::<CommandConfig>(),
 ];
 
 /// The metadata `format` of a saved model.
@@ -301,7 +304,14 @@ pub fn save(learner: &dyn Learner, model: &dyn Model, path: &Path) -> Result<()>
 
 /// A model saved by [`save`], with the learner that fitted it.
 pub fn load(path: &Path) -> Result<(Box<dyn Learner>, Box<dyn Model>)> {
-    let file = TensorFile::read(path)?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read it: {e}")))?;
+    load_bytes(&bytes, path)
+}
+
+/// [`load`] of the file's `bytes` (`path` for messages).
+pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(Box<dyn Learner>, Box<dyn Model>)> {
+    let file = TensorFile::parse(bytes, path)?;
     file.expect_format(MODEL_FORMAT, "a model saved by ouro")?;
     let table: toml::Table = serde_json::from_str(file.get("model")?)
         .map_err(|e| file.error(format!("metadata `model` is not a [model] table: {e}")))?;
