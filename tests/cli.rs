@@ -591,3 +591,59 @@ fn keys_without_effect_are_errors() {
         &["loop.warm_start = true", "model.denoiser = \"kde\""],
     );
 }
+
+/// `ouro sample` on a saved model draws, from the stream of the run's seed and generation (read
+/// off the path), exactly the run's samples of that generation; `ouro learners` lists every
+/// `[model] kind`; a bad model file or --n is one line.
+#[test]
+fn sample_redraws_a_runs_samples_from_its_saved_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GOOD.replace("kind = \"gaussian\"\n[loop]", "kind = \"gmm\"\ncomponents = 2\n[loop]");
+    let (code, err) = run(dir.path(), &config, &["--set", "seed=4"]);
+    assert_eq!(code, 0, "{err}");
+    let ouro = || Command::new(env!("CARGO_BIN_EXE_ouro"));
+    let model = dir.path().join("out/models/seed-4/gen-001.safetensors");
+    let drawn = dir.path().join("drawn.npy");
+    let o = ouro()
+        .arg("sample")
+        .arg(&model)
+        .args(["--n", "100", "--out"])
+        .arg(&drawn)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(&drawn).unwrap(),
+        std::fs::read(dir.path().join("out/samples/seed-4/gen-001.npy")).unwrap()
+    );
+    // an existing file is not replaced without --force; --n 0 and a missing model are refused
+    for (args, fragment) in [
+        (vec!["--n", "100"], "already exists"),
+        (vec!["--n", "0", "--force"], "--n: expected at least 1"),
+    ] {
+        let o = ouro()
+            .arg("sample")
+            .arg(&model)
+            .args(&args)
+            .arg("--out")
+            .arg(&drawn)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(fragment) && err.lines().count() == 1, "{err}");
+    }
+    let o = ouro()
+        .args(["sample", "nowhere.safetensors", "--n", "5", "--out"])
+        .arg(dir.path().join("x.npy"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("nowhere.safetensors: cannot read it"), "{err}");
+    let o = ouro().arg("learners").output().unwrap();
+    let listed = String::from_utf8_lossy(&o.stdout);
+    for kind in ["gaussian", "gmm", "kde", "histogram", "diffusion", "command"] {
+        assert!(listed.lines().any(|l| l.starts_with(kind)), "{listed}");
+    }
+}

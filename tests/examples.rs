@@ -2,18 +2,21 @@
 
 #[test]
 fn every_example_is_a_valid_experiment() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            let cfg = ouro::config::Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
-            ouro::experiment::Experiment::new(cfg)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            n += 1;
+    for dir in [root.clone(), root.join("byom")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let cfg =
+                    ouro::config::Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+                ouro::experiment::Experiment::new(cfg)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
         }
     }
-    assert!(n >= 3);
+    assert!(n >= 16, "{n} examples");
 }
 
 #[test]
