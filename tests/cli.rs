@@ -598,7 +598,10 @@ fn keys_without_effect_are_errors() {
 #[test]
 fn sample_redraws_a_runs_samples_from_its_saved_model() {
     let dir = tempfile::tempdir().unwrap();
-    let config = GOOD.replace("kind = \"gaussian\"\n[loop]", "kind = \"gmm\"\ncomponents = 2\n[loop]");
+    let config = GOOD.replace(
+        "kind = \"gaussian\"\n[loop]",
+        "kind = \"gmm\"\ncomponents = 2\n[loop]",
+    );
     let (code, err) = run(dir.path(), &config, &["--set", "seed=4"]);
     assert_eq!(code, 0, "{err}");
     let ouro = || Command::new(env!("CARGO_BIN_EXE_ouro"));
@@ -643,7 +646,14 @@ fn sample_redraws_a_runs_samples_from_its_saved_model() {
     assert!(err.contains("nowhere.safetensors: cannot read it"), "{err}");
     let o = ouro().arg("learners").output().unwrap();
     let listed = String::from_utf8_lossy(&o.stdout);
-    for kind in ["gaussian", "gmm", "kde", "histogram", "diffusion", "command"] {
+    for kind in [
+        "gaussian",
+        "gmm",
+        "kde",
+        "histogram",
+        "diffusion",
+        "command",
+    ] {
         assert!(listed.lines().any(|l| l.starts_with(kind)), "{listed}");
     }
 }

@@ -14,7 +14,7 @@ use ouro::metrics::memorization::memorized_share;
 use ouro::rng::{Role, stream};
 
 fn learner(toml_text: &str) -> DiffusionLearner {
-    let cfg: DiffusionConfig = toml::from_str(toml_text).expect("config");
+    let cfg = DiffusionConfig::from_table(toml_text.parse().expect("TOML")).expect("config");
     DiffusionLearner::from_config(&cfg).expect("valid config")
 }
 

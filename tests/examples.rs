@@ -8,8 +8,7 @@ fn every_example_is_a_valid_experiment() {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let cfg =
-                    ouro::config::Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+                let cfg = ouro::config::Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
                 ouro::experiment::Experiment::new(cfg)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 n += 1;

@@ -2,7 +2,9 @@
 //! training set into a [`DiffusionModel`] (a fitted denoiser plus a sampling plan).
 
 use super::closed_form::{KernelDenoiser, MixtureDenoiser, PerClass};
-use super::config::{DenoiserErrorConfig, DiffusionConfig};
+use super::config::{
+    DenoiserErrorConfig, DenoiserKind, DiffusionConfig, MlpConfig, NoiseKind, SamplerKind,
+};
 use super::denoiser::ErrorField;
 use super::denoiser::{Clipped, Denoiser, Imperfect};
 use super::noise::NoiseSchedule;
@@ -51,17 +53,6 @@ pub struct DiffusionLearner {
     resolved: DiffusionConfig,
 }
 
-/// Names a config key that the chosen options do not use.
-fn unused(key: &str, value: bool, why: &str) -> Result<()> {
-    if value {
-        Err(Error::config(format!(
-            "model.{key}: not used {why}; remove it"
-        )))
-    } else {
-        Ok(())
-    }
-}
-
 fn positive(key: &str, v: f64) -> Result<f64> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
@@ -72,243 +63,134 @@ fn positive(key: &str, v: f64) -> Result<f64> {
     }
 }
 
+/// `v` when it is in `lo..=hi`, else an error naming `key` and the range.
+fn count_in(key: &str, v: usize, lo: usize, hi: usize) -> Result<usize> {
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(Error::config(format!(
+            "model.{key} = {v}: expected {lo} … {hi}"
+        )))
+    }
+}
+
+/// Most diffusion steps T of a VP schedule (its tables hold T values).
+const MAX_DIFFUSION_STEPS: usize = 100_000;
+/// Most sampling steps of a generation.
+const MAX_SAMPLE_STEPS: usize = 1_000_000;
+/// Widest hidden layer, time embedding and mini-batch of the MLP denoiser.
+const MAX_WIDTH: usize = 1 << 16;
+const MAX_LAYERS: usize = 64;
+const MAX_BATCH: usize = 1 << 20;
+
 impl DiffusionLearner {
-    /// Checks `[model]` (kind = "diffusion") and builds the learner.
+    /// Checks the values of `[model]` (kind = "diffusion", parsed and resolved by
+    /// [`DiffusionConfig::from_table`]) and builds the learner.
     pub fn from_config(cfg: &DiffusionConfig) -> Result<Self> {
-        let mut r = DiffusionConfig {
-            denoiser: cfg.denoiser.clone(),
-            ..Default::default()
-        };
-        // Noise schedule.
-        let noise = cfg.noise.clone().unwrap_or_else(|| "vp-linear".into());
-        let discrete = matches!(noise.as_str(), "vp-linear" | "vp-cosine");
-        unused(
-            "diffusion_steps",
-            cfg.diffusion_steps.is_some() && !discrete,
-            "by this noise schedule (only vp-linear and vp-cosine)",
-        )?;
-        unused(
-            "beta_min",
-            cfg.beta_min.is_some() && noise != "vp-linear",
-            "unless noise = \"vp-linear\"",
-        )?;
-        unused(
-            "beta_max",
-            cfg.beta_max.is_some() && noise != "vp-linear",
-            "unless noise = \"vp-linear\"",
-        )?;
-        unused(
-            "t_max",
-            cfg.t_max.is_some() && noise != "ou",
-            "unless noise = \"ou\"",
-        )?;
-        let ve_edm = matches!(noise.as_str(), "ve" | "edm");
-        unused(
-            "sigma_min",
-            cfg.sigma_min.is_some() && !ve_edm,
-            "unless noise is \"ve\" or \"edm\"",
-        )?;
-        unused(
-            "sigma_max",
-            cfg.sigma_max.is_some() && !ve_edm,
-            "unless noise is \"ve\" or \"edm\"",
-        )?;
-        unused(
-            "rho",
-            cfg.rho.is_some() && noise != "edm",
-            "unless noise = \"edm\"",
-        )?;
-        let schedule = match noise.as_str() {
-            "vp-linear" | "vp-cosine" => {
-                let steps = cfg.diffusion_steps.unwrap_or(1000);
-                if steps < 2 {
-                    return Err(Error::config("model.diffusion_steps: expected at least 2"));
+        let schedule = match cfg.noise {
+            NoiseKind::VpLinear {
+                diffusion_steps,
+                beta_min: b0,
+                beta_max: b1,
+            } => {
+                count_in("diffusion_steps", diffusion_steps, 2, MAX_DIFFUSION_STEPS)?;
+                if !(b0 > 0.0 && b0 <= b1 && b1 < 1.0) {
+                    return Err(Error::config(format!(
+                        "model.beta_min = {b0}, beta_max = {b1}: expected 0 < beta_min ≤ beta_max < 1"
+                    )));
                 }
-                r.diffusion_steps = Some(steps);
-                if noise == "vp-linear" {
-                    let b0 = cfg.beta_min.unwrap_or(1e-4);
-                    let b1 = cfg.beta_max.unwrap_or(0.02);
-                    if !(b0 > 0.0 && b0 <= b1 && b1 < 1.0) {
-                        return Err(Error::config(format!(
-                            "model.beta_min = {b0}, beta_max = {b1}: expected 0 < beta_min ≤ beta_max < 1"
-                        )));
-                    }
-                    r.beta_min = Some(b0);
-                    r.beta_max = Some(b1);
-                    NoiseSchedule::vp_linear(b0, b1, steps)
-                } else {
-                    NoiseSchedule::vp_cosine(steps, 0.008)
-                }
+                NoiseSchedule::vp_linear(b0, b1, diffusion_steps)
             }
-            "ou" => {
-                let t_max = positive("t_max", cfg.t_max.unwrap_or(4.0))?;
-                r.t_max = Some(t_max);
-                NoiseSchedule::Ou { t_max }
+            NoiseKind::VpCosine { diffusion_steps } => {
+                count_in("diffusion_steps", diffusion_steps, 2, MAX_DIFFUSION_STEPS)?;
+                NoiseSchedule::vp_cosine(diffusion_steps, 0.008)
             }
-            "ve" | "edm" => {
-                let edm = noise == "edm";
-                let lo = positive(
-                    "sigma_min",
-                    cfg.sigma_min.unwrap_or(if edm { 0.002 } else { 0.01 }),
-                )?;
-                let hi = positive(
-                    "sigma_max",
-                    cfg.sigma_max.unwrap_or(if edm { 80.0 } else { 50.0 }),
-                )?;
+            NoiseKind::Ou { t_max } => NoiseSchedule::Ou {
+                t_max: positive("t_max", t_max)?,
+            },
+            NoiseKind::Ve {
+                sigma_min,
+                sigma_max,
+            }
+            | NoiseKind::Edm {
+                sigma_min,
+                sigma_max,
+                ..
+            } => {
+                let (lo, hi) = (
+                    positive("sigma_min", sigma_min)?,
+                    positive("sigma_max", sigma_max)?,
+                );
                 if lo >= hi {
                     return Err(Error::config(format!(
                         "model.sigma_min = {lo}, sigma_max = {hi}: expected sigma_min < sigma_max"
                     )));
                 }
-                r.sigma_min = Some(lo);
-                r.sigma_max = Some(hi);
-                if edm {
-                    let rho = positive("rho", cfg.rho.unwrap_or(7.0))?;
-                    r.rho = Some(rho);
-                    NoiseSchedule::Edm {
+                match cfg.noise {
+                    NoiseKind::Edm { rho, .. } => NoiseSchedule::Edm {
                         sigma_min: lo,
                         sigma_max: hi,
-                        rho,
-                    }
-                } else {
-                    NoiseSchedule::Ve {
+                        rho: positive("rho", rho)?,
+                    },
+                    _ => NoiseSchedule::Ve {
                         sigma_min: lo,
                         sigma_max: hi,
-                    }
+                    },
                 }
             }
-            other => {
-                return Err(Error::config(format!(
-                    "model.noise = \"{other}\": expected \"vp-linear\", \"vp-cosine\", \"ou\", \"ve\" or \"edm\""
-                )));
-            }
         };
-        r.noise = Some(noise.clone());
-        // Sampler.
-        let sampler_name = cfg.sampler.clone().unwrap_or_else(|| "ddpm".into());
-        unused(
-            "eta",
-            cfg.eta.is_some() && sampler_name != "ddim",
-            "unless sampler = \"ddim\"",
-        )?;
-        let sampler = match sampler_name.as_str() {
-            "ddpm" => Sampler::Ddpm,
-            "ddim" => {
-                let eta = cfg.eta.unwrap_or(0.0);
+        let sampler = match cfg.sampler {
+            SamplerKind::Ddpm => Sampler::Ddpm,
+            SamplerKind::Ddim { eta } => {
                 if !(0.0..=1.0).contains(&eta) {
                     return Err(Error::config(format!(
                         "model.eta = {eta}: expected 0 ≤ eta ≤ 1"
                     )));
                 }
-                r.eta = Some(eta);
                 Sampler::Ddim { eta }
             }
-            "euler-maruyama" => Sampler::EulerMaruyama,
-            "euler" => Sampler::Euler,
-            "heun" => Sampler::Heun,
-            other => {
-                return Err(Error::config(format!(
-                    "model.sampler = \"{other}\": expected \"ddpm\", \"ddim\", \"euler-maruyama\", \"euler\" or \"heun\""
-                )));
-            }
+            SamplerKind::EulerMaruyama => Sampler::EulerMaruyama,
+            SamplerKind::Euler => Sampler::Euler,
+            SamplerKind::Heun => Sampler::Heun,
         };
-        r.sampler = Some(sampler_name);
-        let steps = cfg.sample_steps.unwrap_or(if discrete {
-            schedule.t_end() as usize
-        } else {
-            100
-        });
-        if steps == 0 {
-            return Err(Error::config("model.sample_steps: expected at least 1"));
-        }
-        r.sample_steps = Some(steps);
-        let t_min = cfg.t_min.unwrap_or(if discrete { 1.0 } else { 0.0 });
+        let steps = cfg.sample_steps.expect("resolved");
+        count_in("sample_steps", steps, 1, MAX_SAMPLE_STEPS)?;
+        let t_min = cfg.t_min.expect("resolved");
         if !(t_min >= 0.0 && t_min < schedule.t_end()) {
             return Err(Error::config(format!(
                 "model.t_min = {t_min}: expected 0 ≤ t_min < {} (the schedule's end time)",
                 schedule.t_end()
             )));
         }
-        let denoise_final = cfg.denoise_final.unwrap_or(true);
-        if !denoise_final && schedule.sigma(t_min) == 0.0 {
+        if !cfg.denoise_final && schedule.sigma(t_min) == 0.0 {
             return Err(Error::config(
                 "model.denoise_final = false needs t_min > 0 (the grid would end at σ = 0)",
             ));
         }
-        r.t_min = Some(t_min);
-        r.denoise_final = Some(denoise_final);
         let plan = SamplingPlan {
             schedule,
             sampler,
             steps,
             t_min,
-            denoise_final,
+            denoise_final: cfg.denoise_final,
         };
-        // Denoiser.
-        let kind = cfg.denoiser.as_str();
-        let is_mlp = kind == "mlp";
-        unused(
-            "bandwidth",
-            cfg.bandwidth.is_some() && kind != "kde",
-            "unless denoiser = \"kde\"",
-        )?;
-        unused(
-            "components",
-            cfg.components.is_some() && kind != "gmm-exact",
-            "unless denoiser = \"gmm-exact\"",
-        )?;
-        for (key, set) in [
-            ("hidden", cfg.hidden.is_some()),
-            ("time_embedding", cfg.time_embedding.is_some()),
-            ("objective", cfg.objective.is_some()),
-            ("train_steps", cfg.train_steps.is_some()),
-            ("epochs", cfg.epochs.is_some()),
-            ("batch_size", cfg.batch_size.is_some()),
-            ("lr", cfg.lr.is_some()),
-            ("warmup_steps", cfg.warmup_steps.is_some()),
-            ("grad_clip", cfg.grad_clip.is_some()),
-            ("ema", cfg.ema.is_some()),
-            (
-                "early_stopping_fraction",
-                cfg.early_stopping_fraction.is_some(),
-            ),
-            ("patience", cfg.patience.is_some()),
-            ("eval_every", cfg.eval_every.is_some()),
-            ("label_dropout", cfg.label_dropout.is_some()),
-        ] {
-            unused(key, set && !is_mlp, "unless denoiser = \"mlp\"")?;
-        }
-        let denoiser = match kind {
-            "empirical" => DenoiserSpec::Empirical,
-            "kde" => {
-                let h = cfg.bandwidth.ok_or_else(|| {
+        let denoiser = match &cfg.denoiser {
+            DenoiserKind::Empirical => DenoiserSpec::Empirical,
+            DenoiserKind::Kde { bandwidth } => {
+                let h = bandwidth.ok_or_else(|| {
                     Error::config("model.bandwidth: denoiser = \"kde\" needs a bandwidth > 0")
                 })?;
-                r.bandwidth = Some(positive("bandwidth", h)?);
+                let h = crate::data::data_scale("model.bandwidth", positive("bandwidth", h)?)?;
                 DenoiserSpec::Kde { bandwidth: h }
             }
-            "gmm-exact" => {
-                let k = cfg.components.unwrap_or(1);
-                if k == 0 {
+            DenoiserKind::GmmExact { components } => {
+                if *components == 0 {
                     return Err(Error::config("model.components: expected at least 1"));
                 }
-                r.components = Some(k);
-                DenoiserSpec::GmmExact(MixtureEm {
-                    components: k,
-                    max_iter: 100,
-                    tol: 1e-3,
-                    reg_covar: 1e-6,
-                })
+                DenoiserSpec::GmmExact(MixtureEm::with_components(*components))
             }
-            "mlp" => DenoiserSpec::Mlp(Self::train_config(cfg, &plan, &mut r)?),
-            other => {
-                return Err(Error::config(format!(
-                    "model.denoiser = \"{other}\": expected \"mlp\", \"empirical\", \"kde\" or \"gmm-exact\""
-                )));
-            }
+            DenoiserKind::Mlp(m) => DenoiserSpec::Mlp(Self::train_config(m, &plan)?),
         };
-        let standardize = cfg.standardize.unwrap_or(is_mlp);
-        r.standardize = Some(standardize);
         if let Some(e) = &cfg.error {
             if !(e.scale.is_finite() && e.noise.is_finite() && e.noise >= 0.0) {
                 return Err(Error::config(
@@ -320,7 +202,6 @@ impl DiffusionLearner {
                 crate::data::data_scale("model.error.bias", b)?;
             }
         }
-        r.error = cfg.error.clone();
         if let Some([lo, hi]) = cfg.clip
             && !(lo.is_finite() && hi.is_finite() && lo < hi)
         {
@@ -328,29 +209,20 @@ impl DiffusionLearner {
                 "model.clip = [{lo}, {hi}]: expected [lo, hi] with lo < hi (data units)"
             )));
         }
-        r.clip = cfg.clip;
-        let is_conditional = cfg.conditional == Some(true);
-        let why = "unless model.conditional = true";
-        unused(
-            "label_dropout",
-            cfg.label_dropout.is_some() && !is_conditional,
-            why,
-        )?;
-        unused("guidance", cfg.guidance.is_some() && !is_conditional, why)?;
-        let conditioning = if is_conditional {
+        let is_mlp = matches!(cfg.denoiser, DenoiserKind::Mlp(_));
+        let conditioning = if cfg.conditional {
             // The closed-form denoisers need no dropout: their unconditional denoiser is that of
             // all training points.
-            let p = if is_mlp {
-                cfg.label_dropout.unwrap_or(0.1)
-            } else {
-                0.0
+            let p = match &cfg.denoiser {
+                DenoiserKind::Mlp(m) => m.label_dropout.expect("resolved"),
+                _ => 0.0,
             };
             if !(0.0..1.0).contains(&p) {
                 return Err(Error::config(format!(
                     "model.label_dropout = {p}: expected 0 ≤ label_dropout < 1"
                 )));
             }
-            let w = cfg.guidance.unwrap_or(0.0);
+            let w = cfg.guidance.expect("resolved");
             if !(w.is_finite() && w >= 0.0) {
                 return Err(Error::config(format!(
                     "model.guidance = {w}: expected a number ≥ 0 (0: purely conditional)"
@@ -362,26 +234,22 @@ impl DiffusionLearner {
                      extrapolates from is learnt from the dropped labels)",
                 ));
             }
-            r.conditional = Some(true);
-            r.label_dropout = is_mlp.then_some(p);
-            r.guidance = Some(w);
             Some(Conditioning {
                 classes: 0,
                 label_dropout: p,
                 guidance: w,
             })
         } else {
-            r.conditional = cfg.conditional;
             None
         };
         Ok(DiffusionLearner {
             denoiser,
             plan,
-            standardize,
+            standardize: cfg.standardize.expect("resolved"),
             error: cfg.error.clone(),
             clip: cfg.clip,
             conditioning,
-            resolved: r,
+            resolved: cfg.clone(),
         })
     }
 
@@ -409,125 +277,82 @@ impl DiffusionLearner {
         Ok(())
     }
 
-    fn train_config(
-        cfg: &DiffusionConfig,
-        plan: &SamplingPlan,
-        r: &mut DiffusionConfig,
-    ) -> Result<TrainConfig> {
-        let hidden = cfg.hidden.clone().unwrap_or_else(|| vec![256, 256, 256]);
-        if hidden.is_empty() || hidden.contains(&0) {
-            return Err(Error::config(
-                "model.hidden: expected a non-empty list of widths ≥ 1",
-            ));
-        }
-        let temb = cfg.time_embedding.unwrap_or(32);
-        if temb == 0 || temb % 2 == 1 {
+    fn train_config(m: &MlpConfig, plan: &SamplingPlan) -> Result<TrainConfig> {
+        if m.hidden.is_empty() || m.hidden.len() > MAX_LAYERS || m.hidden.contains(&0) {
             return Err(Error::config(format!(
-                "model.time_embedding = {temb}: expected an even number ≥ 2"
+                "model.hidden: expected a list of 1 … {MAX_LAYERS} widths ≥ 1"
             )));
         }
-        let obj_name = cfg.objective.clone().unwrap_or_else(|| "eps".into());
-        let objective = Objective::parse(&obj_name).ok_or_else(|| {
-            Error::config(format!(
-                "model.objective = \"{obj_name}\": expected \"eps\", \"x0\", \"v\" or \"one-step\""
-            ))
-        })?;
-        if objective == Objective::OneStep && plan.schedule.step_beta(1.0).is_none() {
+        for &w in &m.hidden {
+            count_in("hidden", w, 1, MAX_WIDTH)?;
+        }
+        let temb = m.time_embedding;
+        if temb == 0 || temb % 2 == 1 || temb > MAX_WIDTH {
+            return Err(Error::config(format!(
+                "model.time_embedding = {temb}: expected an even number from 2 to {MAX_WIDTH}"
+            )));
+        }
+        if m.objective == Objective::OneStep && plan.schedule.step_beta(1.0).is_none() {
             return Err(Error::config(
                 "model.objective = \"one-step\" needs a discrete schedule (noise = \"vp-linear\" or \"vp-cosine\")",
             ));
         }
-        if cfg.train_steps.is_some() && cfg.epochs.is_some() {
-            return Err(Error::config(
-                "model.train_steps and model.epochs: give the training budget one way, not both",
-            ));
-        }
-        let batch_size = cfg.batch_size.unwrap_or(512);
-        if batch_size == 0 {
-            return Err(Error::config("model.batch_size: expected at least 1"));
-        }
-        let steps = match cfg.epochs {
-            Some(e) => {
+        let steps = match (m.train_steps, m.epochs) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "model.train_steps and model.epochs: give the training budget one way, not both",
+                ));
+            }
+            (_, Some(e)) => {
                 positive("epochs", e)?;
                 0
             }
-            None => cfg.train_steps.unwrap_or(2000),
+            (Some(0), None) => {
+                return Err(Error::config("model.train_steps: expected at least 1"));
+            }
+            (Some(s), None) => s,
+            (None, None) => unreachable!("resolved"),
         };
-        if cfg.epochs.is_none() && steps == 0 {
-            return Err(Error::config("model.train_steps: expected at least 1"));
-        }
-        let lr = positive("lr", cfg.lr.unwrap_or(1e-3))?;
-        let warmup_steps = cfg.warmup_steps.unwrap_or(0);
-        let grad_clip = cfg
-            .grad_clip
-            .map(|c| positive("grad_clip", c))
-            .transpose()?;
-        if let Some(e) = cfg.ema
+        count_in("batch_size", m.batch_size, 1, MAX_BATCH)?;
+        let lr = positive("lr", m.lr)?;
+        let grad_clip = m.grad_clip.map(|c| positive("grad_clip", c)).transpose()?;
+        if let Some(e) = m.ema
             && !(0.0..1.0).contains(&e)
         {
             return Err(Error::config(format!(
                 "model.ema = {e}: expected 0 ≤ ema < 1"
             )));
         }
-        let early_stopping = match cfg.early_stopping_fraction {
-            None => {
-                unused(
-                    "patience",
-                    cfg.patience.is_some(),
-                    "without early_stopping_fraction",
-                )?;
-                unused(
-                    "eval_every",
-                    cfg.eval_every.is_some(),
-                    "without early_stopping_fraction",
-                )?;
-                None
-            }
+        let early_stopping = match m.early_stopping_fraction {
+            None => None,
             Some(f) => {
                 if !(f > 0.0 && f < 1.0) {
                     return Err(Error::config(format!(
                         "model.early_stopping_fraction = {f}: expected 0 < fraction < 1"
                     )));
                 }
-                let patience = cfg.patience.unwrap_or(5).max(1);
-                let every = cfg.eval_every.unwrap_or(100);
+                let every = m.eval_every.expect("resolved");
                 if every == 0 {
                     return Err(Error::config("model.eval_every: expected at least 1"));
                 }
-                r.early_stopping_fraction = Some(f);
-                r.patience = Some(patience);
-                r.eval_every = Some(every);
                 Some(EarlyStopping {
                     fraction: f,
-                    patience,
+                    patience: m.patience.expect("resolved"),
                     every,
                 })
             }
         };
-        r.hidden = Some(hidden.clone());
-        r.time_embedding = Some(temb);
-        r.objective = Some(obj_name);
-        if cfg.epochs.is_some() {
-            r.epochs = cfg.epochs;
-        } else {
-            r.train_steps = Some(steps);
-        }
-        r.batch_size = Some(batch_size);
-        r.lr = Some(lr);
-        r.warmup_steps = Some(warmup_steps);
-        r.grad_clip = grad_clip;
-        r.ema = cfg.ema;
         Ok(TrainConfig {
-            hidden,
+            hidden: m.hidden.clone(),
             time_embedding: temb,
-            objective,
+            objective: m.objective,
             steps,
-            epochs: cfg.epochs,
-            batch_size,
+            epochs: m.epochs,
+            batch_size: m.batch_size,
             lr,
-            warmup_steps,
+            warmup_steps: m.warmup_steps,
             grad_clip,
-            ema: cfg.ema,
+            ema: m.ema,
             early_stopping,
             conditioning: None,
         })

@@ -27,6 +27,9 @@ const MAX_CLASSES: usize = 1 << 16;
 impl LearnerConfig for DiffusionConfig {
     const KIND: &'static str = "diffusion";
     const ABOUT: &'static str = "diffusion model: a denoiser (mlp, empirical, kde, gmm-exact), a noise schedule and a sampler";
+    fn from_table(table: toml::Table) -> Result<Self> {
+        DiffusionConfig::from_table(table)
+    }
     fn build(self) -> Result<Box<dyn Learner>> {
         Ok(Box::new(DiffusionLearner::from_config(&self)?))
     }

@@ -19,7 +19,8 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// What the network regresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Objective {
     /// The noise ε of x = x₀ + σε (DDPM): c_skip = 1, c_out = −σ.
     Eps,

@@ -207,6 +207,21 @@ pub trait LearnerConfig: DeserializeOwned {
     const KIND: &'static str;
     /// One line for `ouro learners`.
     const ABOUT: &'static str;
+    /// The keys of the `[model]` table (without `kind`); by default deserialised by serde, with
+    /// errors that name the key.
+    fn from_table(table: toml::Table) -> Result<Self> {
+        let result: std::result::Result<Self, _> =
+            serde_path_to_error::deserialize(toml::Value::Table(table));
+        result.map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().message().trim().to_string();
+            if path == "." {
+                Error::config(format!("model: {inner}"))
+            } else {
+                Error::config(format!("model.{path}: {inner}"))
+            }
+        })
+    }
     /// Checks the values and builds the learner.
     fn build(self) -> Result<Box<dyn Learner>>;
 }
@@ -230,18 +245,7 @@ pub const fn register<C: LearnerConfig>() -> Registration {
 }
 
 fn build_from<C: LearnerConfig>(table: toml::Table) -> Result<Box<dyn Learner>> {
-    let result: std::result::Result<C, _> =
-        serde_path_to_error::deserialize(toml::Value::Table(table));
-    let cfg = result.map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().message().trim().to_string();
-        if path == "." {
-            Error::config(format!("model: {inner}"))
-        } else {
-            Error::config(format!("model.{path}: {inner}"))
-        }
-    })?;
-    cfg.build()
+    C::from_table(table)?.build()
 }
 
 /// Builds the learner that the `[model]` table names by its `kind`.
