@@ -4,9 +4,11 @@
 //! sampling of 10 000 points timed over a few steps and extrapolated to 1 000.
 
 use super::learner::Fitted;
+use super::mlp::MlpDenoiser;
 use super::noise::NoiseSchedule;
+use super::precondition::Objective;
 use super::sampler::{Sampler, run};
-use super::trained::{MlpDenoiser, Objective, TrainConfig};
+use super::trainer::TrainConfig;
 use crate::distributions::standard_normals;
 use crate::error::Result;
 use crate::experiment::with_threads;

@@ -1,8 +1,8 @@
 //! Denoisers known in closed form: the empirical-optimal denoiser of a training set (Yi et al.),
 //! its KDE-smoothed version, and the exact posterior mean of a Gaussian mixture.
 
+use super::denoiser::Conditioning;
 use super::denoiser::{Denoiser, guide, rows_by_class};
-use super::trained::Conditioning;
 use crate::distributions::{Gaussian, GaussianMixture};
 use crate::linalg::{gaussian_whitener, row_sq_norms};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, s};
@@ -136,17 +136,17 @@ impl<D: Denoiser> Denoiser for PerClass<D> {
         self.all.dim()
     }
 
-    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
-        self.all.denoise(x, sigma, out)
-    }
-
-    fn denoise_labeled(
+    /// Without labels: the unconditional denoiser, fitted to all points.
+    fn denoise(
         &self,
         x: ArrayView2<f32>,
-        labels: &[u32],
         sigma: f64,
+        labels: Option<&[u32]>,
         mut out: ArrayViewMut2<f32>,
     ) {
+        let Some(labels) = labels else {
+            return self.all.denoise(x, sigma, None, out);
+        };
         for (class, rows) in rows_by_class(labels, self.per_class.len())
             .into_iter()
             .enumerate()
@@ -157,14 +157,14 @@ impl<D: Denoiser> Denoiser for PerClass<D> {
             let sub = x.select(ndarray::Axis(0), &rows);
             let mut d = Array2::zeros(sub.dim());
             let den = self.per_class[class].as_ref().unwrap_or(&self.all);
-            den.denoise(sub.view(), sigma, d.view_mut());
+            den.denoise(sub.view(), sigma, None, d.view_mut());
             for (&i, row) in rows.iter().zip(d.rows()) {
                 out.row_mut(i).assign(&row);
             }
         }
         if self.guidance != 0.0 {
             let mut u = Array2::zeros(x.dim());
-            self.all.denoise(x, sigma, u.view_mut());
+            self.all.denoise(x, sigma, None, u.view_mut());
             let out = out.as_slice_mut().expect("contiguous rows");
             guide(out, u.as_slice().expect("contiguous"), self.guidance);
         }
@@ -176,7 +176,13 @@ impl Denoiser for KernelDenoiser {
         self.points.ncols()
     }
 
-    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, mut out: ArrayViewMut2<f32>) {
+    fn denoise(
+        &self,
+        x: ArrayView2<f32>,
+        sigma: f64,
+        _labels: Option<&[u32]>,
+        mut out: ArrayViewMut2<f32>,
+    ) {
         let (m, d) = x.dim();
         let s2 = sigma * sigma + self.bandwidth * self.bandwidth;
         let xf = x.mapv(|v| v as f64);
@@ -259,7 +265,13 @@ impl Denoiser for MixtureDenoiser {
         self.mixture.components()[0].mu().len()
     }
 
-    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, mut out: ArrayViewMut2<f32>) {
+    fn denoise(
+        &self,
+        x: ArrayView2<f32>,
+        sigma: f64,
+        _labels: Option<&[u32]>,
+        mut out: ArrayViewMut2<f32>,
+    ) {
         let (m, d) = x.dim();
         let xf = x.mapv(|v| v as f64);
         let k = self.mixture.components().len();
@@ -311,7 +323,7 @@ mod tests {
 
     fn denoise(den: &dyn Denoiser, x: &Array2<f32>, sigma: f64) -> Array2<f32> {
         let mut out = Array2::zeros(x.dim());
-        den.denoise(x.view(), sigma, out.view_mut());
+        den.denoise(x.view(), sigma, None, out.view_mut());
         out
     }
 

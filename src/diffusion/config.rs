@@ -5,7 +5,7 @@
 //! that depend on other keys, and a key the chosen options do not use is an error because it is
 //! missing from the resolved config, which is exactly what `config.toml` records.
 
-use super::trained::Objective;
+use super::precondition::Objective;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 

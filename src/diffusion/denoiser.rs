@@ -3,6 +3,7 @@
 //! The score of the noisy marginal follows from it by Tweedie's formula,
 //! ∇ log p_σ(x) = (D(x, σ) − x)/σ², so a denoiser is all a sampler needs.
 
+use crate::error::{Error, Result};
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 
 /// A denoiser in noise-level space.
@@ -10,39 +11,30 @@ pub trait Denoiser: Send + Sync {
     /// Dimension of the points.
     fn dim(&self) -> usize;
 
-    /// Writes D(x_i, σ) into row i of `out` for every row x_i of `x` (σ > 0, data units).
-    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>);
-
-    /// Writes D(x_i, σ | c_i), the denoiser given row i's class label c_i = `labels[i]`: what a
-    /// class-conditional denoiser computes (with its guidance). A denoiser without classes
-    /// ignores the labels.
-    fn denoise_labeled(
+    /// Writes D(x_i, σ) into row i of `out` for every row x_i of `x` (σ > 0, data units); with
+    /// `labels`, D(x_i, σ | c_i) given row i's class c_i = `labels[i]`, what a class-conditional
+    /// denoiser computes (with its guidance). A denoiser without classes ignores the labels.
+    fn denoise(
         &self,
         x: ArrayView2<f32>,
-        labels: &[u32],
         sigma: f64,
+        labels: Option<&[u32]>,
         out: ArrayViewMut2<f32>,
-    ) {
-        let _ = labels;
-        self.denoise(x, sigma, out)
-    }
+    );
 }
 
 impl<D: Denoiser + ?Sized> Denoiser for std::sync::Arc<D> {
     fn dim(&self) -> usize {
         (**self).dim()
     }
-    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
-        (**self).denoise(x, sigma, out)
-    }
-    fn denoise_labeled(
+    fn denoise(
         &self,
         x: ArrayView2<f32>,
-        labels: &[u32],
         sigma: f64,
+        labels: Option<&[u32]>,
         out: ArrayViewMut2<f32>,
     ) {
-        (**self).denoise_labeled(x, labels, sigma, out)
+        (**self).denoise(x, sigma, labels, out)
     }
 }
 
@@ -59,6 +51,59 @@ pub fn rows_by_class(labels: &[u32], classes: usize) -> Vec<Vec<usize>> {
         rows[y as usize].push(i);
     }
     rows
+}
+
+/// Class conditioning with classifier-free guidance (Ho & Salimans 2022). The network input
+/// gains a one-hot block of `classes + 1` entries, the last one the "no class" token ∅; through
+/// the first layer this is a learned class embedding added to its pre-activation. Training
+/// replaces a row's class by ∅ with probability `label_dropout`; sampling with guidance w uses
+/// F = (1 + w)·F(x, σ, c) − w·F(x, σ, ∅) (w = 0: purely conditional), which, the preconditioning
+/// being affine in F, is the same mix of denoisers and of ε predictions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conditioning {
+    /// Number of classes (labels 0..classes).
+    pub classes: usize,
+    /// Probability of training a row without its class.
+    pub label_dropout: f64,
+    /// Guidance weight w ≥ 0 at sampling.
+    pub guidance: f64,
+}
+
+impl Conditioning {
+    /// Width of the one-hot block (the classes and ∅).
+    pub(crate) fn width(&self) -> usize {
+        self.classes + 1
+    }
+}
+
+/// The training labels a class-conditional denoiser is fitted with, checked: one per point, each
+/// below the number of classes. `None` for an unconditional denoiser (labels are then ignored).
+pub fn training_labels<'a, 'c>(
+    conditioning: Option<&'c Conditioning>,
+    labels: Option<&'a [u32]>,
+    points: usize,
+) -> Result<Option<(&'c Conditioning, &'a [u32])>> {
+    let Some(c) = conditioning else {
+        return Ok(None);
+    };
+    let Some(l) = labels else {
+        return Err(Error::Run(
+            "a class-conditional denoiser needs the training set's labels".into(),
+        ));
+    };
+    if l.len() != points {
+        return Err(Error::Run(format!(
+            "{} labels for {points} training points",
+            l.len()
+        )));
+    }
+    if let Some(&bad) = l.iter().find(|&&y| y as usize >= c.classes) {
+        return Err(Error::Run(format!(
+            "training label {bad} is outside the model's {} classes",
+            c.classes
+        )));
+    }
+    Ok(Some((c, l)))
 }
 
 /// Classifier-free guidance (Ho & Salimans 2022) in place: out ← (1 + w)·out − w·unconditional,
@@ -142,19 +187,14 @@ impl<D: Denoiser> Denoiser for Imperfect<D> {
         self.inner.dim()
     }
 
-    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, mut out: ArrayViewMut2<f32>) {
-        self.inner.denoise(x, sigma, out.view_mut());
-        self.add_error(x, out);
-    }
-
-    fn denoise_labeled(
+    fn denoise(
         &self,
         x: ArrayView2<f32>,
-        labels: &[u32],
         sigma: f64,
+        labels: Option<&[u32]>,
         mut out: ArrayViewMut2<f32>,
     ) {
-        self.inner.denoise_labeled(x, labels, sigma, out.view_mut());
+        self.inner.denoise(x, sigma, labels, out.view_mut());
         self.add_error(x, out);
     }
 }
@@ -215,19 +255,14 @@ impl<D: Denoiser> Denoiser for Clipped<D> {
         self.inner.dim()
     }
 
-    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, mut out: ArrayViewMut2<f32>) {
-        self.inner.denoise(x, sigma, out.view_mut());
-        self.clip(out);
-    }
-
-    fn denoise_labeled(
+    fn denoise(
         &self,
         x: ArrayView2<f32>,
-        labels: &[u32],
         sigma: f64,
+        labels: Option<&[u32]>,
         mut out: ArrayViewMut2<f32>,
     ) {
-        self.inner.denoise_labeled(x, labels, sigma, out.view_mut());
+        self.inner.denoise(x, sigma, labels, out.view_mut());
         self.clip(out);
     }
 }
@@ -242,7 +277,13 @@ pub(crate) mod tests {
         fn dim(&self) -> usize {
             self.0
         }
-        fn denoise(&self, x: ArrayView2<f32>, _sigma: f64, mut out: ArrayViewMut2<f32>) {
+        fn denoise(
+            &self,
+            x: ArrayView2<f32>,
+            _sigma: f64,
+            _labels: Option<&[u32]>,
+            mut out: ArrayViewMut2<f32>,
+        ) {
             out.assign(&x);
         }
     }
@@ -252,7 +293,7 @@ pub(crate) mod tests {
         let den = Clipped::new(Identity(2), vec![-1.0, 0.0], vec![1.0, 0.5]);
         let x = ndarray::array![[-3.0f32, 0.25], [0.5, 9.0]];
         let mut out = Array2::zeros((2, 2));
-        den.denoise(x.view(), 1.0, out.view_mut());
+        den.denoise(x.view(), 1.0, None, out.view_mut());
         assert_eq!(out, ndarray::array![[-1.0f32, 0.25], [0.5, 0.5]]);
     }
 
@@ -264,7 +305,7 @@ pub(crate) mod tests {
         let x =
             crate::distributions::standard_normals(4000, 3, &mut rng).mapv(|v| (10.0 * v) as f32);
         let mut out = Array2::zeros((4000, 3));
-        den.denoise(x.view(), 1.0, out.view_mut());
+        den.denoise(x.view(), 1.0, None, out.view_mut());
         let err = &out - &x;
         let mean = err.mean_axis(ndarray::Axis(0)).unwrap();
         // Field: mean 0, variance τ² = 4 per coordinate (over x spread far beyond ℓ).
@@ -279,7 +320,7 @@ pub(crate) mod tests {
         }
         // Deterministic: same input, same output.
         let mut again = Array2::zeros((4000, 3));
-        den.denoise(x.view(), 1.0, again.view_mut());
+        den.denoise(x.view(), 1.0, None, again.view_mut());
         assert_eq!(out, again);
     }
 }

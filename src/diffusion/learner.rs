@@ -7,11 +7,12 @@ use super::config::{
 };
 use super::denoiser::ErrorField;
 use super::denoiser::{Clipped, Denoiser, Imperfect};
+use super::denoiser::{Conditioning, training_labels};
+use super::mlp::MlpDenoiser;
 use super::noise::NoiseSchedule;
+use super::precondition::Objective;
 use super::sampler::{Sampler, SamplingPlan};
-use super::trained::{
-    Conditioning, EarlyStopping, MlpDenoiser, Objective, TrainConfig, training_labels,
-};
+use super::trainer::{EarlyStopping, TrainConfig};
 use crate::error::{Error, Result};
 use crate::models::MixtureEm;
 use crate::rng::Stream;
@@ -525,27 +526,19 @@ impl Denoiser for Fitted {
             Fitted::Mlp(n) => n.dim(),
         }
     }
-    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
-        match self {
-            Fitted::Kernel(k) => k.denoise(x, sigma, out),
-            Fitted::ClassKernels(k) => k.denoise(x, sigma, out),
-            Fitted::ClassMixtures(m) => m.denoise(x, sigma, out),
-            Fitted::Mixture(m) => m.denoise(x, sigma, out),
-            Fitted::Mlp(n) => n.denoise(x, sigma, out),
-        }
-    }
-    fn denoise_labeled(
+    fn denoise(
         &self,
         x: ArrayView2<f32>,
-        labels: &[u32],
         sigma: f64,
+        labels: Option<&[u32]>,
         out: ArrayViewMut2<f32>,
     ) {
         match self {
-            Fitted::Mlp(n) => n.denoise_labeled(x, labels, sigma, out),
-            Fitted::ClassKernels(k) => k.denoise_labeled(x, labels, sigma, out),
-            Fitted::ClassMixtures(m) => m.denoise_labeled(x, labels, sigma, out),
-            _ => self.denoise(x, sigma, out),
+            Fitted::Kernel(k) => k.denoise(x, sigma, labels, out),
+            Fitted::ClassKernels(k) => k.denoise(x, sigma, labels, out),
+            Fitted::ClassMixtures(m) => m.denoise(x, sigma, labels, out),
+            Fitted::Mixture(m) => m.denoise(x, sigma, labels, out),
+            Fitted::Mlp(n) => n.denoise(x, sigma, labels, out),
         }
     }
 }

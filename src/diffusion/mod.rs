@@ -3,24 +3,33 @@
 //!
 //! - `noise`: VP linear/cosine (DDPM), OU, VE and EDM schedules, all mapped to σ.
 //! - `sampler`: DDPM ancestral, DDIM(η), Euler–Maruyama, probability-flow Euler and Heun.
+//! - `config`: the `[model]` keys of a diffusion learner, typed.
 //! - `closed_form`: the empirical-optimal (Yi et al.), KDE and Gaussian-mixture denoisers.
-//! - `denoiser`: the trait and the imperfect-score wrapper (Khelifa et al.).
-//! - `trained`: the MLP denoiser (network in [`crate::nn`]) and its Adam training.
+//! - `denoiser`: the trait, class conditioning and guidance, the imperfect-score wrapper
+//!   (Khelifa et al.) and the clip.
+//! - `mlp`: the MLP denoiser (network in [`crate::nn`]); `precondition`: its objectives and
+//!   c_in, c_skip, c_out; `trainer`: its Adam training.
+//! - `learner`: the diffusion learner and the fitted model; `saved`: both behind the
+//!   [`crate::models`] traits, and saved diffusion models.
 
 pub mod bench;
 pub mod closed_form;
 pub mod config;
 pub mod denoiser;
 pub mod learner;
+pub mod mlp;
 pub mod noise;
+pub mod precondition;
 pub mod sampler;
 pub mod saved;
-pub mod trained;
+pub mod trainer;
 
 pub use closed_form::{KernelDenoiser, MixtureDenoiser};
 pub use config::{DenoiserErrorConfig, DiffusionConfig};
 pub use denoiser::{Clipped, Denoiser, ErrorField, Imperfect};
 pub use learner::{DiffusionLearner, DiffusionModel};
+pub use mlp::MlpDenoiser;
 pub use noise::NoiseSchedule;
+pub use precondition::Objective;
 pub use sampler::{Sampler, SamplingPlan};
-pub use trained::{MlpDenoiser, Objective, TrainConfig};
+pub use trainer::TrainConfig;

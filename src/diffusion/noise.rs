@@ -44,6 +44,28 @@ pub enum NoiseSchedule {
 }
 
 impl NoiseSchedule {
+    /// A noise level to train a denoiser at, the schedule's training distribution: a uniform step
+    /// k ∈ 1..=T for discrete VP (returned too), σ(t) at a uniform time t for OU and VE (at least
+    /// 10⁻⁴), and EDM's ln σ ~ N(−1.2, 1.2²) (Karras et al. 2022).
+    pub fn training_sigma(&self, rng: &mut crate::rng::Stream) -> (f64, Option<usize>) {
+        use rand::RngExt;
+        use rand_distr::Distribution as _;
+        match self {
+            NoiseSchedule::DiscreteVp { betas, .. } => {
+                let k = rng.random_range(1..=betas.len());
+                (self.sigma(k as f64), Some(k))
+            }
+            NoiseSchedule::Edm { .. } => {
+                let z: f64 = rand_distr::StandardNormal.sample(rng);
+                ((-1.2 + 1.2 * z).exp(), None)
+            }
+            _ => {
+                let t = rng.random::<f64>() * self.t_end();
+                (self.sigma(t).max(1e-4), None)
+            }
+        }
+    }
+
     /// DDPM's linear β schedule: β_t = β_min + (β_max − β_min)(t − 1)/(T − 1) for t = 1 … T.
     pub fn vp_linear(beta_min: f64, beta_max: f64, steps: usize) -> Self {
         let betas = (0..steps)

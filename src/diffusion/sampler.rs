@@ -94,10 +94,7 @@ struct Chunk<'a> {
 
 impl Chunk<'_> {
     fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
-        match self.labels {
-            Some(l) => self.inner.denoise_labeled(x, l, sigma, out),
-            None => self.inner.denoise(x, sigma, out),
-        }
+        self.inner.denoise(x, sigma, self.labels, out)
     }
 }
 

@@ -11,9 +11,10 @@
 
 use super::closed_form::{KernelDenoiser, MixtureDenoiser, PerClass};
 use super::config::DiffusionConfig;
+use super::denoiser::Conditioning;
 use super::denoiser::ErrorField;
 use super::learner::{DenoiserSpec, DiffusionLearner, DiffusionModel, Fitted};
-use super::trained::{Conditioning, MlpDenoiser};
+use super::mlp::MlpDenoiser;
 use crate::data::Dataset;
 use crate::data::tensors::TensorFile;
 use crate::error::Result;

@@ -1,89 +1,23 @@
-//! The trained denoiser: an MLP F(c_in·x, embed(t(σ))) preconditioned as
-//! D(x, σ) = c_skip(σ)·x + c_out(σ)·F (Karras et al. 2022, with σ_data = 1 on standardised data),
-//! trained with Adam on the ε, x₀, v or one-step-noise objective.
+//! Training the MLP denoiser with Adam: mini-batches of (x₀, σ, ε) with σ from the noise
+//! schedule's training distribution ([`NoiseSchedule::training_sigma`]), the ε, x₀, v or
+//! one-step-noise regression target, chunks summed in a fixed order (bit-identical at any thread
+//! count), EMA weights and early stopping on a held-out loss.
 
-use super::denoiser::{Denoiser, guide, rows_by_class};
+use super::denoiser::{Conditioning, training_labels};
+use super::mlp::{MlpDenoiser, input_width};
 use super::noise::NoiseSchedule;
+use super::precondition::{Objective, preconditioning, time_embedding};
 use crate::distributions::fill_standard_normals;
 use crate::error::{Error, Result};
 use crate::nn::mlp::{
-    Adam, InferenceBuffers, MlpShape, PackedWeights, Workspace, backward, backward_add,
-    forward_shared_tail, forward_train, init_params, loss_grad,
+    Adam, MlpShape, PackedWeights, Workspace, backward, backward_add, forward_train, init_params,
+    loss_grad,
 };
 use crate::rng::Stream;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::ArrayView2;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
-use rand_distr::{Distribution as _, StandardNormal};
 use rayon::prelude::*;
-use std::cell::RefCell;
-
-/// What the network regresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Objective {
-    /// The noise ε of x = x₀ + σε (DDPM): c_skip = 1, c_out = −σ.
-    Eps,
-    /// The clean point x₀: c_skip = 0, c_out = 1.
-    X0,
-    /// v = (ε − σx₀)/√(1 + σ²) (Salimans & Ho; the same preconditioning as EDM with σ_data = 1):
-    /// c_skip = 1/(1 + σ²), c_out = −σ/√(1 + σ²).
-    V,
-    /// Yi et al.'s one-step noise: the ε' of x_t = √α_t x_{t−1} + √β_t ε' with
-    /// x_{t−1} ~ q(x_{t−1} | x₀). Its prediction stands for ε·√(β_t/(1 − ᾱ_t)), so
-    /// c_skip = 1, c_out = −σ√((1 − ᾱ_t)/β_t). Discrete VP schedules only.
-    OneStep,
-}
-
-impl Objective {
-    /// Parses a config name.
-    pub fn parse(name: &str) -> Option<Objective> {
-        Some(match name {
-            "eps" => Objective::Eps,
-            "x0" => Objective::X0,
-            "v" => Objective::V,
-            "one-step" => Objective::OneStep,
-            _ => return None,
-        })
-    }
-
-    /// The config name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Objective::Eps => "eps",
-            Objective::X0 => "x0",
-            Objective::V => "v",
-            Objective::OneStep => "one-step",
-        }
-    }
-}
-
-/// (c_in, c_skip, c_out) at noise level σ.
-fn preconditioning(objective: Objective, schedule: &NoiseSchedule, sigma: f64) -> (f64, f64, f64) {
-    let s2 = sigma * sigma;
-    let c_in = 1.0 / (1.0 + s2).sqrt();
-    match objective {
-        Objective::Eps => (c_in, 1.0, -sigma),
-        Objective::X0 => (c_in, 0.0, 1.0),
-        Objective::V => (c_in, 1.0 / (1.0 + s2), -sigma / (1.0 + s2).sqrt()),
-        Objective::OneStep => {
-            let beta = schedule.step_beta(sigma).unwrap_or(1.0);
-            (c_in, 1.0, -sigma * (s2 / (1.0 + s2) / beta).sqrt())
-        }
-    }
-}
-
-/// The sinusoidal embedding [sin(t f_i), cos(t f_i)], f_i = 10000^{−i/half}, i < half (as in DDPM
-/// code), written into `out` (length 2·half).
-pub fn time_embedding(t: f64, out: &mut [f32]) {
-    let half = out.len() / 2;
-    for i in 0..half {
-        let f = (-(10000.0f32.ln()) * i as f32 / half as f32).exp();
-        let a = t as f32 * f;
-        out[i] = a.sin();
-        out[half + i] = a.cos();
-    }
-}
 
 /// Architecture and training budget of the MLP denoiser.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,59 +48,6 @@ pub struct TrainConfig {
     pub conditioning: Option<Conditioning>,
 }
 
-/// Class conditioning with classifier-free guidance (Ho & Salimans 2022). The network input
-/// gains a one-hot block of `classes + 1` entries, the last one the "no class" token ∅; through
-/// the first layer this is a learned class embedding added to its pre-activation. Training
-/// replaces a row's class by ∅ with probability `label_dropout`; sampling with guidance w uses
-/// F = (1 + w)·F(x, σ, c) − w·F(x, σ, ∅) (w = 0: purely conditional), which, the preconditioning
-/// being affine in F, is the same mix of denoisers and of ε predictions.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Conditioning {
-    /// Number of classes (labels 0..classes).
-    pub classes: usize,
-    /// Probability of training a row without its class.
-    pub label_dropout: f64,
-    /// Guidance weight w ≥ 0 at sampling.
-    pub guidance: f64,
-}
-
-impl Conditioning {
-    /// Width of the one-hot block (the classes and ∅).
-    fn width(&self) -> usize {
-        self.classes + 1
-    }
-}
-
-/// The training labels a class-conditional denoiser is fitted with, checked: one per point, each
-/// below the number of classes. `None` for an unconditional denoiser (labels are then ignored).
-pub fn training_labels<'a, 'c>(
-    conditioning: Option<&'c Conditioning>,
-    labels: Option<&'a [u32]>,
-    points: usize,
-) -> Result<Option<(&'c Conditioning, &'a [u32])>> {
-    let Some(c) = conditioning else {
-        return Ok(None);
-    };
-    let Some(l) = labels else {
-        return Err(Error::Run(
-            "a class-conditional denoiser needs the training set's labels".into(),
-        ));
-    };
-    if l.len() != points {
-        return Err(Error::Run(format!(
-            "{} labels for {points} training points",
-            l.len()
-        )));
-    }
-    if let Some(&bad) = l.iter().find(|&&y| y as usize >= c.classes) {
-        return Err(Error::Run(format!(
-            "training label {bad} is outside the model's {} classes",
-            c.classes
-        )));
-    }
-    Ok(Some((c, l)))
-}
-
 /// Early stopping: hold out `fraction` of the training set and stop after `patience`
 /// evaluations (every `every` steps) without a lower held-out loss; the best weights are kept.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,182 +64,7 @@ pub struct EarlyStopping {
 /// there are two. Fixed, so the gradient (a sum over chunks in order) does not depend on threads.
 const TRAIN_CHUNK: usize = 256;
 
-/// A trained MLP denoiser (weights in standardised data units).
-#[derive(Clone, Debug)]
-pub struct MlpDenoiser {
-    shape: MlpShape,
-    params: Vec<f32>,
-    /// `params` packed for inference.
-    packed: PackedWeights,
-    schedule: NoiseSchedule,
-    objective: Objective,
-    dim: usize,
-    time_embedding: usize,
-    conditioning: Option<Conditioning>,
-    /// Steps actually run and last training loss, for reporting.
-    pub steps_run: usize,
-    /// Mean training loss over the last 100 steps.
-    pub final_loss: f64,
-    /// Best held-out loss when early stopping was on.
-    pub best_eval_loss: Option<f64>,
-}
-
-/// Per-thread inference scratch, kept between calls.
-#[derive(Default)]
-struct Scratch {
-    /// Network buffers (created on first use).
-    bufs: Option<InferenceBuffers>,
-    /// The scaled input c_in·x.
-    input: Vec<f32>,
-    /// The input part shared by the rows of one network call: time embedding and class one-hot.
-    tail: Vec<f32>,
-    /// Network output F.
-    f: Vec<f32>,
-    /// Output without class, for guidance.
-    f_null: Vec<f32>,
-    /// One class's rows of the input, and their output.
-    sub_in: Vec<f32>,
-    sub_out: Vec<f32>,
-}
-
-thread_local! {
-    static BUFFERS: RefCell<Option<Scratch>> = const { RefCell::new(None) };
-}
-
 impl MlpDenoiser {
-    /// A denoiser from given weights.
-    pub fn from_params(
-        dim: usize,
-        cfg: &TrainConfig,
-        schedule: NoiseSchedule,
-        params: Vec<f32>,
-    ) -> Result<Self> {
-        let shape = MlpShape::new(input_width(dim, cfg), &cfg.hidden, dim);
-        if params.len() != shape.params() {
-            return Err(Error::Run(format!(
-                "weights have {} parameters; this architecture needs {}",
-                params.len(),
-                shape.params()
-            )));
-        }
-        Ok(MlpDenoiser::with_weights(
-            (shape, params),
-            schedule,
-            cfg.objective,
-            (dim, cfg.time_embedding),
-            cfg.conditioning.clone(),
-        ))
-    }
-
-    /// The denoiser of a network whose `params` fit `shape` (checked by the callers), mapping
-    /// `dim` coordinates with a `time_embedding`-wide time input (and the class block of
-    /// `conditioning`) to the regression target of `objective`.
-    fn with_weights(
-        (shape, params): (MlpShape, Vec<f32>),
-        schedule: NoiseSchedule,
-        objective: Objective,
-        (dim, time_embedding): (usize, usize),
-        conditioning: Option<Conditioning>,
-    ) -> Self {
-        MlpDenoiser {
-            packed: PackedWeights::new(&shape, &params, false),
-            shape,
-            params,
-            schedule,
-            objective,
-            dim,
-            time_embedding,
-            conditioning,
-            steps_run: 0,
-            final_loss: f64::NAN,
-            best_eval_loss: None,
-        }
-    }
-
-    /// Adds the network to `file`: tensors `net.*` in PyTorch's `nn.Sequential` layout and
-    /// metadata `objective`, `time_embedding`, `dim`, `classes` (0: unconditional; the input
-    /// then ends with a one-hot block of classes + 1 entries, the last one "no class") and
-    /// `guidance`.
-    pub fn save(&self, file: &mut crate::data::tensors::TensorFile) {
-        crate::nn::weights::put(file, &self.shape, &self.params);
-        file.set("objective", self.objective.name());
-        file.set("time_embedding", self.time_embedding.to_string());
-        file.set("dim", self.dim.to_string());
-        let c = self.conditioning.as_ref();
-        file.set("classes", c.map_or(0, |c| c.classes).to_string());
-        file.set("guidance", c.map_or(0.0, |c| c.guidance).to_string());
-    }
-
-    /// The denoiser [`MlpDenoiser::save`] wrote to `file`: the architecture comes from the
-    /// tensors' shapes, the objective, time-embedding size and class conditioning from the
-    /// metadata, checked against each other.
-    pub fn load(file: &crate::data::tensors::TensorFile, schedule: NoiseSchedule) -> Result<Self> {
-        let (shape, params) = crate::nn::weights::take(file)?;
-        let objective = Objective::parse(file.get("objective")?)
-            .ok_or_else(|| file.error("metadata `objective` is not an objective"))?;
-        let (dim, time_embedding, classes): (usize, usize, usize) = (
-            file.value("dim")?,
-            file.value("time_embedding")?,
-            file.value("classes")?,
-        );
-        let guidance: f64 = file.value("guidance")?;
-        if !(guidance.is_finite() && guidance >= 0.0) || time_embedding % 2 != 0 {
-            return Err(file.error("metadata: expected guidance ≥ 0 and an even time_embedding"));
-        }
-        let conditioning = (classes > 0).then_some(Conditioning {
-            classes,
-            label_dropout: 0.0,
-            guidance,
-        });
-        let widths = &shape.widths;
-        let input = dim + time_embedding + conditioning.as_ref().map_or(0, Conditioning::width);
-        if widths[0] != input || widths[widths.len() - 1] != dim {
-            return Err(file.error(format!(
-                "the network maps {} to {} values; dim = {dim}, time_embedding = \
-                 {time_embedding} and {classes} classes need {input} to {dim}",
-                widths[0],
-                widths[widths.len() - 1]
-            )));
-        }
-        Ok(MlpDenoiser::with_weights(
-            (shape, params),
-            schedule,
-            objective,
-            (dim, time_embedding),
-            conditioning,
-        ))
-    }
-
-    /// The flat weights (layer by layer: W_l row-major in × out, then b_l).
-    pub fn params(&self) -> &[f32] {
-        &self.params
-    }
-
-    /// The training objective (fixes the preconditioning).
-    pub fn objective(&self) -> Objective {
-        self.objective
-    }
-
-    /// Dimension of the data.
-    pub fn dim_out(&self) -> usize {
-        self.dim
-    }
-
-    /// The network's layer widths.
-    pub fn shape(&self) -> &MlpShape {
-        &self.shape
-    }
-
-    /// Size of the time embedding.
-    pub fn time_embedding(&self) -> usize {
-        self.time_embedding
-    }
-
-    /// The class conditioning, for a class-conditional network.
-    pub fn conditioning(&self) -> Option<&Conditioning> {
-        self.conditioning.as_ref()
-    }
-
     /// Trains on `data` (rows, standardised units), starting from `init` weights when given
     /// (warm start) and from PyTorch's default initialisation otherwise. A class-conditional
     /// network needs `labels` (one per row, each below the number of classes).
@@ -442,129 +148,6 @@ impl MlpDenoiser {
         net.packed.update(&net.shape, &params);
         net.params = params;
         Ok(net)
-    }
-}
-
-/// Width of the network input: the point, its time embedding and, when class-conditional, the
-/// class one-hot block.
-fn input_width(dim: usize, cfg: &TrainConfig) -> usize {
-    dim + cfg.time_embedding + cfg.conditioning.as_ref().map_or(0, Conditioning::width)
-}
-
-impl MlpDenoiser {
-    /// D(x, σ | c) for every row: the class-conditional output (with guidance) for labelled
-    /// rows, the unconditional one (class ∅) otherwise; an unconditional network ignores labels.
-    /// The rows of each class go through the network together (their class embedding is part
-    /// of the shared first-layer bias).
-    fn denoise_rows(
-        &self,
-        x: ArrayView2<f32>,
-        labels: Option<&[u32]>,
-        sigma: f64,
-        mut out: ArrayViewMut2<f32>,
-    ) {
-        let (rows, d) = x.dim();
-        let (c_in, c_skip, c_out) = preconditioning(self.objective, &self.schedule, sigma);
-        let temb = self.time_embedding;
-        BUFFERS.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            let Scratch {
-                bufs,
-                input,
-                tail,
-                f,
-                f_null,
-                sub_in,
-                sub_out,
-            } = cell.get_or_insert_with(Scratch::default);
-            let bufs = bufs.get_or_insert_with(|| InferenceBuffers::new(&self.shape, rows));
-            input.clear();
-            match x.as_slice() {
-                // Contiguous rows (the samplers' case) convert as a slice, which vectorises.
-                Some(xs) => input.extend(xs.iter().map(|&v| (c_in * v as f64) as f32)),
-                None => input.extend(x.iter().map(|&v| (c_in * v as f64) as f32)),
-            }
-            tail.clear();
-            tail.resize(self.shape.widths[0] - d, 0.0);
-            time_embedding(self.schedule.network_time(sigma), &mut tail[..temb]);
-            f.resize(rows * d, 0.0);
-            let mut net = |tail: &[f32], x: &[f32], f: &mut [f32]| {
-                forward_shared_tail(&self.shape, &self.params, &self.packed, x, d, tail, f, bufs)
-            };
-            match (&self.conditioning, labels) {
-                (None, _) => net(tail, input, f),
-                (Some(c), None) => {
-                    tail[temb + c.classes] = 1.0;
-                    net(tail, input, f);
-                }
-                (Some(c), Some(labels)) => {
-                    assert_eq!(labels.len(), rows, "one label per row");
-                    for (class, idx) in rows_by_class(labels, c.classes).iter().enumerate() {
-                        if idx.is_empty() {
-                            continue;
-                        }
-                        tail[temb..].fill(0.0);
-                        tail[temb + class] = 1.0;
-                        if idx.len() == rows {
-                            net(tail, input, f);
-                            continue;
-                        }
-                        sub_in.clear();
-                        for &i in idx {
-                            sub_in.extend_from_slice(&input[i * d..(i + 1) * d]);
-                        }
-                        sub_out.resize(idx.len() * d, 0.0);
-                        net(tail, sub_in, sub_out);
-                        for (&i, src) in idx.iter().zip(sub_out.chunks_exact(d)) {
-                            f[i * d..(i + 1) * d].copy_from_slice(src);
-                        }
-                    }
-                    if c.guidance != 0.0 {
-                        tail[temb..].fill(0.0);
-                        tail[temb + c.classes] = 1.0;
-                        f_null.resize(rows * d, 0.0);
-                        net(tail, input, f_null);
-                        guide(f, f_null, c.guidance);
-                    }
-                }
-            }
-            let mix = |o: &mut f32, xv: f32, fv: f32| {
-                *o = (c_skip * xv as f64 + c_out * fv as f64) as f32;
-            };
-            match (out.as_slice_mut(), x.as_slice()) {
-                (Some(os), Some(xs)) => {
-                    for ((o, &xv), &fv) in os.iter_mut().zip(xs).zip(f.iter()) {
-                        mix(o, xv, fv);
-                    }
-                }
-                _ => {
-                    for ((o, &xv), &fv) in out.iter_mut().zip(x.iter()).zip(f.iter()) {
-                        mix(o, xv, fv);
-                    }
-                }
-            }
-        });
-    }
-}
-
-impl Denoiser for MlpDenoiser {
-    fn dim(&self) -> usize {
-        self.dim
-    }
-
-    /// The unconditional denoiser (class ∅ for a class-conditional network).
-    fn denoise(&self, x: ArrayView2<f32>, sigma: f64, out: ArrayViewMut2<f32>) {
-        self.denoise_rows(x, None, sigma, out)
-    }
-
-    fn denoise_labeled(
-        &self,
-        x: ArrayView2<f32>,
-        labels: &[u32],
-        sigma: f64,
-        out: ArrayViewMut2<f32>,
-    ) {
-        self.denoise_rows(x, Some(labels), sigma, out)
     }
 }
 
@@ -833,7 +416,7 @@ impl BatchContext<'_> {
             }
         }
         levels.clear();
-        levels.extend(rows.iter().map(|_| self.draw_sigma(rng)));
+        levels.extend(rows.iter().map(|_| self.schedule.training_sigma(rng)));
         // ε per value; the one-step objective needs two (ε₁ then ε' per row).
         let per_row = if self.objective == Objective::OneStep {
             2 * d
@@ -898,25 +481,6 @@ impl BatchContext<'_> {
             }
         }
     }
-
-    /// A training noise level: a uniform step k ∈ 1..=T for discrete VP (returned too), uniform
-    /// time for OU and VE, and EDM's ln σ ~ N(−1.2, 1.2²).
-    fn draw_sigma(&self, rng: &mut Stream) -> (f64, Option<usize>) {
-        match self.schedule {
-            NoiseSchedule::DiscreteVp { betas, .. } => {
-                let k = rng.random_range(1..=betas.len());
-                (self.schedule.sigma(k as f64), Some(k))
-            }
-            NoiseSchedule::Edm { .. } => {
-                let z: f64 = StandardNormal.sample(rng);
-                ((-1.2 + 1.2 * z).exp(), None)
-            }
-            _ => {
-                let t = rng.random::<f64>() * self.schedule.t_end();
-                (self.schedule.sigma(t).max(1e-4), None)
-            }
-        }
-    }
 }
 
 /// A fixed held-out batch (noise drawn once) for early stopping.
@@ -965,8 +529,10 @@ impl EvalSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diffusion::Denoiser;
     use crate::rng::{Role, stream};
     use ndarray::Array2;
+    use rand_distr::{Distribution as _, StandardNormal};
 
     /// An untrained class-conditional network (3 classes, 2-D) with guidance `w`.
     fn conditional_net(w: f64) -> MlpDenoiser {
@@ -1048,10 +614,7 @@ mod tests {
         let sigma = 0.8;
         let run = |net: &MlpDenoiser, rows: ArrayView2<f32>, labels: Option<&[u32]>| {
             let mut out = Array2::zeros(rows.dim());
-            match labels {
-                Some(l) => net.denoise_labeled(rows, l, sigma, out.view_mut()),
-                None => net.denoise(rows, sigma, out.view_mut()),
-            }
+            net.denoise(rows, sigma, labels, out.view_mut());
             out
         };
         let plain = conditional_net(0.0);
