@@ -224,3 +224,32 @@ fn the_numpy_gaussian_collapses_at_the_closed_form_rate() {
         );
     }
 }
+
+/// Labels through the protocol: `fit` gets the training labels at {labels}, `sample` writes
+/// labels to {out_labels}, and the samples come back labelled, so class metrics apply. The shell
+/// "model" packs the training set and its labels into its state with tar and unpacks them as
+/// its samples.
+#[test]
+fn labels_go_to_fit_and_come_back_from_sample() {
+    let model = r#"
+fit = ["sh", "-c", 'tar -cf "$1" -C "$(dirname "$0")" "$(basename "$0")" "$(basename "$2")"', "{train}", "{state_out}", "{labels}"]
+sample = ["sh", "-c", 'cd "$(dirname "$1")" && tar -xf "$0" && mv train.npy "$1" && test -f "$2"', "{state}", "{out}", "{out_labels}", "{n}"]
+"#;
+    let text = format!(
+        "generations = 2\nsamples_per_generation = 100\n[target]\nkind = \"penguins\"\n\
+         [model]\nkind = \"command\"\n{model}\n[loop]\nschedule = \"replace\"\ntrain_size = 100\n\
+         [metrics]\nnames = [\"class_edge90\", \"mean_shift\"]\n"
+    );
+    let exp = Experiment::new(Config::parse(&text, &[]).unwrap()).unwrap();
+    let mut seen = 0;
+    exp.run_seed(0, &mut |g| {
+        let labels = g.samples.labels.as_ref().expect("labelled samples");
+        assert_eq!(Some(labels), g.train.labels.as_ref());
+        assert_eq!(g.samples.points, g.train.points);
+        assert!(g.metrics[0].is_finite(), "class_edge90 {:?}", g.metrics);
+        seen += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, 2);
+}

@@ -108,3 +108,43 @@ fn a_file_that_is_not_a_model_is_one_clear_error() {
     let e = models::load(&p).err().unwrap().to_string();
     assert!(e.contains("no tensor `covariance`"), "{e}");
 }
+
+/// Sample weights: the Gaussian MLE with integer weights is the MLE of the set with each point
+/// repeated that many times; a learner that does not take weights refuses them.
+#[test]
+fn sample_weights_count_points_and_are_refused_where_unsupported() {
+    let (x, _) = data();
+    let weights: Vec<f64> = (0..90).map(|i| (i % 4) as f64).collect();
+    let mut repeated = Vec::new();
+    for (i, row) in x.rows().into_iter().enumerate() {
+        for _ in 0..(i % 4) {
+            repeated.extend(row.iter().copied());
+        }
+    }
+    let repeated = Array2::from_shape_vec((repeated.len() / 2, 2), repeated).unwrap();
+    let table: toml::Table = "kind = \"gaussian\"".parse().unwrap();
+    let mle = models::build(&table).unwrap();
+    let rng = &mut stream(0, 0, Role::Fit);
+    let weighted = TrainingSet {
+        points: x.view(),
+        labels: None,
+        weights: Some(&weights),
+    };
+    let a = mle.fit_checked(&weighted, None, rng).unwrap();
+    let b = mle
+        .fit_checked(&TrainingSet::points(repeated.view()), None, rng)
+        .unwrap();
+    let (ga, gb) = (
+        a.distribution().unwrap().as_gaussian().unwrap(),
+        b.distribution().unwrap().as_gaussian().unwrap(),
+    );
+    for (u, v) in ga.mu().iter().zip(gb.mu()) {
+        assert!((u - v).abs() < 1e-12, "{} vs {}", ga.mu(), gb.mu());
+    }
+    for (u, v) in ga.sigma().iter().zip(gb.sigma()) {
+        assert!((u - v).abs() < 1e-9, "{} vs {}", ga.sigma(), gb.sigma());
+    }
+    let kde = models::build(&"kind = \"kde\"\nbandwidth = 0.5".parse().unwrap()).unwrap();
+    let e = kde.fit_checked(&weighted, None, rng).err().unwrap().to_string();
+    assert!(e.contains("does not take sample weights"), "{e}");
+}
