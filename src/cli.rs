@@ -70,6 +70,44 @@ enum Command {
     },
     /// List the metrics that `[metrics] names` accepts.
     Metrics,
+    /// Run a study: the cells of a grid over config keys ([axes], [zip]), each an ordinary run
+    /// folder under DIR/cells/NNN/, then study.csv, summary.csv and study.png over all of them.
+    Sweep {
+        /// The study file (see examples/study-*.toml).
+        #[arg(required_unless_present = "status")]
+        study: Option<PathBuf>,
+        /// Study folder to create (or continue with --resume).
+        #[arg(long, required_unless_present = "status")]
+        out: Option<PathBuf>,
+        /// Override a key of the base experiment in every cell (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Cells run at once; results are identical for any value.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Worker threads in all (0 = all cores), shared by the cells that run at once.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Run only these cells, e.g. 3,5-7.
+        #[arg(long)]
+        cells: Option<String>,
+        /// Print the cells and their resolved configs, and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Continue the study in --out: finished cells are kept, the others run.
+        #[arg(long, conflicts_with = "force")]
+        resume: bool,
+        /// Replace the study folder if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Print no progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Print the state of each cell of the study folder DIR (done, running, partial, failed,
+        /// pending) and exit.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["study", "out", "dry_run", "resume", "force"])]
+        status: Option<PathBuf>,
+    },
     /// List the learners that `[model] kind` accepts.
     Learners,
     /// Draw samples from a saved model (a run folder's models/seed-S/gen-GGG.safetensors) and
@@ -448,6 +486,72 @@ pub fn main_with(cli: Cli) -> Result<()> {
             )
         }
         Command::Classifier { config, out, set } => train_classifier(&config, &set, &out),
+        Command::Sweep {
+            study,
+            out,
+            set,
+            jobs,
+            threads,
+            cells,
+            dry_run,
+            resume,
+            force,
+            quiet,
+            status,
+        } => {
+            use crate::experiment::study;
+            if let Some(dir) = status {
+                for (cell, values, state) in study::status(&dir)? {
+                    println!("{cell}  {state:<8} {values}");
+                }
+                return Ok(());
+            }
+            let (Some(path), Some(out)) = (study, out) else {
+                unreachable!("clap requires STUDY and --out without --status")
+            };
+            let s = study::Study::load(&path, &set)?;
+            if dry_run {
+                for c in &s.cells {
+                    println!("# cell {} ({})", c.name(), c.label());
+                    println!("{}", c.experiment.config.to_toml());
+                }
+                println!("{} cells", s.cells.len());
+                return Ok(());
+            }
+            let only = cells
+                .map(|c| study::parse_cells(&c, s.cells.len()))
+                .transpose()?;
+            let opts = study::SweepOptions {
+                jobs,
+                threads,
+                only,
+                force,
+                resume,
+                progress: !quiet,
+            };
+            let report = study::sweep(&s, &out, &opts)?;
+            if resume && report.ran.is_empty() && report.failed.is_empty() {
+                println!(
+                    "every cell of {} is already finished; nothing to run",
+                    out.display()
+                );
+            } else {
+                println!(
+                    "{} cells run, {} already finished, {} failed",
+                    report.ran.len(),
+                    report.kept.len(),
+                    report.failed.len()
+                );
+            }
+            println!("study folder: {}", out.display());
+            if let Some((i, e)) = report.failed.first() {
+                return Err(Error::Run(format!(
+                    "{} cells failed (cells/NNN.error); cell {i:03}: {e}",
+                    report.failed.len()
+                )));
+            }
+            Ok(())
+        }
         Command::Learners => {
             for r in crate::models::LEARNERS {
                 println!("{:<12} {}", r.kind, r.about);

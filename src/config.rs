@@ -366,6 +366,12 @@ impl Config {
         for item in overrides {
             apply_override(&mut table, item)?;
         }
+        Config::from_table(table)
+    }
+
+    /// The config of a TOML table (a parsed file with its overrides applied), checked against
+    /// the schema.
+    pub fn from_table(mut table: toml::Table) -> Result<Config> {
         move_legacy_keys(&mut table)?;
         let result: std::result::Result<Config, _> =
             serde_path_to_error::deserialize(toml::Value::Table(table));
@@ -415,25 +421,32 @@ fn move_legacy_keys(table: &mut toml::Table) -> Result<()> {
     Ok(())
 }
 
-/// Sets `a.b.c = value` in `table`, creating tables on the way.
-fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
+/// Applies one `--set KEY=VALUE` to `table` (the value is TOML, or a string when it is not valid TOML).
+pub fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
     let (key, raw) = item.split_once('=').ok_or_else(|| {
         Error::config(format!(
             "--set `{item}`: expected KEY=VALUE, e.g. loop.fresh_fraction=0.1"
         ))
     })?;
-    let key = key.trim();
     let raw = raw.trim();
     let value = format!("v = {raw}")
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    set_key(table, key.trim(), value).map_err(|m| Error::config(format!("--set `{item}`: {m}")))
+}
+
+/// Sets the dotted `key` (`loop.fresh_fraction`) of `table` to `value`, creating tables on the
+/// way; the message says why it cannot.
+pub fn set_key(
+    table: &mut toml::Table,
+    key: &str,
+    value: toml::Value,
+) -> std::result::Result<(), String> {
     let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(Error::config(format!(
-            "--set `{item}`: `{key}` is not a valid dotted key"
-        )));
+    if parts.iter().any(|p| p.trim().is_empty()) {
+        return Err(format!("`{key}` is not a valid dotted key"));
     }
     let mut t = table;
     for p in &parts[..parts.len() - 1] {
@@ -442,7 +455,7 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         t = entry
             .as_table_mut()
-            .ok_or_else(|| Error::config(format!("--set `{item}`: `{p}` is not a table")))?;
+            .ok_or_else(|| format!("`{p}` is not a table"))?;
     }
     t.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())

@@ -323,6 +323,231 @@ pub fn image_grid(
     Ok(())
 }
 
+/// One cell of a study for [`plot_study`]: its label, its value of the first axis (when a
+/// number), its label without the first axis, and per metric its (generation, mean, standard
+/// error) curve.
+pub struct StudyCurve {
+    /// `alpha = 0.1, h = 0.6`.
+    pub label: String,
+    /// The first axis value, when it is a number.
+    pub first: Option<f64>,
+    /// The label without the first axis (the series of the last-generation panels).
+    pub rest: String,
+    /// Per metric: (generation, mean, se).
+    pub curves: Vec<Vec<(f64, f64, f64)>>,
+}
+
+/// The study plot: per metric, its mean over seeds against generation with one line per cell
+/// (± 1 standard error band) and a legend of the cells, and, when the first axis is numeric,
+/// its last-generation mean (± se) against that axis, one line per value of the other axes.
+pub fn plot_study(
+    path: &Path,
+    metrics: &[String],
+    first_axis: &str,
+    cells: &[StudyCurve],
+) -> Result<()> {
+    REGISTER_FONT.call_once(|| {
+        let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+        assert!(
+            registered.is_ok(),
+            "the bundled font is a valid TrueType file"
+        );
+    });
+    let numeric = cells.iter().all(|c| c.first.is_some()) && !first_axis.is_empty();
+    let cols = if numeric { 2 } else { 1 };
+    let (w, h) = (560 * cols as u32, 360 * metrics.len().max(1) as u32);
+    let err = |e: String| Error::Run(format!("cannot draw {}: {e}", path.display()));
+    let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let panels = root.split_evenly((metrics.len().max(1), cols));
+    let colour = |i: usize| Palette99::pick(i).to_rgba();
+    for (m, name) in metrics.iter().enumerate() {
+        let area = &panels[m * cols];
+        let pts: Vec<&(f64, f64, f64)> = cells
+            .iter()
+            .flat_map(|c| c.curves.get(m).into_iter().flatten())
+            .filter(|p| p.1.is_finite())
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let (x0, x1) = pts
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p.0), b.max(p.0))
+            });
+        let (y0, y1) = y_range(
+            pts.iter()
+                .map(|p| (p.1, if p.2.is_finite() { p.2 } else { 0.0 })),
+        );
+        let mut chart = ChartBuilder::on(area)
+            .caption(name.as_str(), ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1.max(x0 + 1.0), y0..y1)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("generation")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| fmt(*v))
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        for (i, c) in cells.iter().enumerate() {
+            let Some(curve) = c.curves.get(m) else {
+                continue;
+            };
+            let line: Vec<(f64, f64)> = curve
+                .iter()
+                .filter(|p| p.1.is_finite())
+                .map(|p| (p.0, p.1))
+                .collect();
+            let band: Vec<(f64, f64)> = curve
+                .iter()
+                .filter(|p| p.1.is_finite() && p.2.is_finite())
+                .map(|p| (p.0, p.1 + p.2))
+                .chain(
+                    curve
+                        .iter()
+                        .rev()
+                        .filter(|p| p.1.is_finite() && p.2.is_finite())
+                        .map(|p| (p.0, p.1 - p.2)),
+                )
+                .collect();
+            if band.len() > 2 {
+                chart
+                    .draw_series(std::iter::once(Polygon::new(band, colour(i).mix(0.12))))
+                    .map_err(|e| err(e.to_string()))?;
+            }
+            chart
+                .draw_series(LineSeries::new(line, colour(i).stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?
+                .label(c.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], colour(i).stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 11))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        if numeric {
+            last_generation_panel(&panels[m * cols + 1], name, m, first_axis, cells, &err)?;
+        }
+    }
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+/// A y range covering every (mean ± se), padded by 5% (a flat series gets ±5% of its value).
+fn y_range(points: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
+    let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (m, s)| {
+        (lo.min(m - s), hi.max(m + s))
+    });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = if hi - lo <= 1e-9 * hi.abs().max(lo.abs()).max(1e-300) {
+        (lo.abs() * 0.05).max(1e-12)
+    } else {
+        (hi - lo) * 0.05
+    };
+    (lo - pad, hi + pad)
+}
+
+/// Metric `m` at each cell's last generation against the first axis, one line per value of the
+/// other axes.
+fn last_generation_panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    name: &str,
+    m: usize,
+    first_axis: &str,
+    cells: &[StudyCurve],
+    err: &dyn Fn(String) -> Error,
+) -> Result<()> {
+    let last = |c: &StudyCurve| c.curves.get(m).and_then(|v| v.last().copied());
+    let pts: Vec<(f64, f64, f64)> = cells
+        .iter()
+        .filter_map(|c| Some((c.first?, last(c)?)))
+        .filter(|(_, p)| p.1.is_finite())
+        .map(|(x, p)| (x, p.1, if p.2.is_finite() { p.2 } else { 0.0 }))
+        .collect();
+    if pts.is_empty() {
+        return Ok(());
+    }
+    let (x0, x1) = pts
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let pad = if x1 > x0 { (x1 - x0) * 0.05 } else { 0.5 };
+    let (y0, y1) = y_range(pts.iter().map(|p| (p.1, p.2)));
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{name} at the last generation"), ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d((x0 - pad)..(x1 + pad), y0..y1)
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc(first_axis)
+        .x_label_formatter(&|v| fmt(*v))
+        .y_label_formatter(&|v| fmt(*v))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    let mut groups: Vec<&str> = Vec::new();
+    for c in cells {
+        if !groups.contains(&c.rest.as_str()) {
+            groups.push(&c.rest);
+        }
+    }
+    for (i, g) in groups.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let mut series: Vec<(f64, f64, f64)> = cells
+            .iter()
+            .filter(|c| c.rest == *g)
+            .filter_map(|c| Some((c.first?, last(c)?)))
+            .filter(|(_, p)| p.1.is_finite())
+            .map(|(x, p)| (x, p.1, p.2))
+            .collect();
+        series.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let drawn = chart
+            .draw_series(LineSeries::new(
+                series.iter().map(|p| (p.0, p.1)),
+                colour.stroke_width(2),
+            ))
+            .map_err(|e| err(e.to_string()))?;
+        if !g.is_empty() {
+            drawn.label(g.to_string()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+            });
+        }
+        chart
+            .draw_series(series.iter().filter(|p| p.2.is_finite()).map(|p| {
+                ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, colour.stroke_width(1), 6)
+            }))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    if groups.iter().any(|g| !g.is_empty()) {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 11))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod grid_tests {
     use super::*;

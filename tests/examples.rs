@@ -46,7 +46,11 @@ fn every_example_runs_a_short_generation() {
         for path in paths {
             let full = ouro::config::Config::load(&path, &[]).unwrap();
             let is_command = full.model.get("kind").and_then(|k| k.as_str()) == Some("command");
-            let script = full.model.get("fit").map(|f| f.to_string()).unwrap_or_default();
+            let script = full
+                .model
+                .get("fit")
+                .map(|f| f.to_string())
+                .unwrap_or_default();
             if is_command && (script.contains("ddpm.py") || !numpy) {
                 continue;
             }

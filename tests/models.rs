@@ -145,6 +145,10 @@ fn sample_weights_count_points_and_are_refused_where_unsupported() {
         assert!((u - v).abs() < 1e-9, "{} vs {}", ga.sigma(), gb.sigma());
     }
     let kde = models::build(&"kind = \"kde\"\nbandwidth = 0.5".parse().unwrap()).unwrap();
-    let e = kde.fit_checked(&weighted, None, rng).err().unwrap().to_string();
+    let e = kde
+        .fit_checked(&weighted, None, rng)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("does not take sample weights"), "{e}");
 }

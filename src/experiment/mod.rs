@@ -3,6 +3,7 @@
 
 pub mod reconstruct;
 pub mod run_dir;
+pub mod study;
 
 use crate::config::Config;
 use crate::data::{Dataset, Target};
