@@ -34,6 +34,10 @@ enum Command {
         /// Replace the run folder if it exists.
         #[arg(long)]
         force: bool,
+        /// Continue a run that was killed (its hidden partial folder) from the last generation
+        /// each seed finished; the result is the same bytes as a run that never stopped.
+        #[arg(long, conflicts_with = "force")]
+        resume: bool,
         /// Print no table.
         #[arg(long)]
         quiet: bool,
@@ -324,6 +328,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
             set,
             threads,
             force,
+            resume,
             quiet,
         } => {
             let exp = load_experiment(&config, &set)?;
@@ -331,8 +336,13 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 force,
                 threads,
                 progress: !quiet,
+                resume,
             };
             let result = run_dir::run(&exp, &out, &opts)?;
+            if result.already_finished {
+                println!("{} is already finished; nothing to run", out.display());
+                return Ok(());
+            }
             if !quiet {
                 println!("{}", report::table(&result.names, &result.rows, 11));
                 println!("run folder: {}", out.display());
@@ -873,6 +883,7 @@ fn demo(out: &std::path::Path, threads: usize) -> Result<()> {
         force: true,
         threads,
         progress: true,
+        resume: false,
     };
     let result = run_dir::run(&exp, out, &opts)?;
     let summary = report::by_generation(&result.rows, result.names.len());

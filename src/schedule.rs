@@ -46,6 +46,51 @@ pub struct LoopState {
     synthetic: Vec<Dataset>,
 }
 
+impl LoopState {
+    /// Adds the state to `file` (a checkpoint): tensors `loop.real.points` (`.labels`) and
+    /// `loop.synthetic.K.points` (`.labels`) for K = 0, 1, …
+    pub fn save(&self, file: &mut crate::data::tensors::TensorFile) {
+        let put = |file: &mut crate::data::tensors::TensorFile, name: &str, d: &Dataset| {
+            let p = &d.points;
+            let values: Vec<f32> = p.iter().copied().collect();
+            file.put(&format!("{name}.points"), &[p.nrows(), p.ncols()], &values);
+            if let Some(l) = &d.labels {
+                file.put(&format!("{name}.labels"), &[l.len()], l);
+            }
+        };
+        if let Some(r) = &self.real {
+            put(file, "loop.real", r);
+        }
+        for (k, s) in self.synthetic.iter().enumerate() {
+            put(file, &format!("loop.synthetic.{k}"), s);
+        }
+    }
+
+    /// The state [`LoopState::save`] added to `file`.
+    pub fn load(file: &crate::data::tensors::TensorFile) -> Result<LoopState> {
+        let get = |name: &str| -> Result<Option<Dataset>> {
+            if !file.has(&format!("{name}.points")) {
+                return Ok(None);
+            }
+            let points = file.matrix(&format!("{name}.points"))?;
+            let labels = if file.has(&format!("{name}.labels")) {
+                Some(file.vector::<u32>(&format!("{name}.labels"), points.nrows())?)
+            } else {
+                None
+            };
+            Ok(Some(Dataset { points, labels }))
+        };
+        let mut synthetic = Vec::new();
+        while let Some(d) = get(&format!("loop.synthetic.{}", synthetic.len()))? {
+            synthetic.push(d);
+        }
+        Ok(LoopState {
+            real: get("loop.real")?,
+            synthetic,
+        })
+    }
+}
+
 impl Schedule {
     /// Checks `[loop]` against the target and resolves sizes; keys a schedule does not use are
     /// an error, so a typo in intent is caught before a run.

@@ -343,6 +343,7 @@ fn memorisation_is_seen_through_repeated_training_points() {
         force: false,
         threads: 0,
         progress: false,
+        resume: false,
     };
     let result = run(&exp, &out, &opts).unwrap();
     let col = |name: &str| result.names.iter().position(|n| *n == name).unwrap();

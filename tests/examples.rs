@@ -7,7 +7,10 @@ fn every_example_is_a_valid_experiment() {
     for dir in [root.clone(), root.join("byom")] {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
+            let study = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("study-"));
+            if path.extension().is_some_and(|e| e == "toml") && !study {
                 let cfg = ouro::config::Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
                 ouro::experiment::Experiment::new(cfg)
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -41,6 +44,12 @@ fn every_example_runs_a_short_generation() {
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .filter(|p| {
+                !p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("study-")
+            })
             .collect();
         paths.sort();
         for path in paths {
@@ -80,4 +89,26 @@ fn every_example_runs_a_short_generation() {
     }
     eprintln!("ran {}: {ran:?}", ran.len());
     assert!(ran.len() >= 15, "{ran:?}");
+}
+
+/// Every example study (`examples/study-*.toml`) is valid: each of its cells passes all checks.
+#[test]
+fn every_example_study_is_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("study-")
+        {
+            let study =
+                ouro::experiment::study::Study::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            assert!(study.cells.len() >= 4, "{}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
 }

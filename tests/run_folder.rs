@@ -35,6 +35,7 @@ fn options(threads: usize) -> RunOptions {
         force: false,
         threads,
         progress: false,
+        resume: false,
     }
 }
 

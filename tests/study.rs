@@ -208,3 +208,146 @@ fn a_stopped_study_continues_with_resume() {
     assert_eq!(code, 2);
     assert!(err.contains("holds another study"), "{err}");
 }
+
+/// Every file under `root` (relative name, bytes), sorted.
+fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                files.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Runs `args` + `--out full` once, then `args` + `--out part --resume` killed with SIGKILL
+/// after delays from a fixed LCG (each within a 1/kills share of an uninterrupted run, so that
+/// every attempt stops part way through what is left, in fitting, sampling, metrics or file
+/// writes), then once more to the end; the two folders must be the same bytes. OURO_KILLS sets
+/// the number of attempts (default 6; `bench/kill-resume.sh` runs more).
+fn kill_and_resume(d: &Path, args: &[&str]) {
+    let kills: u64 = std::env::var("OURO_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(6);
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        args.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let start = std::time::Instant::now();
+    let full = with(&["--out", "full", "--quiet"]);
+    let (code, _, err) = ouro(&full.iter().map(String::as_str).collect::<Vec<_>>(), d);
+    assert_eq!(code, 0, "{err}");
+    let full_ms = start.elapsed().as_millis() as u64;
+    let part = with(&["--out", "part", "--resume", "--quiet"]);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut killed = 0;
+    for _ in 0..kills {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = 20 + (state >> 33) % (full_ms / kills).max(20);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ouro"))
+            .args(&part)
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    let (code, _, err) = ouro(&part.iter().map(String::as_str).collect::<Vec<_>>(), d);
+    assert_eq!(code, 0, "{err}");
+    eprintln!("{killed} of {kills} attempts killed mid-run (an uninterrupted run: {full_ms} ms)");
+    assert!(killed * 2 >= kills, "only {killed} kills landed");
+    let (a, b) = (tree(&d.join("full")), tree(&d.join("part")));
+    let names = |t: &[(String, Vec<u8>)]| t.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x.1 == y.1, "{} differs after resuming", x.0);
+    }
+    let hidden: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
+
+/// A study of two cells (a warm-started mixture in the accumulate loop, which keeps every
+/// synthetic set) killed and resumed.
+#[test]
+fn a_killed_study_resumes_to_the_same_bytes() {
+    let study = r#"
+seeds = 2
+generations = 8
+samples_per_generation = 1500
+save_train_sets = true
+[target]
+kind = "gmm"
+dim = 4
+means = [[0, 0], [3, 3]]
+std = 0.5
+[model]
+kind = "gmm"
+components = 2
+[loop]
+schedule = "accumulate"
+train_size = 1500
+warm_start = true
+[metrics]
+names = ["mean_shift", "mmd2", "memorized", "precision"]
+[axes]
+"model.reg_covar" = [1e-6, 0.01]
+"#;
+    let dir = setup(study);
+    kill_and_resume(dir.path(), &["sweep", "study.toml"]);
+    let hidden: Vec<_> = std::fs::read_dir(dir.path().join("part/cells"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
+
+/// A run on a finite labelled data set (fresh real points drawn from the pool without
+/// replacement, a class-conditional model, per-class accuracies) killed and resumed.
+#[test]
+fn a_killed_run_on_a_finite_data_set_resumes_to_the_same_bytes() {
+    let config = r#"
+seed = 2
+repeats = 2
+generations = 6
+samples_per_generation = 200
+[target]
+kind = "penguins"
+standardize = true
+[model]
+kind = "diffusion"
+denoiser = "kde"
+bandwidth = 0.2
+conditional = true
+sample_steps = 40
+[loop]
+schedule = "fresh"
+train_size = 100
+fresh_fraction = 0.2
+[metrics]
+names = ["synthetic_accuracy", "real_accuracy", "mean_shift", "class_edge90"]
+"#;
+    let dir = setup(config);
+    kill_and_resume(dir.path(), &["run", "study.toml"]);
+    assert!(dir.path().join("part/class_accuracy.csv").exists());
+}

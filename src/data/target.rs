@@ -345,6 +345,28 @@ pub struct RealData<'a> {
 }
 
 impl RealData<'_> {
+    /// How many points of a finite training pool have been drawn (0 for a known distribution):
+    /// with the seed, all that later draws depend on.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// Continues the draws of a run that had drawn `position` points of the pool.
+    pub fn set_position(&mut self, position: usize) -> Result<()> {
+        if self
+            .pool
+            .as_ref()
+            .map_or(position != 0, |p| position > p.nrows())
+        {
+            return Err(Error::Run(format!(
+                "a checkpoint says {position} real points were drawn; the training pool has {}",
+                self.pool.as_ref().map_or(0, |p| p.nrows())
+            )));
+        }
+        self.next = position;
+        Ok(())
+    }
+
     /// `n` real points for `generation`: fresh draws from the stream (seed, generation, role) for
     /// a known distribution, or the next `n` unused points of a finite training pool.
     pub fn draw(&mut self, n: usize, generation: usize, role: Role) -> Result<Array2<f32>> {

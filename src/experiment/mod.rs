@@ -1,6 +1,7 @@
 //! An experiment: a checked config turned into target, learner, schedule and metrics, and the
 //! generation loop that runs it for one seed. [`run_dir`] writes a whole run to a folder.
 
+mod checkpoint;
 pub mod reconstruct;
 pub mod run_dir;
 pub mod study;
@@ -44,6 +45,31 @@ pub struct Generation<'a> {
     /// Per-class accuracy on the reference points of the classifier trained on the samples and
     /// of the one trained on real data (when accuracy metrics are chosen).
     pub class_accuracy: Option<(&'a [f64], &'a [f64])>,
+    /// The schedule's state after this generation (for a checkpoint).
+    pub loop_state: &'a LoopState,
+    /// Real points of a finite pool drawn so far (for a checkpoint).
+    pub real_position: usize,
+    /// The metric rows of every generation so far, this one last.
+    pub rows: &'a [Vec<f64>],
+    /// The accuracy of the classifier trained on the seed's real training set, when computed.
+    pub real_accuracy: Option<&'a (f64, Vec<f64>)>,
+}
+
+/// Where the loop of one seed stands: everything the next generation needs, so that a run
+/// continued from it is bit-identical to one that never stopped.
+pub struct SeedState {
+    /// The next generation to run.
+    pub generation: usize,
+    /// The model of the generation before it.
+    pub previous: Box<dyn Model>,
+    /// The schedule's state.
+    pub loop_state: LoopState,
+    /// Real points of a finite pool drawn so far.
+    pub real_position: usize,
+    /// The metric rows of the generations before it.
+    pub rows: Vec<Vec<f64>>,
+    /// The accuracy of the classifier trained on the seed's real training set, when computed.
+    pub real_accuracy: Option<(f64, Vec<f64>)>,
 }
 
 impl Experiment {
@@ -148,15 +174,34 @@ impl Experiment {
         seed: u64,
         observe: &mut dyn FnMut(&Generation) -> Result<()>,
     ) -> Result<Vec<Vec<f64>>> {
+        self.run_seed_from(seed, None, observe)
+    }
+
+    /// [`Experiment::run_seed`] from `start` (a checkpoint of this seed) instead of generation 0.
+    pub fn run_seed_from(
+        &self,
+        seed: u64,
+        start: Option<SeedState>,
+        observe: &mut dyn FnMut(&Generation) -> Result<()>,
+    ) -> Result<Vec<Vec<f64>>> {
         let mut real = self.target.realize(seed, self.metrics.eval_samples);
         let reference = self
             .metrics
             .reference(real.reference.view(), real.reference_labels.as_deref());
-        let mut real_accuracy = None;
-        let mut state = LoopState::default();
-        let mut previous: Option<Box<dyn Model>> = None;
-        let mut rows = Vec::with_capacity(self.config.generations);
-        for g in 0..self.config.generations {
+        let (first, mut previous, mut state, mut rows, mut real_accuracy) = match start {
+            Some(s) => {
+                real.set_position(s.real_position)?;
+                (
+                    s.generation,
+                    Some(s.previous),
+                    s.loop_state,
+                    s.rows,
+                    s.real_accuracy,
+                )
+            }
+            None => (0, None, LoopState::default(), Vec::new(), None),
+        };
+        for g in first..self.config.generations {
             let train =
                 self.schedule
                     .training_set(seed, g, &mut real, previous.as_deref(), &mut state)?;
@@ -206,7 +251,7 @@ impl Experiment {
                 synthetic_accuracy: Default::default(),
                 seed,
             };
-            let values = self.metrics.evaluate(&ctx);
+            rows.push(self.metrics.evaluate(&ctx));
             let class_accuracy = if self.metrics.uses_classifiers() {
                 ctx.synthetic_accuracy()
                     .zip(real_accuracy.as_ref())
@@ -220,10 +265,13 @@ impl Experiment {
                 train: &train,
                 model: &*model,
                 samples: &samples,
-                metrics: &values,
+                metrics: rows.last().expect("pushed"),
                 class_accuracy,
+                loop_state: &state,
+                real_position: real.position(),
+                rows: &rows,
+                real_accuracy: real_accuracy.as_ref(),
             })?;
-            rows.push(values);
             previous = Some(model);
         }
         Ok(rows)

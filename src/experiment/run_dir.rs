@@ -27,6 +27,9 @@ pub struct RunOptions {
     pub threads: usize,
     /// Draw a progress bar (only shown when stderr is a terminal).
     pub progress: bool,
+    /// Continue the run that a killed process left in `out` (its hidden partial folder), from
+    /// the last generation each seed finished; a finished run is left as it is.
+    pub resume: bool,
 }
 
 /// The metric rows of a finished run.
@@ -38,13 +41,120 @@ pub struct RunResult {
     pub rows: Vec<(u64, usize, Vec<f64>)>,
     /// Where the plot was written.
     pub plot: PathBuf,
+    /// Whether `--resume` found the run already finished (and did nothing).
+    pub already_finished: bool,
 }
 
 /// Runs `exp` and writes its run folder at `out`.
 pub fn run(exp: &Experiment, out: &Path, opts: &RunOptions) -> Result<RunResult> {
-    let mut r = write_atomically(out, opts.force, |tmp| write_into(exp, tmp, opts))?;
+    if opts.resume && out.join("metrics.csv").exists() {
+        return finished(exp, out);
+    }
+    let adopt = if opts.resume {
+        interrupted(exp, out)?
+    } else {
+        None
+    };
+    let resuming = adopt.is_some();
+    let mut r = write_atomically_from(out, opts.force || resuming, adopt, |tmp| {
+        write_into(exp, tmp, opts, resuming)
+    })?;
     r.plot = out.join(r.plot.file_name().expect("plot file"));
     Ok(r)
+}
+
+/// The result of the finished run in `out`, which must have `exp`'s config (for `--resume` of
+/// a run that has nothing left to do).
+fn finished(exp: &Experiment, out: &Path) -> Result<RunResult> {
+    same_config(exp, out)?;
+    let path = out.join("metrics.csv");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::data(&path, format!("cannot read it: {e}")))?;
+    let bad = || Error::data(&path, "not a metrics.csv written by ouro");
+    let rows = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let values = f
+                .get(2..)
+                .ok_or_else(bad)?
+                .iter()
+                .map(|v| v.parse::<f64>().map_err(|_| bad()))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((
+                f[0].parse().map_err(|_| bad())?,
+                f[1].parse().map_err(|_| bad())?,
+                values,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RunResult {
+        names: exp.metrics.names(),
+        rows,
+        plot: out.join("metrics.png"),
+        already_finished: true,
+    })
+}
+
+/// The config a run folder (or partial folder) `dir` was written with must be `exp`'s.
+fn same_config(exp: &Experiment, dir: &Path) -> Result<()> {
+    let written = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+    if written != exp.config.to_toml() {
+        return Err(Error::Run(format!(
+            "{} was written with another config (its config.toml differs); --resume continues \
+             the same experiment, --force starts it over",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The hidden partial folder of a killed run into `out` (`.NAME.partial-PID` whose process is
+/// gone), checked to hold `exp`'s config; `None` when there is none.
+fn interrupted(exp: &Experiment, out: &Path) -> Result<Option<PathBuf>> {
+    let (parent, name) = partial_prefix(out);
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file.strip_prefix(&name) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok_and(alive)
+            && pid.parse::<u32>().ok() != Some(std::process::id())
+        {
+            return Err(Error::Run(format!(
+                "a run into {} is in progress (process {pid}); wait for it or stop it first",
+                out.display()
+            )));
+        }
+        found = Some(e.path());
+    }
+    if let Some(p) = &found {
+        same_config(exp, p)?;
+    }
+    Ok(found)
+}
+
+/// Whether process `pid` is running (Linux: /proc/PID; elsewhere every process counts as gone).
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The parent of `out` and the name prefix `.NAME.partial-` of its partial folders.
+fn partial_prefix(out: &Path) -> (PathBuf, String) {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    (parent, format!(".{name}.partial-"))
 }
 
 /// Creates the folder `out` by running `write` on a hidden sibling `.NAME.partial-PID` and renaming
@@ -53,6 +163,16 @@ pub fn run(exp: &Experiment, out: &Path, opts: &RunOptions) -> Result<RunResult>
 pub fn write_atomically<T>(
     out: &Path,
     force: bool,
+    write: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    write_atomically_from(out, force, None, write)
+}
+
+/// [`write_atomically`], continuing in the partial folder `adopt` (of a killed run) when given.
+fn write_atomically_from<T>(
+    out: &Path,
+    force: bool,
+    adopt: Option<PathBuf>,
     write: impl FnOnce(&Path) -> Result<T>,
 ) -> Result<T> {
     if out.exists() && !force && !is_empty_dir(out) {
@@ -67,26 +187,24 @@ pub fn write_atomically<T>(
             out.display()
         )));
     }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let (parent, stale) = partial_prefix(out);
     std::fs::create_dir_all(&parent)
         .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into());
+    let tmp = parent.join(format!("{stale}{}", std::process::id()));
+    if let Some(old) = &adopt
+        && old != &tmp
+    {
+        std::fs::rename(old, &tmp)
+            .map_err(|e| Error::io(format!("cannot take over {}", old.display()), e))?;
+    }
     // leftovers of an interrupted earlier run into the same folder
-    let stale = format!(".{name}.partial-");
     if let Ok(entries) = std::fs::read_dir(&parent) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&stale) {
+            if e.file_name().to_string_lossy().starts_with(&stale) && e.path() != tmp {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
-    let tmp = parent.join(format!("{stale}{}", std::process::id()));
     // Removed on every way out but success: an error, a panic (unwinding drops the guard) or a
     // signal (`remove_partial_folders`).
     let guard = Partial::new(tmp.clone());
@@ -174,10 +292,15 @@ pub(crate) fn mkdir(p: &Path) -> Result<()> {
     std::fs::create_dir_all(p).map_err(|e| Error::io(format!("cannot create {}", p.display()), e))
 }
 
-fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResult> {
+fn write_into(
+    exp: &Experiment,
+    dir: &Path,
+    opts: &RunOptions,
+    resuming: bool,
+) -> Result<RunResult> {
     mkdir(dir)?;
-    std::fs::write(dir.join("config.toml"), exp.config.to_toml())
-        .map_err(|e| Error::io("cannot write config.toml", e))?;
+    let _ = std::fs::remove_dir_all(dir.join("checkpoint.old"));
+    write_file(&dir.join("config.toml"), exp.config.to_toml().as_bytes())?;
     let cfg = &exp.config;
     let seeds: Vec<u64> = exp.seeds().collect();
     let bar = if opts.progress {
@@ -219,7 +342,15 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                 if cfg.save_train_sets {
                     mkdir(&train_dir)?;
                 }
-                let mut class_rows = String::new();
+                let checkpoint_dir = dir.join("checkpoint").join(format!("seed-{seed}"));
+                mkdir(&checkpoint_dir)?;
+                let (start, mut class_rows) = match resuming {
+                    true => super::checkpoint::read(&checkpoint_dir, exp)?
+                        .map(|(state, rows)| (Some(state), rows))
+                        .unwrap_or_default(),
+                    false => (None, String::new()),
+                };
+                bar.inc(start.as_ref().map_or(0, |s| s.generation as u64));
                 let mut observe = |g: &Generation| -> Result<()> {
                     let stem = format!("gen-{:03}", g.generation);
                     if let Some((synthetic, real)) = g.class_accuracy {
@@ -251,11 +382,12 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
                             crate::models::save(&*exp.learner, g.model, &path)?;
                         }
                     }
+                    super::checkpoint::write(&checkpoint_dir, exp, g, &class_rows)?;
                     bar.inc(1);
                     Ok(())
                 };
                 let rows = exp
-                    .run_seed(seed, &mut observe)
+                    .run_seed_from(seed, start, &mut observe)
                     .map_err(|e| Error::Run(format!("seed {seed}: {e}")))?;
                 Ok((rows, class_rows))
             })
@@ -274,14 +406,47 @@ fn write_into(exp: &Experiment, dir: &Path, opts: &RunOptions) -> Result<RunResu
         class_csv.push_str(&class_rows);
     }
     if exp.metrics.uses_classifiers() {
-        std::fs::write(dir.join("class_accuracy.csv"), class_csv)
-            .map_err(|e| Error::io("cannot write class_accuracy.csv", e))?;
+        write_file(&dir.join("class_accuracy.csv"), class_csv.as_bytes())?;
     }
-    std::fs::write(dir.join("metrics.csv"), metrics_csv(&names, &rows))
-        .map_err(|e| Error::io("cannot write metrics.csv", e))?;
     let plot = dir.join("metrics.png");
     report::plot_metrics(&plot, &names, &rows)?;
-    Ok(RunResult { names, rows, plot })
+    // metrics.csv last: its presence marks a finished run
+    write_file(
+        &dir.join("metrics.csv"),
+        metrics_csv(&names, &rows).as_bytes(),
+    )?;
+    // Renamed before it is deleted: a kill while deleting leaves no checkpoint that lacks its
+    // model, only a `checkpoint.old` that the next attempt removes.
+    let old = dir.join("checkpoint.old");
+    std::fs::rename(dir.join("checkpoint"), &old)
+        .and_then(|()| std::fs::remove_dir_all(&old))
+        .map_err(|e| Error::io("cannot remove the checkpoints", e))?;
+    Ok(RunResult {
+        names,
+        rows,
+        plot,
+        already_finished: false,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary sibling that is synced and renamed, so that
+/// the file is whole or absent, never torn.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let io = |e| Error::io(format!("cannot write {}", path.display()), e);
+    let result = (|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
 }
 
 /// Writes `dir/STEM.npy` and, for a labelled set, `dir/STEM.labels.npy`.

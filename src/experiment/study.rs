@@ -14,11 +14,11 @@
 //!   generation against the first axis.
 
 use super::Experiment;
-use super::run_dir::{self, RunOptions};
+use super::run_dir::{self, RunOptions, write_file};
 use crate::config::{Config, set_key};
 use crate::error::{Error, Result};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One point of the grid.
 pub struct Cell {
@@ -344,6 +344,7 @@ pub fn sweep(study: &Study, out: &Path, opts: &SweepOptions) -> Result<SweepRepo
                     force: true,
                     threads: per_cell,
                     progress: false,
+                    resume: opts.resume,
                 };
                 let r = run_dir::run(&c.experiment, &cells_dir.join(c.name()), &run).map(|_| ());
                 bar.inc(1);
@@ -412,22 +413,6 @@ fn check_same_study(study: &Study, out: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary sibling and a rename, so that the file is
-/// either the old one or the new one, never torn.
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let io = |e| Error::io(format!("cannot write {}", path.display()), e);
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// `cell,<axis keys>` and one row per cell.

@@ -1,0 +1,108 @@
+//! Checkpoints: what each finished generation of a seed leaves in a run folder being written
+//! (`checkpoint/seed-S/`), so that `--resume` continues a killed run bit for bit. They are
+//! removed when the run completes.
+//!
+//! - `model-GGG.safetensors`: the model of generation GGG (a saved model, [`crate::models::save`]);
+//! - `state.safetensors`: metadata `generation` (GGG), `real_position` (points of a finite pool
+//!   drawn so far), `real_accuracy` (JSON) and `class_rows` (the rows of `class_accuracy.csv` so
+//!   far); tensors `rows` (the metric rows so far, f64 [generations, metrics]) and the schedule's
+//!   kept sets ([`crate::schedule::LoopState::save`]).
+//!
+//! Each file is written to a temporary name, synced and renamed; the state is written after the
+//! model it names, and older models are removed after, so a kill at any moment leaves a state
+//! whose model is on disk.
+
+use super::{Experiment, Generation, SeedState};
+use crate::data::tensors::TensorFile;
+use crate::error::{Error, Result};
+use crate::schedule::LoopState;
+use std::path::Path;
+
+const FORMAT: &str = "ouro-checkpoint-1";
+
+/// Writes the checkpoint of generation `g` (and `class_rows`, the class-accuracy rows so far) to
+/// `dir`.
+pub(crate) fn write(dir: &Path, exp: &Experiment, g: &Generation, class_rows: &str) -> Result<()> {
+    let model_name = format!("model-{:03}.safetensors", g.generation);
+    let mut model = TensorFile::new(crate::models::MODEL_FORMAT);
+    g.model.save(&mut model)?;
+    let json = serde_json::to_string(&exp.learner.config()).expect("a TOML table is valid JSON");
+    model.set("model", json);
+    super::run_dir::write_file(&dir.join(&model_name), &model.to_bytes()?)?;
+    let mut state = TensorFile::new(FORMAT);
+    state.set("generation", g.generation.to_string());
+    state.set("model_file", model_name.clone());
+    state.set("real_position", g.real_position.to_string());
+    state.set("class_rows", class_rows);
+    if let Some(acc) = g.real_accuracy {
+        state.set(
+            "real_accuracy",
+            serde_json::to_string(acc).expect("numbers"),
+        );
+    }
+    let m = g.rows.first().map_or(0, Vec::len);
+    let rows: Vec<f64> = g.rows.iter().flatten().copied().collect();
+    state.put("rows", &[g.rows.len(), m], &rows);
+    g.loop_state.save(&mut state);
+    super::run_dir::write_file(&dir.join("state.safetensors"), &state.to_bytes()?)?;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("model-") && name != model_name {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The state of the seed whose checkpoint is in `dir`, with the class-accuracy rows so far;
+/// `None` when the seed has not finished a generation.
+pub(crate) fn read(dir: &Path, exp: &Experiment) -> Result<Option<(SeedState, String)>> {
+    let path = dir.join("state.safetensors");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let state = TensorFile::read(&path)?;
+    state.expect_format(FORMAT, "a checkpoint written by ouro")?;
+    let generation: usize = state.value("generation")?;
+    let (shape, rows) = state.take::<f64>("rows")?;
+    let m = exp.metrics.names().len();
+    if shape != [generation + 1, m] {
+        return Err(state.error(format!(
+            "`rows` has shape {shape:?}; generation {generation} with {m} metrics needs [{}, {m}]",
+            generation + 1
+        )));
+    }
+    let rows = rows
+        .chunks(m.max(1))
+        .map(<[f64]>::to_vec)
+        .take(generation + 1)
+        .collect();
+    let real_accuracy =
+        match state.metadata.get("real_accuracy") {
+            Some(text) => Some(serde_json::from_str(text).map_err(|_| {
+                state.error("metadata `real_accuracy` is not (accuracy, [per class])")
+            })?),
+            None => None,
+        };
+    let model_path = dir.join(state.get("model_file")?);
+    let (_, previous) = crate::models::load(&model_path)?;
+    if previous.dim() != exp.target.dim() {
+        return Err(Error::data(
+            &model_path,
+            "the model's dimension is not the target's",
+        ));
+    }
+    Ok(Some((
+        SeedState {
+            generation: generation + 1,
+            previous,
+            loop_state: LoopState::load(&state)?,
+            real_position: state.value("real_position")?,
+            rows,
+            real_accuracy,
+        },
+        state.get("class_rows")?.to_string(),
+    )))
+}
