@@ -166,6 +166,48 @@ def timings():
     return head, markdown(["job", "time"], body)
 
 
+def summary_at(folder, metric, generation):
+    """{cell: (axis value of the first axis, mean, se)} of `metric` at `generation` in a study."""
+    out = {}
+    with open(folder / "summary.csv", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        for r in reader:
+            row = dict(zip(header, r))
+            if row["metric"] == metric and int(row["generation"]) == generation:
+                out[int(row["cell"])] = (r[1], float(row["mean"]), float(row["se"]))
+    return out
+
+
+def studies():
+    """Both example studies with --jobs 2; their pictures go to docs/."""
+    lines = []
+    for name in ("study-fresh-alpha", "study-augment-lambda"):
+        out = RUNS / name
+        secs = run("sweep", f"examples/{name}.toml", "--out", str(out), "--force", "--quiet", "--jobs", "2")
+        shutil.copyfile(out / "study.png", ROOT / "docs" / f"{name}.png")
+        lines.append((name, secs))
+    # the fresh-α study against Khelifa et al.'s closed form at the last generation
+    sigma2, h2, g = 0.36, 0.36, 19
+    alpha = summary_at(RUNS / "study-fresh-alpha", "second_moment", g)
+    body = []
+    for cell in sorted(alpha):
+        a, mean, se = alpha[cell]
+        a = float(a)
+        theory = 25.6 + 10 * (sigma2 + h2 * (1 - (1 - a) ** (g + 1)) / a)
+        body.append([f"α = {a}", f"{mean:.2f} ± {se:.2f}", f"{theory:.2f}"])
+    lam = summary_at(RUNS / "study-augment-lambda", "cov_trace_ratio", 29)
+    shift = summary_at(RUNS / "study-augment-lambda", "mean_shift", 29)
+    for cell in sorted(lam):
+        l, mean, se = lam[cell]
+        body.append([f"λ = {l}", f"cov_trace_ratio {mean:.3f} ± {se:.3f}, mean_shift {shift[cell][1]:.3f}",
+                     "cov_trace_ratio 1"])
+    times = ", ".join(f"`{n}` {s:.0f} s" for n, s in lines)
+    head = (f"`ouro sweep examples/study-fresh-alpha.toml --jobs 2` (second moment at generation 19) and "
+            f"`examples/study-augment-lambda.toml` (generation 29), mean ± se over seeds, on {processor()}: {times}:")
+    return head, markdown(["cell", "measured", "theory"], body)
+
+
 def fuzz():
     """The executions of every fuzz target so far, from fuzz/runs.tsv (runs nothing)."""
     with open(ROOT / "fuzz" / "runs.tsv", newline="") as f:
@@ -195,6 +237,7 @@ TABLES = {
     "reconstruct-conditional": reconstruct_conditional,
     "digits-conditional": digits_conditional,
     "mnist14": mnist14,
+    "studies": studies,
 }
 
 

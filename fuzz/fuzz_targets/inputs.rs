@@ -16,6 +16,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("csv", csv),
     ("idx", idx),
     ("safetensors", safetensors),
+    ("study", study),
 ];
 
 /// An experiment file, then `--set` overrides one per line after a line `--set`: parsed, and
@@ -33,14 +34,18 @@ pub fn config(data: &[u8]) {
     let Ok(cfg) = ouro::config::Config::parse(toml, &sets) else {
         return;
     };
-    use ouro::config::TargetConfig as T;
-    let reads_files = matches!(
-        cfg.target,
-        T::Csv(_) | T::Npy(_) | T::Idx(_) | T::FashionMnist(_) | T::Mnist(_)
-    ) || cfg.metrics.features.is_some();
-    if !reads_files {
+    if !reads_files(&cfg) {
         let _ = ouro::experiment::Experiment::new(cfg);
     }
+}
+
+/// Whether checking `cfg` reads files (data files, MNIST, a features classifier).
+fn reads_files(cfg: &ouro::config::Config) -> bool {
+    use ouro::config::TargetConfig as T;
+    matches!(
+        cfg.target,
+        T::Csv(_) | T::Npy(_) | T::Idx(_) | T::FashionMnist(_) | T::Mnist(_)
+    ) || cfg.metrics.features.is_some()
 }
 
 /// A `.npy` file.
@@ -74,6 +79,22 @@ pub fn idx(data: &[u8]) {
         };
         if let Ok((set, side)) = ouro::data::idx::image_dataset(&images, &labels, name, name) {
             let _ = ouro::data::idx::downsample(&set.points, side, side.0 / 2);
+        }
+    }
+}
+
+/// A study file (no `base`: there is no folder to read it from), expanded into its cells; the
+/// first few cells that read no files are checked into experiments.
+pub fn study(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(grid) = ouro::experiment::study::parse(text, Path::new("/nonexistent"), &[]) else {
+        return;
+    };
+    for (_, cfg) in grid.cells.into_iter().take(4) {
+        if !reads_files(&cfg) {
+            let _ = ouro::experiment::Experiment::new(cfg);
         }
     }
 }

@@ -4,9 +4,10 @@
 //!
 //! - `model-GGG.safetensors`: the model of generation GGG (a saved model, [`crate::models::save`]);
 //! - `state.safetensors`: metadata `generation` (GGG), `real_position` (points of a finite pool
-//!   drawn so far), `real_accuracy` (JSON) and `class_rows` (the rows of `class_accuracy.csv` so
-//!   far); tensors `rows` (the metric rows so far, f64 [generations, metrics]) and the schedule's
-//!   kept sets ([`crate::schedule::LoopState::save`]).
+//!   drawn so far) and `class_rows` (the rows of `class_accuracy.csv` so far); tensors `rows`
+//!   (the metric rows so far, f64 [generations, metrics]), `real_accuracy` (overall, then per
+//!   class) and the schedule's kept sets ([`crate::schedule::LoopState::save`]). Numbers are
+//!   tensors, never text, so they come back bit for bit.
 //!
 //! Each file is written to a temporary name, synced and renamed; the state is written after the
 //! model it names, and older models are removed after, so a kill at any moment leaves a state
@@ -34,11 +35,10 @@ pub(crate) fn write(dir: &Path, exp: &Experiment, g: &Generation, class_rows: &s
     state.set("model_file", model_name.clone());
     state.set("real_position", g.real_position.to_string());
     state.set("class_rows", class_rows);
-    if let Some(acc) = g.real_accuracy {
-        state.set(
-            "real_accuracy",
-            serde_json::to_string(acc).expect("numbers"),
-        );
+    if let Some((overall, per_class)) = g.real_accuracy {
+        let mut v = vec![*overall];
+        v.extend(per_class);
+        state.put("real_accuracy", &[v.len()], &v);
     }
     let m = g.rows.first().map_or(0, Vec::len);
     let rows: Vec<f64> = g.rows.iter().flatten().copied().collect();
@@ -79,13 +79,16 @@ pub(crate) fn read(dir: &Path, exp: &Experiment) -> Result<Option<(SeedState, St
         .map(<[f64]>::to_vec)
         .take(generation + 1)
         .collect();
-    let real_accuracy =
-        match state.metadata.get("real_accuracy") {
-            Some(text) => Some(serde_json::from_str(text).map_err(|_| {
-                state.error("metadata `real_accuracy` is not (accuracy, [per class])")
-            })?),
-            None => None,
-        };
+    let real_accuracy = match state.has("real_accuracy") {
+        true => {
+            let (_, v) = state.take::<f64>("real_accuracy")?;
+            let (overall, per_class) = v
+                .split_first()
+                .ok_or_else(|| state.error("tensor `real_accuracy` is empty"))?;
+            Some((*overall, per_class.to_vec()))
+        }
+        false => None,
+    };
     let model_path = dir.join(state.get("model_file")?);
     let (_, previous) = crate::models::load(&model_path)?;
     if previous.dim() != exp.target.dim() {

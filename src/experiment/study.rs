@@ -80,98 +80,133 @@ impl Study {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Study> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            Error::config(format!(
-                "{}: not valid TOML: {}",
-                path.display(),
-                e.message().trim()
-            ))
-        })?;
+        let err = |e: Error| match e {
+            Error::Config(m) => Error::config(format!("{}: {m}", path.display())),
+            other => other,
+        };
         let here = path.parent().unwrap_or(Path::new("."));
-        let err = |m: String| Error::config(format!("{}: {m}", path.display()));
-        let axes = take_lists(&mut table, "axes").map_err(err)?;
-        let zip = take_lists(&mut table, "zip").map_err(err)?;
-        let seeds = match table.remove("seeds") {
-            None => None,
-            Some(toml::Value::Integer(n)) if n >= 1 => Some(n),
-            Some(v) => return Err(err(format!("seeds = {v}: expected a count ≥ 1"))),
-        };
-        let mut base = match table.remove("base") {
-            None => toml::Table::new(),
-            Some(toml::Value::String(b)) => {
-                let file = here.join(&b);
-                let t = std::fs::read_to_string(&file).map_err(|e| {
-                    err(format!(
-                        "base = \"{b}\": cannot read {}: {e}",
-                        file.display()
-                    ))
-                })?;
-                t.parse().map_err(|e: toml::de::Error| {
-                    err(format!(
-                        "base = \"{b}\": not valid TOML: {}",
-                        e.message().trim()
-                    ))
-                })?
-            }
-            Some(v) => {
-                return Err(err(format!(
-                    "base = {v}: expected the path of an experiment file"
-                )));
-            }
-        };
-        merge(&mut base, table);
-        if let Some(n) = seeds {
-            base.insert("repeats".into(), toml::Value::Integer(n));
-        }
-        for item in overrides {
-            crate::config::apply_override(&mut base, item)?;
-        }
-        if let Some(len) = zip.first().map(|(_, v)| v.len())
-            && let Some((k, v)) = zip.iter().find(|(_, v)| v.len() != len)
-        {
-            return Err(err(format!(
-                "zip.\"{k}\" has {} values and zip.\"{}\" has {len}; zipped lists move together \
-                 and need one length",
-                v.len(),
-                zip[0].0
-            )));
-        }
-        let grid = grid(&axes, &zip);
-        let mut cells = Vec::with_capacity(grid.len());
-        for (index, values) in grid.into_iter().enumerate() {
-            let mut t = base.clone();
-            for (k, v) in &values {
-                set_key(&mut t, k, v.clone()).map_err(|m| err(format!("axis \"{k}\": {m}")))?;
-            }
-            let describe = |e: Error| {
-                let what = values
-                    .iter()
-                    .map(|(k, v)| format!("{k} = {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let m = match e {
-                    Error::Config(m) => m,
-                    other => other.to_string(),
-                };
-                err(format!("cell {index:03} ({what}): {m}"))
-            };
-            let experiment = Config::from_table(t)
-                .and_then(Experiment::new)
-                .map_err(describe)?;
+        let grid = parse(&text, here, overrides).map_err(err)?;
+        let mut cells = Vec::with_capacity(grid.cells.len());
+        for (index, (values, config)) in grid.cells.into_iter().enumerate() {
+            let experiment =
+                Experiment::new(config).map_err(|e| err(cell_error(index, &values, e)))?;
             cells.push(Cell {
                 index,
                 values,
                 experiment,
             });
         }
-        let mut names: Vec<String> = axes.iter().map(|(k, _)| k.clone()).collect();
-        names.extend(zip.iter().map(|(k, _)| k.clone()));
         Ok(Study {
-            axes: names,
+            axes: grid.axes,
             cells,
             text,
         })
     }
+}
+
+/// The error `e` of cell `index` with axis `values`, naming them.
+fn cell_error(index: usize, values: &[(String, toml::Value)], e: Error) -> Error {
+    let what = values
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let m = match e {
+        Error::Config(m) => m,
+        other => other.to_string(),
+    };
+    Error::config(format!("cell {index:03} ({what}): {m}"))
+}
+
+/// The most cells a study may have.
+pub const MAX_CELLS: usize = 10_000;
+
+/// A study file expanded into its cells' configs (parsed against the schema, not yet checked
+/// as experiments).
+pub struct Grid {
+    /// The axis keys (zip keys after the crossed ones).
+    pub axes: Vec<String>,
+    /// Each cell's axis values and config.
+    pub cells: Vec<(Vec<(String, toml::Value)>, Config)>,
+}
+
+/// Expands the study `text` (whose `base` is relative to the folder `here`) into its cells'
+/// configs, `overrides` applied to the base before the axis values.
+pub fn parse(text: &str, here: &Path, overrides: &[String]) -> Result<Grid> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        Error::config(format!("not valid TOML: {}", e.message().trim()))
+    })?;
+    let axes = take_lists(&mut table, "axes").map_err(Error::config)?;
+    let zip = take_lists(&mut table, "zip").map_err(Error::config)?;
+    let seeds = match table.remove("seeds") {
+        None => None,
+        Some(toml::Value::Integer(n)) if n >= 1 => Some(n),
+        Some(v) => return Err(Error::config(format!("seeds = {v}: expected a count ≥ 1"))),
+    };
+    let mut base = match table.remove("base") {
+        None => toml::Table::new(),
+        Some(toml::Value::String(b)) => {
+            let file = here.join(&b);
+            let t = std::fs::read_to_string(&file).map_err(|e| {
+                Error::config(format!(
+                    "base = \"{b}\": cannot read {}: {e}",
+                    file.display()
+                ))
+            })?;
+            t.parse().map_err(|e: toml::de::Error| {
+                Error::config(format!(
+                    "base = \"{b}\": not valid TOML: {}",
+                    e.message().trim()
+                ))
+            })?
+        }
+        Some(v) => {
+            return Err(Error::config(format!(
+                "base = {v}: expected the path of an experiment file"
+            )));
+        }
+    };
+    merge(&mut base, table);
+    if let Some(n) = seeds {
+        base.insert("repeats".into(), toml::Value::Integer(n));
+    }
+    for item in overrides {
+        crate::config::apply_override(&mut base, item)?;
+    }
+    if let Some(len) = zip.first().map(|(_, v)| v.len())
+        && let Some((k, v)) = zip.iter().find(|(_, v)| v.len() != len)
+    {
+        return Err(Error::config(format!(
+            "zip.\"{k}\" has {} values and zip.\"{}\" has {len}; zipped lists move together \
+             and need one length",
+            v.len(),
+            zip[0].0
+        )));
+    }
+    let count = axes
+        .iter()
+        .map(|(_, v)| v.len())
+        .chain(zip.first().map(|(_, v)| v.len()))
+        .try_fold(1usize, |n, k| n.checked_mul(k))
+        .filter(|&n| n <= MAX_CELLS);
+    if count.is_none() {
+        return Err(Error::config(format!(
+            "the axes make more than {MAX_CELLS} cells; split the study"
+        )));
+    }
+    let mut cells = Vec::new();
+    for (index, values) in grid(&axes, &zip).into_iter().enumerate() {
+        let mut t = base.clone();
+        for (k, v) in &values {
+            set_key(&mut t, k, v.clone())
+                .map_err(|m| Error::config(format!("axis \"{k}\": {m}")))?;
+        }
+        let config = Config::from_table(t).map_err(|e| cell_error(index, &values, e))?;
+        cells.push((values, config));
+    }
+    let mut names: Vec<String> = axes.iter().map(|(k, _)| k.clone()).collect();
+    names.extend(zip.iter().map(|(k, _)| k.clone()));
+    Ok(Grid { axes: names, cells })
 }
 
 /// Removes the table `name` from `table` and returns its (key, list) pairs, each list non-empty.
