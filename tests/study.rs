@@ -351,3 +351,18 @@ names = ["synthetic_accuracy", "real_accuracy", "mean_shift", "class_edge90"]
     kill_and_resume(dir.path(), &["run", "study.toml"]);
     assert!(dir.path().join("part/class_accuracy.csv").exists());
 }
+
+/// An output folder that cannot be created is one clear error, for a run and for a study.
+#[test]
+fn an_unwritable_folder_is_one_error() {
+    let dir = setup(STUDY);
+    for args in [
+        vec!["run", "base.toml", "--out", "/proc/ouro-cannot-write/run"],
+        vec!["sweep", "study.toml", "--out", "/proc/ouro-cannot-write/study"],
+    ] {
+        let (code, _, err) = ouro(&args, dir.path());
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("cannot create /proc/ouro-cannot-write"), "{err}");
+    }
+}
