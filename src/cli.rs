@@ -343,8 +343,14 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 println!("{} is already finished; nothing to run", out.display());
                 return Ok(());
             }
+            for w in crate::theory::predict::warnings(&result.theory) {
+                eprintln!("{w}");
+            }
             if !quiet {
                 println!("{}", report::table(&result.names, &result.rows, 11));
+                if !result.theory.is_empty() {
+                    println!("{}", crate::theory::predict::table(&result.theory, 11));
+                }
                 println!("run folder: {}", out.display());
                 println!("plot:       {}", result.plot.display());
             }

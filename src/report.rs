@@ -18,6 +18,56 @@ pub struct Summary {
     pub sd: f64,
     /// Seeds with a finite value.
     pub count: usize,
+    /// 10% and 90% quantiles over seeds (linear interpolation; the mean for one seed).
+    pub q10: f64,
+    /// See `q10`.
+    pub q90: f64,
+}
+
+impl Summary {
+    /// The summary of the finite values of `v`.
+    pub fn of(v: &[f64]) -> Summary {
+        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let count = v.len();
+        let mean = if count > 0 {
+            v.iter().sum::<f64>() / count as f64
+        } else {
+            f64::NAN
+        };
+        let sd = if count > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (count - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Summary {
+            mean,
+            sd,
+            count,
+            q10: quantile(&v, 0.1),
+            q90: quantile(&v, 0.9),
+        }
+    }
+
+    /// The standard error of the mean, sd/√count (NaN for fewer than two values).
+    pub fn se(&self) -> f64 {
+        if self.count > 1 {
+            self.sd / (self.count as f64).sqrt()
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// The p-quantile (0 ≤ p ≤ 1) of sorted `v` by linear interpolation between order statistics
+/// (numpy's default); NaN for no values.
+pub fn quantile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let h = p * (v.len() - 1) as f64;
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
 }
 
 /// For each generation 0..G, the [`Summary`] over seeds of each of `n` metrics.
@@ -27,25 +77,8 @@ pub fn by_generation(rows: &[(u64, usize, Vec<f64>)], n: usize) -> Vec<Vec<Summa
         .map(|g| {
             (0..n)
                 .map(|m| {
-                    let v: Vec<f64> = rows
-                        .iter()
-                        .filter(|r| r.1 == g)
-                        .map(|r| r.2[m])
-                        .filter(|x| x.is_finite())
-                        .collect();
-                    let count = v.len();
-                    let mean = if count > 0 {
-                        v.iter().sum::<f64>() / count as f64
-                    } else {
-                        f64::NAN
-                    };
-                    let sd = if count > 1 {
-                        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (count - 1) as f64)
-                            .sqrt()
-                    } else {
-                        0.0
-                    };
-                    Summary { mean, sd, count }
+                    let v: Vec<f64> = rows.iter().filter(|r| r.1 == g).map(|r| r.2[m]).collect();
+                    Summary::of(&v)
                 })
                 .collect()
         })
@@ -87,6 +120,19 @@ pub fn table(names: &[&str], rows: &[(u64, usize, Vec<f64>)], max_rows: usize) -
     s
 }
 
+/// The tick label of log10 value `e`: 10^e written briefly (`1e6`, `0.01`, `3.2`).
+fn power_of_ten(e: f64) -> String {
+    let v = 10f64.powf(e);
+    if (e - e.round()).abs() < 1e-9 && !(-2.0..=3.0).contains(&e.round()) {
+        format!("1e{}", e.round() as i64)
+    } else if !(1e-3..1e4).contains(&v) {
+        format!("{v:.1e}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 fn fmt(v: f64) -> String {
     if !v.is_finite() {
         format!("{v}")
@@ -97,25 +143,42 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// Writes a PNG with one panel per metric: the mean over seeds against generation, with a band
-/// of ± one standard deviation when there are several seeds.
-pub fn plot_metrics(path: &Path, names: &[&str], rows: &[(u64, usize, Vec<f64>)]) -> Result<()> {
+/// A predicted curve drawn beside a metric: its values per x (NaN where none) and its source.
+pub struct TheoryLine<'a> {
+    /// Index of the metric's panel.
+    pub metric: usize,
+    /// (x, predicted value).
+    pub points: Vec<(f64, f64)>,
+    /// What predicts it, for the legend.
+    pub source: &'a str,
+}
+
+/// Writes a PNG with one panel per metric: the mean over seeds against generation, with the
+/// 10–90% band over seeds when there are at least three, and each `theory` curve dashed.
+pub fn plot_metrics(
+    path: &Path,
+    names: &[&str],
+    rows: &[(u64, usize, Vec<f64>)],
+    theory: &[TheoryLine],
+) -> Result<()> {
     let points: Vec<(f64, Vec<Summary>)> = by_generation(rows, names.len())
         .into_iter()
         .enumerate()
         .map(|(g, s)| (g as f64, s))
         .collect();
-    plot_panels(path, names, "generation", &points)
+    plot_panels(path, names, "generation", &points, theory)
 }
 
 /// Writes a PNG with one panel per column of `names`: each point's mean against its x (in
-/// increasing x), with a band of ± one standard deviation where any is positive. Used for the
-/// per-generation metrics and for reconstruction sweeps (x = t).
+/// increasing x), the 10–90% band over seeds where there are at least three, and the `theory`
+/// curves dashed, with a legend. A positive metric spanning more than two decades is drawn on a
+/// log axis. Used for the per-generation metrics and for reconstruction sweeps (x = t).
 pub fn plot_panels(
     path: &Path,
     names: &[&str],
     x_desc: &str,
     points: &[(f64, Vec<Summary>)],
+    theory: &[TheoryLine],
 ) -> Result<()> {
     REGISTER_FONT.call_once(|| {
         let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
@@ -145,14 +208,28 @@ pub fn plot_panels(
             .map(|(x, s)| (*x, s[m]))
             .filter(|(_, s)| s.count > 0)
             .collect();
-        let (mut lo, mut hi) = pts
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, s)| {
-                (lo.min(s.mean - s.sd), hi.max(s.mean + s.sd))
-            });
-        if !lo.is_finite() {
-            (lo, hi) = (0.0, 1.0);
+        let lines: Vec<&TheoryLine> = theory.iter().filter(|t| t.metric == m).collect();
+        let band = pts.iter().filter(|(_, s)| s.count >= 3).count() >= 2;
+        let mut values: Vec<f64> = pts.iter().map(|(_, s)| s.mean).collect();
+        if band {
+            values.extend(pts.iter().flat_map(|(_, s)| [s.q10, s.q90]));
         }
+        values.extend(lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)));
+        values.retain(|v| v.is_finite());
+        let (lo, hi) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        // A positive metric over more than two decades (a KL divergence that explodes) is drawn
+        // as log10 of its values, with ticks labelled in the metric's units.
+        let log = lo > 0.0 && hi / lo > 100.0;
+        let y = |v: f64| if log { v.log10() } else { v };
+        let (lo, hi) = if lo.is_finite() {
+            (y(lo), y(hi))
+        } else {
+            (0.0, 1.0)
+        };
         // A flat series (e.g. real_accuracy, one value per seed) gets a visible band of ±5%
         // around it rather than a range too thin for distinct tick labels.
         let pad = if hi - lo <= 1e-9 * hi.abs().max(lo.abs()).max(1e-300) {
@@ -160,8 +237,13 @@ pub fn plot_panels(
         } else {
             (hi - lo) * 0.05
         };
+        let caption = if log {
+            format!("{name} (log scale)")
+        } else {
+            name.to_string()
+        };
         let mut chart = ChartBuilder::on(area)
-            .caption(*name, ("sans-serif", 18))
+            .caption(caption, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
@@ -185,26 +267,75 @@ pub fn plot_panels(
                     String::new()
                 }
             })
-            .y_label_formatter(&|v| if v.abs() <= tiny { "0".into() } else { fmt(*v) })
+            .y_label_formatter(&|v| {
+                if log {
+                    power_of_ten(*v)
+                } else if v.abs() <= tiny {
+                    "0".into()
+                } else {
+                    fmt(*v)
+                }
+            })
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| err(e.to_string()))?;
-        if pts.iter().any(|(_, s)| s.sd > 0.0) {
-            let band: Vec<(f64, f64)> = pts
+        let legend = band || !lines.is_empty();
+        if band {
+            let edge: Vec<(f64, f64)> = pts
                 .iter()
-                .map(|(g, s)| (*g, s.mean + s.sd))
-                .chain(pts.iter().rev().map(|(g, s)| (*g, s.mean - s.sd)))
+                .filter(|(_, s)| s.count >= 3)
+                .map(|(g, s)| (*g, y(s.q90)))
+                .chain(
+                    pts.iter()
+                        .rev()
+                        .filter(|(_, s)| s.count >= 3)
+                        .map(|(g, s)| (*g, y(s.q10))),
+                )
                 .collect();
             chart
-                .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.15))))
-                .map_err(|e| err(e.to_string()))?;
+                .draw_series(std::iter::once(Polygon::new(edge, BLUE.mix(0.15))))
+                .map_err(|e| err(e.to_string()))?
+                .label("10–90% of seeds")
+                .legend(|(x, y)| {
+                    Rectangle::new([(x, y - 4), (x + 16, y + 4)], BLUE.mix(0.15).filled())
+                });
         }
+        let mean_label = if pts.iter().any(|(_, s)| s.count > 1) {
+            "mean over seeds"
+        } else {
+            "value"
+        };
         chart
             .draw_series(LineSeries::new(
-                pts.iter().map(|(g, s)| (*g, s.mean)),
+                pts.iter().map(|(g, s)| (*g, y(s.mean))),
                 BLUE.stroke_width(2),
             ))
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.to_string()))?
+            .label(mean_label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+        for line in lines {
+            let dashed: Vec<(f64, f64)> = line
+                .points
+                .iter()
+                .filter(|p| p.1.is_finite())
+                .map(|&(x, v)| (x, y(v)))
+                .collect();
+            chart
+                .draw_series(DashedLineSeries::new(dashed, 6, 4, RED.stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?
+                .label(format!("theory: {}", line.source))
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.stroke_width(2)));
+        }
+        if legend {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK.mix(0.3))
+                .label_font(("sans-serif", 11))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(|e| err(e.to_string()))?;
+        }
     }
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())

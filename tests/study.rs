@@ -358,11 +358,19 @@ fn an_unwritable_folder_is_one_error() {
     let dir = setup(STUDY);
     for args in [
         vec!["run", "base.toml", "--out", "/proc/ouro-cannot-write/run"],
-        vec!["sweep", "study.toml", "--out", "/proc/ouro-cannot-write/study"],
+        vec![
+            "sweep",
+            "study.toml",
+            "--out",
+            "/proc/ouro-cannot-write/study",
+        ],
     ] {
         let (code, _, err) = ouro(&args, dir.path());
         assert_eq!(code, 2, "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains("cannot create /proc/ouro-cannot-write"), "{err}");
+        assert!(
+            err.contains("cannot create /proc/ouro-cannot-write"),
+            "{err}"
+        );
     }
 }

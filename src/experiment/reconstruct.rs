@@ -166,19 +166,12 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
         let mut points: Vec<(f64, Vec<Summary>)> = rows
             .iter()
             .map(|(t, _, v)| {
-                let s = v
-                    .iter()
-                    .map(|&mean| Summary {
-                        mean,
-                        sd: 0.0,
-                        count: mean.is_finite() as usize,
-                    })
-                    .collect();
+                let s = v.iter().map(|&value| Summary::of(&[value])).collect();
                 (*t, s)
             })
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        plot_panels(&dir.join("reconstruction.png"), &columns, "t", &points)
+        plot_panels(&dir.join("reconstruction.png"), &columns, "t", &points, &[])
     })?;
     Ok(Sweep { columns, rows })
 }

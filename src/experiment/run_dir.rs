@@ -43,6 +43,8 @@ pub struct RunResult {
     pub plot: PathBuf,
     /// Whether `--resume` found the run already finished (and did nothing).
     pub already_finished: bool,
+    /// The closed-form predictions that apply, beside the measurements (also `theory.csv`).
+    pub theory: Vec<crate::theory::predict::Comparison>,
 }
 
 /// Runs `exp` and writes its run folder at `out`.
@@ -94,6 +96,7 @@ fn finished(exp: &Experiment, out: &Path) -> Result<RunResult> {
         rows,
         plot: out.join("metrics.png"),
         already_finished: true,
+        theory: Vec::new(),
     })
 }
 
@@ -408,8 +411,30 @@ fn write_into(
     if exp.metrics.uses_classifiers() {
         write_file(&dir.join("class_accuracy.csv"), class_csv.as_bytes())?;
     }
+    let predictions = crate::theory::predictions(exp);
+    let comparisons = crate::theory::predict::compare(&predictions, &names, &rows);
+    if !comparisons.is_empty() {
+        let csv = crate::theory::predict::theory_csv(&comparisons);
+        write_file(&dir.join("theory.csv"), csv.as_bytes())?;
+    }
+    let lines: Vec<report::TheoryLine> = predictions
+        .iter()
+        .filter_map(|p| {
+            let metric = names.iter().position(|n| *n == p.metric)?;
+            Some(report::TheoryLine {
+                metric,
+                points: p
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(g, &v)| (g as f64, v))
+                    .collect(),
+                source: p.source,
+            })
+        })
+        .collect();
     let plot = dir.join("metrics.png");
-    report::plot_metrics(&plot, &names, &rows)?;
+    report::plot_metrics(&plot, &names, &rows, &lines)?;
     // metrics.csv last: its presence marks a finished run
     write_file(
         &dir.join("metrics.csv"),
@@ -426,6 +451,7 @@ fn write_into(
         rows,
         plot,
         already_finished: false,
+        theory: comparisons,
     })
 }
 

@@ -1,0 +1,73 @@
+//! Closed-form predictions of the seed papers, to print next to measurements and to test against.
+//! Generation g is the g-th fitted model; generation 0 is fitted on real data. [`predict`] says
+//! which of them applies to an experiment and writes them beside its measurements.
+
+pub mod predict;
+
+pub use predict::{Prediction, predictions};
+
+/// Expected variance of generation g's Gaussian MLE in the fully synthetic (`replace`) loop with
+/// n points a generation, relative to the real variance: ((n − 1)/n)^(g+1), because each MLE
+/// variance is the previous one times χ²_{n−1}/n.
+pub fn replace_mle_variance(n: usize, generation: usize) -> f64 {
+    ((n as f64 - 1.0) / n as f64).powi(generation as i32 + 1)
+}
+
+/// Standard deviation of that variance ratio across repeats:
+/// √(((n² − 1)/n²)^(g+1) − ((n − 1)/n)^(2(g+1))), from E[(χ²_{n−1}/n)²] = (n² − 1)/n².
+pub fn replace_mle_variance_sd(n: usize, generation: usize) -> f64 {
+    let n = n as f64;
+    let k = generation as i32 + 1;
+    (((n * n - 1.0) / (n * n)).powi(k) - ((n - 1.0) / n).powi(2 * k))
+        .max(0.0)
+        .sqrt()
+}
+
+/// Within-component variance (per coordinate) of generation g of the `fresh` loop with a
+/// Gaussian KDE of bandwidth h on a target of within-component variance σ² and fresh fraction α:
+/// v_g = σ² + h² (1 − (1 − α)^(g+1))/α (σ² + h²(g + 1) for α = 0), from
+/// v_g = α σ² + (1 − α) v_{g−1} + h² and v_0 = σ² + h² (Khelifa et al. 2026).
+pub fn fresh_kde_variance(sigma2: f64, h: f64, alpha: f64, generation: usize) -> f64 {
+    let k = generation as i32 + 1;
+    if alpha == 0.0 {
+        sigma2 + h * h * k as f64
+    } else {
+        sigma2 + h * h * (1.0 - (1.0 - alpha).powi(k)) / alpha
+    }
+}
+
+/// Lag-1 autocorrelation of μ_t − x̄ in the `augment` loop with an exact Gaussian MLE and
+/// synthetic ratio λ: λ/(1 + λ) (Bertrand et al. 2024, Theorem 1 with ε = 0).
+pub fn augment_mle_ar1(lambda: f64) -> f64 {
+    lambda / (1.0 + lambda)
+}
+
+/// Stationary variance of each coordinate of μ_t − x̄ in the same loop: λσ²/(n(1 + 2λ)).
+pub fn augment_mle_stationary_variance(lambda: f64, sigma2: f64, n: usize) -> f64 {
+    lambda * sigma2 / (n as f64 * (1.0 + 2.0 * lambda))
+}
+
+/// E‖μ̂ − μ‖² after one round of n real + m synthetic points for a Gaussian N(μ, σ² I_d):
+/// σ² d (1/n + m/(n + m)²) (Fu et al. 2024), largest at m = n. With `mle_variance` the synthetic
+/// points come from the MLE fit (variance (n − 1)/n σ²), which scales the second term by (n − 1)/n.
+pub fn mixed_mean_error(n: usize, m: usize, sigma2: f64, d: usize, mle_variance: bool) -> f64 {
+    let (n, m) = (n as f64, m as f64);
+    let shrink = if mle_variance { (n - 1.0) / n } else { 1.0 };
+    sigma2 * d as f64 * (1.0 / n + shrink * m / ((n + m) * (n + m)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_at_known_points() {
+        assert!((replace_mle_variance(100, 0) - 0.99).abs() < 1e-15);
+        assert!((fresh_kde_variance(0.36, 0.6, 1.0, 5) - 0.72).abs() < 1e-12);
+        assert!((fresh_kde_variance(0.36, 0.6, 0.5, 0) - 0.72).abs() < 1e-12);
+        assert!((augment_mle_ar1(1.0) - 0.5).abs() < 1e-15);
+        let peak = mixed_mean_error(100, 100, 1.0, 1, false);
+        assert!(peak > mixed_mean_error(100, 90, 1.0, 1, false));
+        assert!(peak > mixed_mean_error(100, 110, 1.0, 1, false));
+    }
+}

@@ -1,0 +1,213 @@
+//! Which closed forms apply to an experiment, as curves of a metric's expected value per
+//! generation, and how far a run's measurements are from them.
+//!
+//! | loop | learner | target | metric | expectation at generation g |
+//! |---|---|---|---|---|
+//! | replace, n points | Gaussian MLE (any covariance) | known covariance | `cov_trace_ratio` | ((n − 1)/n)^(g+1) |
+//! | replace | KDE, fixed h | known moments | `second_moment` | E‖x‖² + d h² (g + 1) |
+//! | fresh, α = fresh/train | KDE, fixed h | known moments | `second_moment` | E‖x‖² + d h² (1 − (1 − α)^(g+1))/α |
+//!
+//! The KDE laws hold for any target with a second moment: a KDE sample is a training point plus
+//! N(0, h² I), so E‖x‖² of model g is the training set's mean ‖x‖² plus d h², and the training
+//! set mixes fresh real points with samples of model g − 1 (Khelifa et al.; with α = 0 the
+//! replace loop). `cov_trace_ratio` uses the unbiased sample covariance, so its expectation is
+//! tr Σ_g / tr Σ exactly (Bertrand et al.; Shumailov et al.).
+
+use crate::experiment::Experiment;
+use crate::report::Summary;
+use crate::schedule::Schedule;
+
+/// The expected value of one metric per generation under a closed form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// The metric's column name.
+    pub metric: &'static str,
+    /// The formula and where it comes from, for legends and `theory.csv`.
+    pub source: &'static str,
+    /// The expected value at generations 0, 1, …
+    pub values: Vec<f64>,
+}
+
+/// The predictions that apply to `exp` (for metrics it computes), possibly none.
+pub fn predictions(exp: &Experiment) -> Vec<Prediction> {
+    let Some(dist) = exp.target.distribution() else {
+        return Vec::new();
+    };
+    let (Some(mean), Some(cov)) = (dist.mean(), dist.covariance()) else {
+        return Vec::new();
+    };
+    let d = mean.len() as f64;
+    let m2 = cov.diag().sum() + mean.dot(&mean);
+    let gens = 0..exp.config.generations;
+    let model = exp.learner.config();
+    let fixed_bandwidth = match model.get("bandwidth") {
+        Some(toml::Value::Float(h)) => Some(*h),
+        Some(toml::Value::Integer(h)) => Some(*h as f64),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    match (exp.learner.kind().as_str(), &exp.schedule) {
+        ("gaussian", &Schedule::Replace { train_size }) => out.push(Prediction {
+            metric: "cov_trace_ratio",
+            source: "((n-1)/n)^(g+1), replace + Gaussian MLE",
+            values: gens
+                .map(|g| super::replace_mle_variance(train_size, g))
+                .collect(),
+        }),
+        ("kde", &Schedule::Replace { .. }) if fixed_bandwidth.is_some() => {
+            let h2 = fixed_bandwidth.expect("checked").powi(2);
+            out.push(Prediction {
+                metric: "second_moment",
+                source: "E|x|^2 + d h^2 (g+1), replace + KDE",
+                values: gens.map(|g| m2 + d * h2 * (g + 1) as f64).collect(),
+            })
+        }
+        (
+            "kde",
+            &Schedule::Fresh {
+                train_size,
+                fresh_size,
+            },
+        ) if fixed_bandwidth.is_some() => {
+            let h = fixed_bandwidth.expect("checked");
+            let alpha = fresh_size as f64 / train_size as f64;
+            out.push(Prediction {
+                metric: "second_moment",
+                source: "E|x|^2 + d h^2 (1-(1-a)^(g+1))/a, fresh + KDE (Khelifa et al.)",
+                values: gens
+                    .map(|g| m2 + d * super::fresh_kde_variance(0.0, h, alpha, g))
+                    .collect(),
+            })
+        }
+        _ => {}
+    }
+    let names = exp.metrics.names();
+    out.retain(|p| names.contains(&p.metric));
+    out
+}
+
+/// One generation of a prediction beside the measurement over seeds.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    /// The metric.
+    pub metric: &'static str,
+    /// The generation.
+    pub generation: usize,
+    /// The expected value.
+    pub theory: f64,
+    /// Mean over seeds.
+    pub mean: f64,
+    /// Standard error of that mean (NaN for one seed).
+    pub se: f64,
+    /// (mean − theory)/se.
+    pub z: f64,
+    /// The prediction's source.
+    pub source: &'static str,
+}
+
+/// Every generation of every prediction beside the mean and standard error over seeds of the
+/// metric's column in `rows` (`names` are the columns).
+pub fn compare(
+    predictions: &[Prediction],
+    names: &[&str],
+    rows: &[(u64, usize, Vec<f64>)],
+) -> Vec<Comparison> {
+    let summary = crate::report::by_generation(rows, names.len());
+    let mut out = Vec::new();
+    for p in predictions {
+        let Some(m) = names.iter().position(|n| *n == p.metric) else {
+            continue;
+        };
+        for (g, (&theory, s)) in p.values.iter().zip(&summary).enumerate() {
+            let s: Summary = s[m];
+            let se = s.se();
+            out.push(Comparison {
+                metric: p.metric,
+                generation: g,
+                theory,
+                mean: s.mean,
+                se,
+                z: (s.mean - theory) / se,
+                source: p.source,
+            });
+        }
+    }
+    out
+}
+
+/// `theory.csv`: `metric,generation,theory,mean,se,z,source`.
+pub fn theory_csv(comparisons: &[Comparison]) -> String {
+    let mut s = String::from("metric,generation,theory,mean,se,z,source\n");
+    for c in comparisons {
+        s.push_str(&format!(
+            "{},{},{},{},{},{},\"{}\"\n",
+            c.metric, c.generation, c.theory, c.mean, c.se, c.z, c.source
+        ));
+    }
+    s
+}
+
+/// One line per metric whose measured mean is more than 4 standard errors from its prediction
+/// at some generation (the worst one), for the run's output.
+pub fn warnings(comparisons: &[Comparison]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut metrics: Vec<&str> = comparisons.iter().map(|c| c.metric).collect();
+    metrics.dedup();
+    for m in metrics {
+        let worst = comparisons
+            .iter()
+            .filter(|c| c.metric == m && c.z.is_finite())
+            .max_by(|a, b| a.z.abs().total_cmp(&b.z.abs()));
+        if let Some(c) = worst
+            && c.z.abs() > 4.0
+        {
+            out.push(format!(
+                "theory: {m} is {:.1} standard errors from {} at generation {} (measured {:.4} ± {:.4}, predicted {:.4})",
+                c.z.abs(),
+                c.source,
+                c.generation,
+                c.mean,
+                c.se,
+                c.theory
+            ));
+        }
+    }
+    out
+}
+
+/// The comparisons at up to `max_rows` evenly spaced generations of each metric (first and last
+/// included): measured mean ± se, the prediction and z, with the source under the header.
+pub fn table(comparisons: &[Comparison], max_rows: usize) -> String {
+    let mut s = String::new();
+    let mut metrics: Vec<&str> = comparisons.iter().map(|c| c.metric).collect();
+    metrics.dedup();
+    for m in metrics {
+        let rows: Vec<&Comparison> = comparisons.iter().filter(|c| c.metric == m).collect();
+        let Some(first) = rows.first() else { continue };
+        s += &format!("{m} against theory: {}\n", first.source);
+        s += &format!(
+            "{:>10} {:>24} {:>12} {:>8}\n",
+            "generation", "measured (mean ± se)", "theory", "z"
+        );
+        let g = rows.len();
+        let mut picks: Vec<usize> = if g <= max_rows {
+            (0..g).collect()
+        } else {
+            (0..max_rows)
+                .map(|i| i * (g - 1) / (max_rows - 1))
+                .collect()
+        };
+        picks.dedup();
+        for i in picks {
+            let c = rows[i];
+            s += &format!(
+                "{:>10} {:>24} {:>12.4} {:>8.2}\n",
+                c.generation,
+                format!("{:.4} ± {:.4}", c.mean, c.se),
+                c.theory,
+                c.z
+            );
+        }
+    }
+    s
+}

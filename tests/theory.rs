@@ -1,0 +1,125 @@
+//! The closed forms a run is measured against: `theory.csv` in the run folder holds, for each
+//! prediction that applies, the expectation per generation beside the mean and standard error over
+//! seeds, and a correct loop stays within 4 standard errors of it.
+
+use ouro::config::Config;
+use ouro::experiment::Experiment;
+use ouro::experiment::run_dir::{RunOptions, run};
+
+fn theory_rows(config: &str) -> Vec<Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = Experiment::new(Config::parse(config, &[]).unwrap()).unwrap();
+    let opts = RunOptions {
+        force: false,
+        threads: 0,
+        progress: false,
+        resume: false,
+    };
+    run(&exp, &dir.path().join("r"), &opts).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("r/theory.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "metric,generation,theory,mean,se,z,source"
+    );
+    lines
+        .map(|l| l.splitn(7, ',').map(String::from).collect())
+        .collect()
+}
+
+fn check(rows: &[Vec<String>], metric: &str, expect: impl Fn(usize) -> f64) {
+    assert!(!rows.is_empty());
+    for r in rows {
+        assert_eq!(r[0], metric);
+        let g: usize = r[1].parse().unwrap();
+        let (theory, mean, se, z): (f64, f64, f64, f64) = (
+            r[2].parse().unwrap(),
+            r[3].parse().unwrap(),
+            r[4].parse().unwrap(),
+            r[5].parse().unwrap(),
+        );
+        assert!(
+            (theory - expect(g)).abs() < 1e-12,
+            "generation {g}: {theory}"
+        );
+        assert!(
+            z.abs() < 4.0,
+            "generation {g}: {mean} ± {se} vs {theory} (z = {z})"
+        );
+    }
+}
+
+/// replace + Gaussian MLE: E cov_trace_ratio = ((n − 1)/n)^(g+1), n = 10, 300 seeds.
+#[test]
+fn replace_gaussian_mle_follows_its_variance_law() {
+    let rows = theory_rows(
+        "repeats = 300\ngenerations = 5\nsamples_per_generation = 500\n\
+         [target]\nkind = \"gaussian\"\ndim = 2\nstd = 2.0\n[model]\nkind = \"gaussian\"\n\
+         [loop]\nschedule = \"replace\"\ntrain_size = 10\n[metrics]\nnames = [\"cov_trace_ratio\"]\n",
+    );
+    assert_eq!(rows.len(), 5);
+    check(&rows, "cov_trace_ratio", |g| 0.9f64.powi(g as i32 + 1));
+}
+
+/// replace + KDE with h = 0.5 on N(μ, I_3), |μ|² = 4: E second_moment = 3 + 4 + 3·0.25·(g + 1).
+#[test]
+fn replace_kde_second_moment_grows_by_d_h2_a_generation() {
+    let rows = theory_rows(
+        "repeats = 60\ngenerations = 4\nsamples_per_generation = 2000\n\
+         [target]\nkind = \"gaussian\"\ndim = 3\nmean = [2.0]\n[model]\nkind = \"kde\"\nbandwidth = 0.5\n\
+         [loop]\nschedule = \"replace\"\ntrain_size = 300\n[metrics]\nnames = [\"second_moment\"]\n",
+    );
+    check(&rows, "second_moment", |g| 7.0 + 0.75 * (g + 1) as f64);
+}
+
+/// fresh + KDE with α = 60/200: E second_moment = E|x|² + d h² (1 − (1 − α)^(g+1))/α.
+#[test]
+fn fresh_kde_second_moment_follows_khelifa_et_al() {
+    let rows = theory_rows(
+        "repeats = 40\ngenerations = 6\nsamples_per_generation = 2000\n\
+         [target]\nkind = \"gmm\"\ndim = 2\nmeans = [[-2.0, 0.0], [2.0, 0.0]]\nstd = 0.5\n\
+         [model]\nkind = \"kde\"\nbandwidth = 0.4\n\
+         [loop]\nschedule = \"fresh\"\ntrain_size = 200\nfresh_fraction = 0.3\n\
+         [metrics]\nnames = [\"second_moment\", \"mean_shift\"]\n",
+    );
+    let (a, h2) = (0.3f64, 0.16);
+    check(&rows, "second_moment", |g| {
+        4.0 + 2.0 * 0.25 + 2.0 * h2 * (1.0 - (1.0 - a).powi(g as i32 + 1)) / a
+    });
+}
+
+/// Without a closed form (a Scott-rule KDE) no theory.csv is written; a mean more than 4 se
+/// from its prediction is one line.
+#[test]
+fn no_prediction_no_file_and_far_means_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "generations = 2\n[target]\nkind = \"gaussian\"\ndim = 1\n[model]\nkind = \"kde\"\n\
+               bandwidth = \"scott\"\n[loop]\nschedule = \"replace\"\ntrain_size = 50\n";
+    let exp = Experiment::new(Config::parse(cfg, &[]).unwrap()).unwrap();
+    assert!(ouro::theory::predictions(&exp).is_empty());
+    let opts = RunOptions {
+        force: false,
+        threads: 0,
+        progress: false,
+        resume: false,
+    };
+    run(&exp, &dir.path().join("r"), &opts).unwrap();
+    assert!(!dir.path().join("r/theory.csv").exists());
+    use ouro::theory::predict::{Comparison, warnings};
+    let c = |g, z| Comparison {
+        metric: "cov_trace_ratio",
+        generation: g,
+        theory: 1.0,
+        mean: 1.0 + z * 0.01,
+        se: 0.01,
+        z,
+        source: "test",
+    };
+    assert!(warnings(&[c(0, 1.0), c(1, -3.9)]).is_empty());
+    let w = warnings(&[c(0, 1.0), c(1, -4.5), c(2, 4.2)]);
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].contains("4.5 standard errors") && w[0].contains("generation 1"),
+        "{w:?}"
+    );
+}
