@@ -213,7 +213,7 @@ def fuzz():
     with open(ROOT / "fuzz" / "runs.tsv", newline="") as f:
         runs = list(csv.DictReader(f, delimiter="\t"))
     body = []
-    for target in ["config", "npy", "csv", "idx", "safetensors"]:
+    for target in ["config", "npy", "csv", "idx", "safetensors", "study"]:
         mine = [r for r in runs if r["target"] == target]
         execs = sum(int(r["executions"]) for r in mine)
         secs = sum(int(r["seconds"]) for r in mine)

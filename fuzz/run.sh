@@ -15,7 +15,7 @@ set -eu
 cd "$(dirname "$0")"
 secs=${1:?usage: sh fuzz/run.sh SECONDS [TARGET ...]}
 shift
-targets=${*:-config npy csv idx safetensors}
+targets=${*:-config npy csv idx safetensors study}
 san=${FUZZ_SANITIZER:-address}
 cargo +nightly fuzz build -O -s "$san" >/dev/null
 for t in $targets; do
