@@ -9,7 +9,8 @@
 //! - `DIR/cells/NNN/`: cell NNN's run folder (see [`super::run_dir`]), or `DIR/cells/NNN.error`
 //!   with the error of a cell that failed;
 //! - `DIR/study.csv`: `cell,<axis keys>,seed,generation,<metrics>` over every finished cell;
-//! - `DIR/summary.csv`: `cell,<axis keys>,generation,metric,n,mean,se,q10,q50,q90` (over seeds);
+//! - `DIR/summary.csv`: `cell,<axis keys>,generation,metric,n,mean,se,q10,q50,q90,theory` (over
+//!   seeds; `theory` is the closed-form expectation where one applies, see [`crate::theory`]);
 //! - `DIR/study.png`: each metric against generation, one line per cell, and at the last
 //!   generation against the first axis.
 
@@ -17,6 +18,7 @@ use super::Experiment;
 use super::run_dir::{self, RunOptions, write_file};
 use crate::config::{Config, set_key};
 use crate::error::{Error, Result};
+use crate::report::quantile;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -514,17 +516,6 @@ fn read_cell(dir: &Path) -> Result<Option<CellRows>> {
     Ok(Some((header[2..].to_vec(), rows)))
 }
 
-/// The p-quantile (0 ≤ p ≤ 1) of sorted finite `v` by linear interpolation between order
-/// statistics (numpy's default, "linear").
-fn quantile(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let h = p * (v.len() - 1) as f64;
-    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
-    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
-}
-
 /// Writes `study.csv`, `summary.csv` and `study.png` over every finished cell of `study`.
 pub fn write_tables(study: &Study, out: &Path) -> Result<()> {
     let mut finished = Vec::new();
@@ -550,7 +541,7 @@ pub fn write_tables(study: &Study, out: &Path) -> Result<()> {
         long.push_str(m);
     }
     long.push('\n');
-    let mut summary = format!("cell{axes_header},generation,metric,n,mean,se,q10,q50,q90\n");
+    let mut summary = format!("cell{axes_header},generation,metric,n,mean,se,q10,q50,q90,theory\n");
     let mut curves = Vec::new();
     for (c, names, rows) in &finished {
         let axis_values: String = c
@@ -570,33 +561,28 @@ pub fn write_tables(study: &Study, out: &Path) -> Result<()> {
             long.push('\n');
         }
         let generations = rows.iter().map(|r| r.1 + 1).max().unwrap_or(0);
+        let predictions = crate::theory::predictions(&c.experiment);
         let mut per_metric = Vec::new();
         for m in &metrics {
             let Some(i) = column(m) else {
                 per_metric.push(Vec::new());
                 continue;
             };
+            let theory = predictions.iter().find(|p| p.metric == m);
             let mut curve = Vec::new();
             for g in 0..generations {
-                let mut v: Vec<f64> = rows
-                    .iter()
-                    .filter(|r| r.1 == g)
-                    .map(|r| r.2[i])
-                    .filter(|x| x.is_finite())
-                    .collect();
-                v.sort_by(f64::total_cmp);
-                let n = v.len();
-                let mean = v.iter().sum::<f64>() / n as f64;
-                let se = if n > 1 {
-                    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-                        / (n as f64).sqrt()
-                } else {
-                    f64::NAN
-                };
-                let (q10, q50, q90) = (quantile(&v, 0.1), quantile(&v, 0.5), quantile(&v, 0.9));
+                let v: Vec<f64> = rows.iter().filter(|r| r.1 == g).map(|r| r.2[i]).collect();
+                let sum = crate::report::Summary::of(&v);
+                let mut sorted: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
+                sorted.sort_by(f64::total_cmp);
+                let (n, mean, se) = (sum.count, sum.mean, sum.se());
+                let (q10, q50, q90) = (sum.q10, quantile(&sorted, 0.5), sum.q90);
+                let predicted = theory
+                    .and_then(|p| p.values.get(g))
+                    .map_or(String::new(), |v| v.to_string());
                 writeln!(
                     summary,
-                    "{}{axis_values},{g},{m},{n},{mean},{se},{q10},{q50},{q90}",
+                    "{}{axis_values},{g},{m},{n},{mean},{se},{q10},{q50},{q90},{predicted}",
                     c.index
                 )
                 .expect("string write");
