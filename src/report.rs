@@ -679,6 +679,89 @@ fn last_generation_panel(
     Ok(())
 }
 
+/// A scatter plot of 2-D `samples` (blue, at most 2 000) over `real` points (grey, at most
+/// 2 000), on one box that holds both, for the samples of a saved generation of a 2-D target.
+pub fn scatter(
+    path: &Path,
+    title: &str,
+    real: ndarray::ArrayView2<f32>,
+    samples: ndarray::ArrayView2<f32>,
+) -> Result<()> {
+    REGISTER_FONT.call_once(|| {
+        let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+        assert!(
+            registered.is_ok(),
+            "the bundled font is a valid TrueType file"
+        );
+    });
+    let err = |e: String| Error::Run(format!("cannot draw {}: {e}", path.display()));
+    let take = |x: ndarray::ArrayView2<f32>| -> Vec<(f64, f64)> {
+        x.rows()
+            .into_iter()
+            .take(2000)
+            .map(|r| (r[0] as f64, r[1] as f64))
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect()
+    };
+    let (real, samples) = (take(real), take(samples));
+    let all = real.iter().chain(&samples);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for p in all {
+        (x0, x1, y0, y1) = (x0.min(p.0), x1.max(p.0), y0.min(p.1), y1.max(p.1));
+    }
+    if !x0.is_finite() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let (px, py) = (((x1 - x0) * 0.05).max(1e-9), ((y1 - y0) * 0.05).max(1e-9));
+    let root = BitMapBackend::new(path, (560, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d((x0 - px)..(x1 + px), (y0 - py)..(y1 + py))
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|v| fmt(*v))
+        .y_label_formatter(&|v| fmt(*v))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .draw_series(
+            real.iter()
+                .map(|&p| Circle::new(p, 2, BLACK.mix(0.25).filled())),
+        )
+        .map_err(|e| err(e.to_string()))?
+        .label("real (held-out reference)")
+        .legend(|(x, y)| Circle::new((x + 8, y), 3, BLACK.mix(0.25).filled()));
+    chart
+        .draw_series(
+            samples
+                .iter()
+                .map(|&p| Circle::new(p, 2, BLUE.mix(0.5).filled())),
+        )
+        .map_err(|e| err(e.to_string()))?
+        .label("samples")
+        .legend(|(x, y)| Circle::new((x + 8, y), 3, BLUE.mix(0.5).filled()));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 11))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod grid_tests {
     use super::*;

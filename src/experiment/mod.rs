@@ -45,6 +45,8 @@ pub struct Generation<'a> {
     /// Per-class accuracy on the reference points of the classifier trained on the samples and
     /// of the one trained on real data (when accuracy metrics are chosen).
     pub class_accuracy: Option<(&'a [f64], &'a [f64])>,
+    /// The seed's held-out real reference points (what the metrics compare with).
+    pub reference: ndarray::ArrayView2<'a, f32>,
     /// The schedule's state after this generation (for a checkpoint).
     pub loop_state: &'a LoopState,
     /// Real points of a finite pool drawn so far (for a checkpoint).
@@ -267,6 +269,7 @@ impl Experiment {
                 samples: &samples,
                 metrics: rows.last().expect("pushed"),
                 class_accuracy,
+                reference: real.reference.view(),
                 loop_state: &state,
                 real_position: real.position(),
                 rows: &rows,

@@ -2,7 +2,8 @@
 //! `config.toml` (resolved config), `metrics.csv` (one row per seed and generation),
 //! `samples/seed-S/gen-GGG.npy` (with `gen-GGG.labels.npy` for a class-conditional model, and
 //! `gen-GGG.png` for image targets: a grid of samples, a row per class when they are labelled,
-//! with `real.png`: the real images, a row per class), `models/seed-S/gen-GGG.safetensors` (the
+//! with `real.png`: the real images, a row per class; for 2-D targets: the samples scattered over
+//! the real reference points), `models/seed-S/gen-GGG.safetensors` (the
 //! fitted model, see [`crate::models::save`]), optionally `train/seed-S/gen-GGG.npy`
 //! (and `.labels.npy`), `class_accuracy.csv` when accuracy metrics are chosen, and
 //! `metrics.png`.
@@ -374,6 +375,14 @@ fn write_into(
                                     &sample_dir.join(format!("{stem}.png")),
                                     x.view(),
                                     &cells,
+                                )?;
+                            } else if exp.target.dim() == 2 {
+                                let title = format!("seed {seed}, generation {}", g.generation);
+                                report::scatter(
+                                    &sample_dir.join(format!("{stem}.png")),
+                                    &title,
+                                    g.reference,
+                                    g.samples.points.view(),
                                 )?;
                             }
                         }
