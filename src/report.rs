@@ -466,6 +466,8 @@ pub struct StudyCurve {
     pub rest: String,
     /// Per metric: (generation, mean, se).
     pub curves: Vec<Vec<(f64, f64, f64)>>,
+    /// Per metric: the closed-form expectation per generation, where one applies.
+    pub theory: Vec<Option<Vec<(f64, f64)>>>,
 }
 
 /// The study plot: per metric, its mean over seeds against generation with one line per cell
@@ -526,6 +528,7 @@ pub fn plot_study(
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| err(e.to_string()))?;
+        let mut theory_labelled = false;
         for (i, c) in cells.iter().enumerate() {
             let Some(curve) = c.curves.get(m) else {
                 continue;
@@ -559,6 +562,22 @@ pub fn plot_study(
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], colour(i).stroke_width(2))
                 });
+            if let Some(Some(line)) = c.theory.get(m) {
+                let drawn = chart
+                    .draw_series(DashedLineSeries::new(
+                        line.iter().copied().filter(|p| p.1.is_finite()),
+                        6,
+                        4,
+                        colour(i).stroke_width(1),
+                    ))
+                    .map_err(|e| err(e.to_string()))?;
+                if !theory_labelled {
+                    drawn.label("theory (dashed)").legend(|(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(1))
+                    });
+                    theory_labelled = true;
+                }
+            }
         }
         chart
             .configure_series_labels()

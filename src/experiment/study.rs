@@ -599,6 +599,19 @@ pub fn write_tables(study: &Study, out: &Path) -> Result<()> {
             }),
             rest: c.label_without_first(),
             curves: per_metric,
+            theory: metrics
+                .iter()
+                .map(|m| {
+                    predictions.iter().find(|p| &p.metric == m).map(|p| {
+                        p.values
+                            .iter()
+                            .take(generations)
+                            .enumerate()
+                            .map(|(g, &v)| (g as f64, v))
+                            .collect()
+                    })
+                })
+                .collect(),
         });
     }
     write_file(&out.join("study.csv"), long.as_bytes())?;
