@@ -602,7 +602,7 @@ pub fn write_tables(study: &Study, out: &Path) -> Result<()> {
             theory: metrics
                 .iter()
                 .map(|m| {
-                    predictions.iter().find(|p| &p.metric == m).map(|p| {
+                    predictions.iter().find(|p| p.metric == m).map(|p| {
                         p.values
                             .iter()
                             .take(generations)
