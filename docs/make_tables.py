@@ -208,6 +208,25 @@ def studies():
     return head, markdown(["cell", "measured", "theory"], body)
 
 
+def claims():
+    """`ouro reproduce` for every paper at full scale; the figures go to docs/."""
+    body, times, figures = [], [], []
+    for paper in ["khelifa2026", "bertrand2024"]:
+        folder = RUNS / f"reproduce-{paper}"
+        secs = run("reproduce", paper, "--out", str(folder), "--force")
+        times.append(f"`{paper}` {secs:.0f} s")
+        for fig in sorted(folder.glob("figure-*.png")):
+            name = f"reproduce-{paper}-{fig.name[len('figure-'):]}"
+            shutil.copyfile(fig, ROOT / "docs" / name)
+            figures.append(f"[{paper}: {fig.stem[len('figure-'):]}](docs/{name})")
+        for r in rows(folder / "claims.csv"):
+            cell = lambda t: t.replace("|", "\\|")
+            body.append([paper, cell(r["statement"]), cell(r["rule"]), cell(r["measured"]), f"**{r['verdict']}**"])
+    head = (f"`ouro reproduce PAPER --out DIR` on {processor()} ({', '.join(times)}); figures: "
+            f"{', '.join(figures)}:")
+    return head, markdown(["paper", "claim", "checked by", "measured", "verdict"], body)
+
+
 def fuzz():
     """The executions of every fuzz target so far, from fuzz/runs.tsv (runs nothing)."""
     with open(ROOT / "fuzz" / "runs.tsv", newline="") as f:
@@ -238,6 +257,7 @@ TABLES = {
     "digits-conditional": digits_conditional,
     "mnist14": mnist14,
     "studies": studies,
+    "claims": claims,
 }
 
 

@@ -112,6 +112,27 @@ enum Command {
         #[arg(long, value_name = "DIR", conflicts_with_all = ["study", "out", "dry_run", "resume", "force"])]
         status: Option<PathBuf>,
     },
+    /// Ask a seed paper's headline question again at CPU scale: runs its studies, judges each
+    /// claim against the measurements and writes claims.csv, claims.md and the figures.
+    Reproduce {
+        /// The paper: khelifa2026 or bertrand2024.
+        paper: String,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The one-minute version (fewer seeds, generations and points).
+        #[arg(long)]
+        quick: bool,
+        /// Cells run at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Worker threads in all (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Replace the output folder if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// List the learners that `[model] kind` accepts.
     Learners,
     /// Draw samples from a saved model (a run folder's models/seed-S/gen-GGG.safetensors) and
@@ -566,6 +587,28 @@ pub fn main_with(cli: Cli) -> Result<()> {
                     report.failed.len()
                 )));
             }
+            Ok(())
+        }
+        Command::Reproduce {
+            paper,
+            out,
+            quick,
+            jobs,
+            threads,
+            force,
+        } => {
+            let opts = crate::reproduce::ReproduceOptions {
+                quick,
+                jobs,
+                threads,
+                force,
+            };
+            let claims = crate::reproduce::reproduce(&paper, &out, &opts)?;
+            for (i, c) in claims.iter().enumerate() {
+                println!("{}. [{}] {}", i + 1, c.verdict.name(), c.statement);
+                println!("   {}: {}", c.rule, c.measured);
+            }
+            println!("claims: {}", out.join("claims.md").display());
             Ok(())
         }
         Command::Learners => {

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod report;
+pub mod reproduce;
 pub mod rng;
 pub mod schedule;
 pub mod theory;

@@ -82,11 +82,16 @@ impl Study {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Study> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
-        let err = |e: Error| match e {
+        let here = path.parent().unwrap_or(Path::new("."));
+        Study::from_text(text, here, overrides).map_err(|e| match e {
             Error::Config(m) => Error::config(format!("{}: {m}", path.display())),
             other => other,
-        };
-        let here = path.parent().unwrap_or(Path::new("."));
+        })
+    }
+
+    /// The study of the text of a study file whose `base` is relative to `here`.
+    pub fn from_text(text: String, here: &Path, overrides: &[String]) -> Result<Study> {
+        let err = |e: Error| e;
         let grid = parse(&text, here, overrides).map_err(err)?;
         let mut cells = Vec::with_capacity(grid.cells.len());
         for (index, (values, config)) in grid.cells.into_iter().enumerate() {
@@ -514,6 +519,22 @@ fn read_cell(dir: &Path) -> Result<Option<CellRows>> {
         rows.push((seed, g, values));
     }
     Ok(Some((header[2..].to_vec(), rows)))
+}
+
+/// A finished cell: the cell, its metric names and, per generation, the
+/// [`crate::report::Summary`] over seeds of each metric.
+pub type CellResult<'a> = (&'a Cell, Vec<String>, Vec<Vec<crate::report::Summary>>);
+
+/// The finished cells of `study` in `out`.
+pub fn results<'a>(study: &'a Study, out: &Path) -> Result<Vec<CellResult<'a>>> {
+    let mut all = Vec::new();
+    for c in &study.cells {
+        if let Some((names, rows)) = read_cell(&out.join("cells").join(c.name()))? {
+            let summary = crate::report::by_generation(&rows, names.len());
+            all.push((c, names, summary));
+        }
+    }
+    Ok(all)
 }
 
 /// Writes `study.csv`, `summary.csv` and `study.png` over every finished cell of `study`.
