@@ -9,6 +9,7 @@
 
 mod bertrand2024;
 mod khelifa2026;
+mod yi2023;
 
 use crate::error::{Error, Result};
 use crate::experiment::study::{self, Study, SweepOptions};
@@ -17,7 +18,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The papers `ouro reproduce` knows.
-pub const PAPERS: &[Paper] = &[khelifa2026::PAPER, bertrand2024::PAPER];
+pub const PAPERS: &[Paper] = &[khelifa2026::PAPER, bertrand2024::PAPER, yi2023::PAPER];
 
 /// A paper: its name on the command line, its reference, and what runs it.
 pub struct Paper {
