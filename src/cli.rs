@@ -115,7 +115,8 @@ enum Command {
     /// Ask a seed paper's headline question again at CPU scale: runs its studies, judges each
     /// claim against the measurements and writes claims.csv, claims.md and the figures.
     Reproduce {
-        /// The paper: khelifa2026, bertrand2024 or yi2023.
+        /// The paper: khelifa2026, bertrand2024, yi2023 or gerstgrasser2024 (`ouro reproduce x`
+        /// lists them).
         paper: String,
         /// Output folder.
         #[arg(long)]

@@ -61,6 +61,21 @@ fn replace_gaussian_mle_follows_its_variance_law() {
     check(&rows, "cov_trace_ratio", |g| 0.9f64.powi(g as i32 + 1));
 }
 
+/// replace + Gaussian MLE: the squared error of the fitted mean grows as
+/// E‖μ_g − μ‖² = tr Σ (1 − ((n − 1)/n)^(g+1)), n = 10, tr Σ = 8, 200 seeds.
+#[test]
+fn replace_gaussian_mle_mean_error_follows_its_law() {
+    let rows = theory_rows(
+        "repeats = 200\ngenerations = 6\nsamples_per_generation = 10\n\
+         [target]\nkind = \"gaussian\"\ndim = 2\nstd = 2.0\n[model]\nkind = \"gaussian\"\n\
+         [loop]\nschedule = \"replace\"\ntrain_size = 10\n[metrics]\nnames = [\"model_mean_error2\"]\n",
+    );
+    assert_eq!(rows.len(), 6);
+    check(&rows, "model_mean_error2", |g| {
+        8.0 * (1.0 - 0.9f64.powi(g as i32 + 1))
+    });
+}
+
 /// replace + KDE with h = 0.5 on N(μ, I_3), |μ|² = 4: E second_moment = 3 + 4 + 3·0.25·(g + 1).
 #[test]
 fn replace_kde_second_moment_grows_by_d_h2_a_generation() {

@@ -295,6 +295,17 @@ pub const ALL: &[Metric] = &[
         },
     },
     Metric {
+        name: "model_mean_error2",
+        description: "‖mean of the fitted model − target mean‖², from the model's exact mean (NaN for models without one, e.g. diffusion)",
+        needs: Needs::Nothing,
+        default: false,
+        in_f64: true,
+        compute: |c| match c.model.distribution().and_then(|d| d.mean()) {
+            Some(m) => (&m - c.target_mean).mapv(|v| v * v).sum(),
+            None => f64::NAN,
+        },
+    },
+    Metric {
         name: "cov_trace_ratio",
         description: "tr(sample covariance, unbiased) / tr(target covariance)",
         needs: Needs::Nothing,

@@ -8,6 +8,7 @@
 //! measurement contradicts is reported as not holding, with the numbers.
 
 mod bertrand2024;
+mod gerstgrasser2024;
 mod khelifa2026;
 mod yi2023;
 
@@ -18,7 +19,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The papers `ouro reproduce` knows.
-pub const PAPERS: &[Paper] = &[khelifa2026::PAPER, bertrand2024::PAPER, yi2023::PAPER];
+pub const PAPERS: &[Paper] = &[
+    khelifa2026::PAPER,
+    bertrand2024::PAPER,
+    yi2023::PAPER,
+    gerstgrasser2024::PAPER,
+];
 
 /// A paper: its name on the command line, its reference, and what runs it.
 pub struct Paper {

@@ -13,6 +13,13 @@ pub fn replace_mle_variance(n: usize, generation: usize) -> f64 {
     ((n as f64 - 1.0) / n as f64).powi(generation as i32 + 1)
 }
 
+/// Expected squared error of generation g's mean, E‖μ_g − μ‖², relative to tr Σ, in the same
+/// loop: 1 − ((n − 1)/n)^(g+1). Each refit adds tr Σ_{g−1}/n of sampling error to the mean, and
+/// E tr Σ_t = ((n − 1)/n)^(t+1) tr Σ, so the sum is (tr Σ/n) Σ_{k ≤ g} ((n − 1)/n)^k.
+pub fn replace_mle_mean_error(n: usize, generation: usize) -> f64 {
+    1.0 - replace_mle_variance(n, generation)
+}
+
 /// Standard deviation of that variance ratio across repeats:
 /// √(((n² − 1)/n²)^(g+1) − ((n − 1)/n)^(2(g+1))), from E[(χ²_{n−1}/n)²] = (n² − 1)/n².
 pub fn replace_mle_variance_sd(n: usize, generation: usize) -> f64 {

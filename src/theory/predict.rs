@@ -4,6 +4,7 @@
 //! | loop | learner | target | metric | expectation at generation g |
 //! |---|---|---|---|---|
 //! | replace, n points | Gaussian MLE (any covariance) | known covariance | `cov_trace_ratio` | ((n − 1)/n)^(g+1) |
+//! | replace, n points | Gaussian MLE (any covariance) | known covariance | `model_mean_error2` | tr Σ (1 − ((n − 1)/n)^(g+1)) |
 //! | replace | KDE, fixed h | known moments | `second_moment` | E‖x‖² + d h² (g + 1) |
 //! | fresh, α = fresh/train | KDE, fixed h | known moments | `second_moment` | E‖x‖² + d h² (1 − (1 − α)^(g+1))/α |
 //!
@@ -47,13 +48,24 @@ pub fn predictions(exp: &Experiment) -> Vec<Prediction> {
     };
     let mut out = Vec::new();
     match (exp.learner.kind().as_str(), &exp.schedule) {
-        ("gaussian", &Schedule::Replace { train_size }) => out.push(Prediction {
-            metric: "cov_trace_ratio",
-            source: "((n-1)/n)^(g+1), replace + Gaussian MLE",
-            values: gens
-                .map(|g| super::replace_mle_variance(train_size, g))
-                .collect(),
-        }),
+        ("gaussian", &Schedule::Replace { train_size }) => {
+            out.push(Prediction {
+                metric: "cov_trace_ratio",
+                source: "((n-1)/n)^(g+1), replace + Gaussian MLE",
+                values: gens
+                    .clone()
+                    .map(|g| super::replace_mle_variance(train_size, g))
+                    .collect(),
+            });
+            let trace = cov.diag().sum();
+            out.push(Prediction {
+                metric: "model_mean_error2",
+                source: "tr S (1-((n-1)/n)^(g+1)), replace + Gaussian MLE",
+                values: gens
+                    .map(|g| trace * super::replace_mle_mean_error(train_size, g))
+                    .collect(),
+            });
+        }
         ("kde", &Schedule::Replace { .. }) if fixed_bandwidth.is_some() => {
             let h2 = fixed_bandwidth.expect("checked").powi(2);
             out.push(Prediction {
