@@ -9,6 +9,32 @@ use std::sync::Once;
 const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 static REGISTER_FONT: Once = Once::new();
 
+/// Registers the bundled DejaVu Sans as "sans-serif" for every plot (once per process).
+fn register_font() {
+    REGISTER_FONT.call_once(|| {
+        let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+        assert!(
+            registered.is_ok(),
+            "the bundled font is a valid TrueType file"
+        );
+    });
+}
+
+/// Draws the legend of `chart`'s labelled series in the project's style at `position`.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 11))
+        .position(position)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// Mean, standard deviation and count of the finite values of one metric at one generation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Summary {
@@ -180,13 +206,7 @@ pub fn plot_panels(
     points: &[(f64, Vec<Summary>)],
     theory: &[TheoryLine],
 ) -> Result<()> {
-    REGISTER_FONT.call_once(|| {
-        let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-        assert!(
-            registered.is_ok(),
-            "the bundled font is a valid TrueType file"
-        );
-    });
+    register_font();
     let cols = names.len().clamp(1, 3);
     let panel_rows = names.len().div_ceil(cols).max(1);
     let (w, h) = (460 * cols as u32, 320 * panel_rows as u32);
@@ -327,14 +347,7 @@ pub fn plot_panels(
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.stroke_width(2)));
         }
         if legend {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 11))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(err)?;
         }
     }
     root.present().map_err(|e| err(e.to_string()))?;
@@ -479,13 +492,7 @@ pub fn plot_study(
     first_axis: &str,
     cells: &[StudyCurve],
 ) -> Result<()> {
-    REGISTER_FONT.call_once(|| {
-        let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-        assert!(
-            registered.is_ok(),
-            "the bundled font is a valid TrueType file"
-        );
-    });
+    register_font();
     let numeric = cells.iter().all(|c| c.first.is_some()) && !first_axis.is_empty();
     let cols = if numeric { 2 } else { 1 };
     let (w, h) = (560 * cols as u32, 360 * metrics.len().max(1) as u32);
@@ -579,14 +586,7 @@ pub fn plot_study(
                 }
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 11))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(err)?;
         if numeric {
             last_generation_panel(&panels[m * cols + 1], name, m, first_axis, cells, &err)?;
         }
@@ -687,13 +687,7 @@ fn last_generation_panel(
             .map_err(|e| err(e.to_string()))?;
     }
     if groups.iter().any(|g| !g.is_empty()) {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        draw_legend(&mut chart, SeriesLabelPosition::MiddleRight).map_err(err)?;
     }
     Ok(())
 }
@@ -706,13 +700,7 @@ pub fn scatter(
     real: ndarray::ArrayView2<f32>,
     samples: ndarray::ArrayView2<f32>,
 ) -> Result<()> {
-    REGISTER_FONT.call_once(|| {
-        let registered = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-        assert!(
-            registered.is_ok(),
-            "the bundled font is a valid TrueType file"
-        );
-    });
+    register_font();
     let err = |e: String| Error::Run(format!("cannot draw {}: {e}", path.display()));
     let take = |x: ndarray::ArrayView2<f32>| -> Vec<(f64, f64)> {
         x.rows()
@@ -770,13 +758,7 @@ pub fn scatter(
         .map_err(|e| err(e.to_string()))?
         .label("samples")
         .legend(|(x, y)| Circle::new((x + 8, y), 3, BLUE.mix(0.5).filled()));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 11))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    draw_legend(&mut chart, SeriesLabelPosition::MiddleRight).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }

@@ -278,12 +278,17 @@ fn kill_and_resume(d: &Path, args: &[&str]) {
     for (x, y) in a.iter().zip(&b) {
         assert!(x.1 == y.1, "{} differs after resuming", x.0);
     }
-    let hidden: Vec<_> = std::fs::read_dir(d)
+    let left = hidden(d);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// The hidden entries (partial folders) of `dir`.
+fn hidden(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(hidden.is_empty(), "{hidden:?}");
+        .collect()
 }
 
 /// A study of two cells (a warm-started mixture in the accumulate loop, which keeps every
@@ -314,12 +319,8 @@ names = ["mean_shift", "mmd2", "memorized", "precision"]
 "#;
     let dir = setup(study);
     kill_and_resume(dir.path(), &["sweep", "study.toml"]);
-    let hidden: Vec<_> = std::fs::read_dir(dir.path().join("part/cells"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(hidden.is_empty(), "{hidden:?}");
+    let left = hidden(&dir.path().join("part/cells"));
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// A run on a finite labelled data set (fresh real points drawn from the pool without
