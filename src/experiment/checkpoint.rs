@@ -25,10 +25,7 @@ const FORMAT: &str = "ouro-checkpoint-1";
 /// `dir`.
 pub(crate) fn write(dir: &Path, exp: &Experiment, g: &Generation, class_rows: &str) -> Result<()> {
     let model_name = format!("model-{:03}.safetensors", g.generation);
-    let mut model = TensorFile::new(crate::models::MODEL_FORMAT);
-    g.model.save(&mut model)?;
-    let json = serde_json::to_string(&exp.learner.config()).expect("a TOML table is valid JSON");
-    model.set("model", json);
+    let model = crate::models::to_file(&*exp.learner, g.model)?;
     super::run_dir::write_file(&dir.join(&model_name), &model.to_bytes()?)?;
     let mut state = TensorFile::new(FORMAT);
     state.set("generation", g.generation.to_string());

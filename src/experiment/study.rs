@@ -91,12 +91,10 @@ impl Study {
 
     /// The study of the text of a study file whose `base` is relative to `here`.
     pub fn from_text(text: String, here: &Path, overrides: &[String]) -> Result<Study> {
-        let err = |e: Error| e;
-        let grid = parse(&text, here, overrides).map_err(err)?;
+        let grid = parse(&text, here, overrides)?;
         let mut cells = Vec::with_capacity(grid.cells.len());
         for (index, (values, config)) in grid.cells.into_iter().enumerate() {
-            let experiment =
-                Experiment::new(config).map_err(|e| err(cell_error(index, &values, e)))?;
+            let experiment = Experiment::new(config).map_err(|e| cell_error(index, &values, e))?;
             cells.push(Cell {
                 index,
                 values,

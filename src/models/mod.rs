@@ -298,12 +298,17 @@ pub fn config_table(kind: &str, config: &impl Serialize) -> toml::Table {
 /// metadata, the format tag and the learner's `[model]` keys (metadata `model`, as JSON), so the
 /// file alone is enough to load and sample it.
 pub fn save(learner: &dyn Learner, model: &dyn Model, path: &Path) -> Result<()> {
+    to_file(learner, model)?.write(path)
+}
+
+/// The saved-model file of `model` (see [`save`]), not yet written.
+pub fn to_file(learner: &dyn Learner, model: &dyn Model) -> Result<TensorFile> {
     let mut file = TensorFile::new(MODEL_FORMAT);
     model.save(&mut file)?;
     file.set("format", MODEL_FORMAT);
     let json = serde_json::to_string(&learner.config()).expect("a TOML table is valid JSON");
     file.set("model", json);
-    file.write(path)
+    Ok(file)
 }
 
 /// A model saved by [`save`], with the learner that fitted it.
