@@ -28,9 +28,9 @@ fn theory_rows(config: &str) -> Vec<Vec<String>> {
 }
 
 fn check(rows: &[Vec<String>], metric: &str, expect: impl Fn(usize) -> f64) {
-    assert!(!rows.is_empty());
+    let rows: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == metric).collect();
+    assert!(!rows.is_empty(), "no {metric} rows");
     for r in rows {
-        assert_eq!(r[0], metric);
         let g: usize = r[1].parse().unwrap();
         let (theory, mean, se, z): (f64, f64, f64, f64) = (
             r[2].parse().unwrap(),
@@ -74,6 +74,50 @@ fn replace_gaussian_mle_mean_error_follows_its_law() {
     check(&rows, "model_mean_error2", |g| {
         8.0 * (1.0 - 0.9f64.powi(g as i32 + 1))
     });
+}
+
+/// augment + Gaussian MLE with n = 10 real points and m = 10 or 30 synthetic ones (λ = 1, 3), tr Σ = 8,
+/// 400 seeds: both the variance and the mean's error follow the exact two-state recursion (the
+/// mean's AR(1) coefficient m/(n + m) and its noise from the drifting variance).
+#[test]
+fn augment_gaussian_mle_follows_its_recursion() {
+    for m in [10usize, 30] {
+        let rows = theory_rows(&format!(
+            "repeats = 400\ngenerations = 8\nsamples_per_generation = 200\n\
+             [target]\nkind = \"gaussian\"\ndim = 2\nstd = 2.0\n[model]\nkind = \"gaussian\"\n\
+             [loop]\nschedule = \"augment\"\nreal_size = 10\nsynthetic_size = {m}\n\
+             [metrics]\nnames = [\"cov_trace_ratio\", \"model_mean_error2\"]\n",
+        ));
+        let curve = ouro::theory::augment_mle(10, m, 8);
+        check(&rows, "cov_trace_ratio", |g| curve[g][0]);
+        check(&rows, "model_mean_error2", |g| 8.0 * curve[g][1]);
+        // The error settles between tr Σ/n = 0.8 and tr Σ (1/n + λ/(n(1 + 2λ))) ≈ 1.07 (λ = 1).
+        let last = 8.0 * curve[7][1];
+        let lambda = m as f64 / 10.0;
+        let stationary = 0.8 + 8.0 * lambda / (10.0 * (1.0 + 2.0 * lambda));
+        assert!(
+            last > 0.8 && (last - stationary).abs() < 0.1 * stationary,
+            "{last} vs {stationary}"
+        );
+    }
+}
+
+/// accumulate + Gaussian MLE with n = 10, tr Σ = 8, 400 seeds: the exact recursion per
+/// generation, and the mean's error stays below (π²/6) tr Σ/n while replace would be at
+/// tr Σ (1 − 0.9^10) ≈ 5.2 by generation 9.
+#[test]
+fn accumulate_gaussian_mle_follows_its_recursion() {
+    let rows = theory_rows(
+        "repeats = 400\ngenerations = 10\nsamples_per_generation = 200\n\
+         [target]\nkind = \"gaussian\"\ndim = 2\nstd = 2.0\n[model]\nkind = \"gaussian\"\n\
+         [loop]\nschedule = \"accumulate\"\ntrain_size = 10\n\
+         [metrics]\nnames = [\"cov_trace_ratio\", \"model_mean_error2\"]\n",
+    );
+    let curve = ouro::theory::accumulate_mle(10, 10);
+    check(&rows, "cov_trace_ratio", |g| curve[g][0]);
+    check(&rows, "model_mean_error2", |g| 8.0 * curve[g][1]);
+    let bound = std::f64::consts::PI.powi(2) / 6.0 * 0.8;
+    assert!(curve.iter().all(|c| 8.0 * c[1] < bound));
 }
 
 /// replace + KDE with h = 0.5 on N(μ, I_3), |μ|² = 4: E second_moment = 3 + 4 + 3·0.25·(g + 1).

@@ -355,6 +355,7 @@ fn write_into(
                     false => (None, String::new()),
                 };
                 bar.inc(start.as_ref().map_or(0, |s| s.generation as u64));
+                let mut last_checkpoint = std::time::Instant::now();
                 let mut observe = |g: &Generation| -> Result<()> {
                     let stem = format!("gen-{:03}", g.generation);
                     if let Some((synthetic, real)) = g.class_accuracy {
@@ -394,7 +395,12 @@ fn write_into(
                             crate::models::save(&*exp.learner, g.model, &path)?;
                         }
                     }
-                    super::checkpoint::write(&checkpoint_dir, exp, g, &class_rows)?;
+                    if g.generation + 1 == cfg.generations
+                        || last_checkpoint.elapsed() >= super::checkpoint::INTERVAL
+                    {
+                        super::checkpoint::write(&checkpoint_dir, exp, g, &class_rows)?;
+                        last_checkpoint = std::time::Instant::now();
+                    }
                     bar.inc(1);
                     Ok(())
                 };

@@ -484,7 +484,13 @@ fn csv_field(s: &str) -> String {
 }
 
 /// The metric rows of a finished cell: its column names and (seed, generation, values).
-type CellRows = (Vec<String>, Vec<(u64, usize, Vec<f64>)>);
+pub type CellRows = (Vec<String>, Vec<(u64, usize, Vec<f64>)>);
+
+/// The metric rows of one finished cell of `study` in `out` (`None` when it has not finished),
+/// for statistics that pair seeds across cells.
+pub fn cell_rows(out: &Path, cell: &Cell) -> Result<Option<CellRows>> {
+    read_cell(&out.join("cells").join(cell.name()))
+}
 
 fn read_cell(dir: &Path) -> Result<Option<CellRows>> {
     let path = dir.join("metrics.csv");

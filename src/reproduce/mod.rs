@@ -8,6 +8,7 @@
 //! measurement contradicts is reported as not holding, with the numbers.
 
 mod bertrand2024;
+mod fu2024;
 mod gerstgrasser2024;
 mod khelifa2026;
 mod yi2023;
@@ -24,6 +25,7 @@ pub const PAPERS: &[Paper] = &[
     bertrand2024::PAPER,
     yi2023::PAPER,
     gerstgrasser2024::PAPER,
+    fu2024::PAPER,
 ];
 
 /// A paper: its name on the command line, its reference, and what runs it.

@@ -54,6 +54,55 @@ pub fn augment_mle_stationary_variance(lambda: f64, sigma2: f64, n: usize) -> f6
     lambda * sigma2 / (n as f64 * (1.0 + 2.0 * lambda))
 }
 
+/// Expected tr Σ_g / tr Σ and E‖μ_g − μ‖² / tr Σ for generations 0 … `generations` − 1 of the
+/// `augment` loop with a Gaussian MLE (any covariance structure: only traces enter): a fixed real
+/// set of n points plus m samples of model g − 1. With a_g = E tr Σ_g and b_g = E‖μ_g − x̄‖²
+/// (x̄ the real set's mean), a_0 = (n − 1)/n tr Σ, b_0 = 0 and, because the pooled MLE is
+/// μ_g = (n x̄ + m ȳ)/(n + m) and Σ_g = (n S_D + m S_Y)/(n + m) + nm/(n + m)² (x̄ − ȳ)(x̄ − ȳ)ᵀ
+/// with ȳ ~ N(μ_{g−1}, Σ_{g−1}/m) and E tr S_Y = (m − 1)/m a_{g−1}:
+/// b_g = (m/(n + m))² b_{g−1} + m/(n + m)² a_{g−1},
+/// a_g = ((n − 1) tr Σ + (m − 1) a_{g−1})/(n + m) + (nm b_{g−1} + n a_{g−1})/(n + m)²,
+/// and E‖μ_g − μ‖² = tr Σ/n + b_g (the loop's noise has mean zero given the real set). The
+/// coefficient m/(n + m) = λ/(1 + λ) of the mean's recursion is Bertrand et al.'s contraction
+/// (Theorem 1 with ε = 0); b_g tends to about λ tr Σ/(n(1 + 2λ)) ([`augment_mle_stationary_variance`]).
+pub fn augment_mle(n: usize, m: usize, generations: usize) -> Vec<[f64; 2]> {
+    let (nf, mf) = (n as f64, m as f64);
+    let s = nf + mf;
+    let (mut a, mut b) = ((nf - 1.0) / nf, 0.0);
+    let mut out = Vec::with_capacity(generations);
+    for g in 0..generations {
+        if g > 0 {
+            let a_next = ((nf - 1.0) + (mf - 1.0) * a) / s + (nf * mf * b + nf * a) / (s * s);
+            b = (mf / s).powi(2) * b + mf / (s * s) * a;
+            a = a_next;
+        }
+        out.push([a, 1.0 / nf + b]);
+    }
+    out
+}
+
+/// Expected tr Σ_g / tr Σ and E‖μ_g − μ‖² / tr Σ for generations 0 … `generations` − 1 of the
+/// `accumulate` loop with a Gaussian MLE and n points a generation (Gerstgrasser et al. 2024;
+/// Dey & Donoho 2024): model g is fitted to the real set and the g synthetic sets so far, so
+/// μ_g = μ_{g−1} + (ȳ_g − μ_{g−1})/(g + 1) and, with a_g = E tr Σ_g / tr Σ,
+/// a_g = a_{g−1} ((g + (n − 1)/n)/(g + 1) + g/((g + 1)² n)), a_0 = (n − 1)/n,
+/// e_g = e_{g−1} + a_{g−1}/(n (g + 1)²), e_0 = 1/n; e_g stays below (π²/6)/n (times the
+/// variance's slow drift a_g), where `replace` grows toward 1.
+pub fn accumulate_mle(n: usize, generations: usize) -> Vec<[f64; 2]> {
+    let nf = n as f64;
+    let (mut a, mut e) = ((nf - 1.0) / nf, 1.0 / nf);
+    let mut out = Vec::with_capacity(generations);
+    for g in 0..generations {
+        if g > 0 {
+            let k = g as f64 + 1.0;
+            e += a / (nf * k * k);
+            a *= (g as f64 + (nf - 1.0) / nf) / k + g as f64 / (k * k * nf);
+        }
+        out.push([a, e]);
+    }
+    out
+}
+
 /// E‖μ̂ − μ‖² after one round of n real + m synthetic points for a Gaussian N(μ, σ² I_d):
 /// σ² d (1/n + m/(n + m)²) (Fu et al. 2024), largest at m = n. With `mle_variance` the synthetic
 /// points come from the MLE fit (variance (n − 1)/n σ²), which scales the second term by (n − 1)/n.

@@ -5,6 +5,8 @@
 //! |---|---|---|---|---|
 //! | replace, n points | Gaussian MLE (any covariance) | known covariance | `cov_trace_ratio` | ((n − 1)/n)^(g+1) |
 //! | replace, n points | Gaussian MLE (any covariance) | known covariance | `model_mean_error2` | tr Σ (1 − ((n − 1)/n)^(g+1)) |
+//! | augment, n real + m synthetic | Gaussian MLE | known covariance | `cov_trace_ratio`, `model_mean_error2` | the exact recursion of [`super::augment_mle`] |
+//! | accumulate, n a generation | Gaussian MLE | known covariance | `cov_trace_ratio`, `model_mean_error2` | the exact recursion of [`super::accumulate_mle`] |
 //! | replace | KDE, fixed h | known moments | `second_moment` | E‖x‖² + d h² (g + 1) |
 //! | fresh, α = fresh/train | KDE, fixed h | known moments | `second_moment` | E‖x‖² + d h² (1 − (1 − α)^(g+1))/α |
 //!
@@ -48,23 +50,50 @@ pub fn predictions(exp: &Experiment) -> Vec<Prediction> {
     };
     let mut out = Vec::new();
     match (exp.learner.kind().as_str(), &exp.schedule) {
-        ("gaussian", &Schedule::Replace { train_size }) => {
-            out.push(Prediction {
-                metric: "cov_trace_ratio",
-                source: "((n-1)/n)^(g+1), replace + Gaussian MLE",
-                values: gens
-                    .clone()
-                    .map(|g| super::replace_mle_variance(train_size, g))
-                    .collect(),
-            });
-            let trace = cov.diag().sum();
-            out.push(Prediction {
-                metric: "model_mean_error2",
-                source: "tr S (1-((n-1)/n)^(g+1)), replace + Gaussian MLE",
-                values: gens
-                    .map(|g| trace * super::replace_mle_mean_error(train_size, g))
-                    .collect(),
-            });
+        ("gaussian", schedule) => {
+            let g = exp.config.generations;
+            let (curves, ratio, error): (Vec<[f64; 2]>, &'static str, &'static str) =
+                match *schedule {
+                    Schedule::Replace { train_size: n } => (
+                        (0..g)
+                            .map(|g| {
+                                [
+                                    super::replace_mle_variance(n, g),
+                                    super::replace_mle_mean_error(n, g),
+                                ]
+                            })
+                            .collect(),
+                        "((n-1)/n)^(g+1), replace + Gaussian MLE",
+                        "tr S (1-((n-1)/n)^(g+1)), replace + Gaussian MLE",
+                    ),
+                    Schedule::Augment {
+                        real_size,
+                        synthetic_size,
+                    } => (
+                        super::augment_mle(real_size, synthetic_size, g),
+                        "exact recursion, augment + Gaussian MLE (Bertrand et al.)",
+                        "tr S/n + AR(1) with coefficient m/(n+m), augment + Gaussian MLE (Bertrand et al.; Fu et al. at g = 1)",
+                    ),
+                    Schedule::Accumulate { train_size } => (
+                        super::accumulate_mle(train_size, g),
+                        "exact recursion, accumulate + Gaussian MLE",
+                        "(tr S/n) sum 1/k^2 (drifting variance), accumulate + Gaussian MLE (Dey & Donoho)",
+                    ),
+                    _ => (Vec::new(), "", ""),
+                };
+            if !curves.is_empty() {
+                let trace = cov.diag().sum();
+                out.push(Prediction {
+                    metric: "cov_trace_ratio",
+                    source: ratio,
+                    values: curves.iter().map(|c| c[0]).collect(),
+                });
+                out.push(Prediction {
+                    metric: "model_mean_error2",
+                    source: error,
+                    values: curves.iter().map(|c| trace * c[1]).collect(),
+                });
+            }
         }
         ("kde", &Schedule::Replace { .. }) if fixed_bandwidth.is_some() => {
             let h2 = fixed_bandwidth.expect("checked").powi(2);
