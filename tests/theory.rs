@@ -182,3 +182,87 @@ fn no_prediction_no_file_and_far_means_are_reported() {
         "{w:?}"
     );
 }
+
+/// A 2-D N(0, 0.2² I) target in the fresh loop (α = 0.2, 250 points a generation) with a diffusion
+/// learner whose denoiser is exact for the training set's KDE (h = 0.2) or its empirical optimum
+/// (h = 0), on the OU schedule stopped at t₀ = 0.02 without the final jump.
+fn kernel_diffusion(denoiser: &str, sampler: &str) -> String {
+    format!(
+        "repeats = 16\ngenerations = 3\nsamples_per_generation = 500\n\
+         [target]\nkind = \"gaussian\"\ndim = 2\nstd = 0.2\n\
+         [model]\nkind = \"diffusion\"\n{denoiser}\nnoise = \"ou\"\nsampler = \"{sampler}\"\n\
+         sample_steps = 200\nt_min = 0.02\ndenoise_final = false\n\
+         [loop]\nschedule = \"fresh\"\ntrain_size = 250\nfresh_fraction = 0.2\n\
+         [metrics]\nnames = [\"second_moment\"]\n"
+    )
+}
+
+/// Khelifa et al.'s law for a diffusion model with a kernel score: each generation adds
+/// d (h² + σ(t₀)²) to the training set's second moment, σ(t₀)² = e^{2t₀} − 1 = 0.0408, so
+/// E second_moment = 0.08 + 2 (h² + σ(t₀)²)(1 − 0.8^{g+1})/0.2. With Heun (200 steps, error 2% of
+/// σ(t₀)²) the runs sit within 4 se; the same measurements put a law 29% of σ(t₀)² off per
+/// coordinate (the bias Euler–Maruyama has at 500 steps) more than 4 se away, and an
+/// Euler–Maruyama run at 200 steps (64% off) is flagged.
+#[test]
+fn kernel_score_diffusion_follows_the_fresh_law_with_sigma_t0() {
+    let s0 = (0.04f64).exp_m1();
+    let law = |h2: f64, extra: f64, g: usize| {
+        0.08 + 2.0 * (h2 + s0 * (1.0 + extra)) * (1.0 - 0.8f64.powi(g as i32 + 1)) / 0.2
+    };
+    for (denoiser, h2) in [
+        ("denoiser = \"kde\"\nbandwidth = 0.2", 0.04),
+        ("denoiser = \"empirical\"", 0.0),
+    ] {
+        let rows = theory_rows(&kernel_diffusion(denoiser, "heun"));
+        assert_eq!(rows.len(), 3);
+        check(&rows, "second_moment", |g| law(h2, 0.0, g));
+        // the same measurements reject a law off by 29% of σ(t₀)² a coordinate
+        let worst = rows
+            .iter()
+            .map(|r| {
+                let (g, mean, se): (usize, f64, f64) = (
+                    r[1].parse().unwrap(),
+                    r[3].parse().unwrap(),
+                    r[4].parse().unwrap(),
+                );
+                ((mean - law(h2, 0.29, g)) / se).abs()
+            })
+            .fold(0.0, f64::max);
+        assert!(
+            worst > 4.0,
+            "{denoiser}: a 29% error is only {worst:.1} se away"
+        );
+    }
+    // Euler–Maruyama gets no prediction (its O(Δt) bias breaks the law) and is that far off
+    let dir = tempfile::tempdir().unwrap();
+    let exp = Experiment::new(
+        Config::parse(
+            &kernel_diffusion("denoiser = \"kde\"\nbandwidth = 0.2", "euler-maruyama"),
+            &[],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(ouro::theory::predictions(&exp).is_empty());
+    let opts = RunOptions {
+        force: false,
+        threads: 0,
+        progress: false,
+        resume: false,
+    };
+    let result = run(&exp, &dir.path().join("r"), &opts).unwrap();
+    let first: Vec<f64> = result
+        .rows
+        .iter()
+        .filter(|r| r.1 == 0)
+        .map(|r| r.2[0])
+        .collect();
+    let n = first.len() as f64;
+    let mean = first.iter().sum::<f64>() / n;
+    let se = (first.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+    let z = (mean - law(0.04, 0.0, 0)) / se;
+    assert!(
+        z > 4.0,
+        "Euler–Maruyama: {mean} ± {se} is only {z:.1} se above the law"
+    );
+}

@@ -54,6 +54,20 @@ pub fn augment_mle_stationary_variance(lambda: f64, sigma2: f64, n: usize) -> f6
     lambda * sigma2 / (n as f64 * (1.0 + 2.0 * lambda))
 }
 
+/// Bertrand et al. (2024), Theorem 1: retraining on the real data plus λ times as much synthetic
+/// data is locally stable when λ(1 + Lε/α) < 1, where α is the strong concavity of the expected
+/// log-likelihood at the optimum, L the Lipschitz constant of its gradient in the data
+/// distribution and ε the distance of the best model to the data; the parameters then contract
+/// to the optimum at the rate ρ = λ(α + εL)/(α + λ(α − εL)). Returns `Some(ρ)` when the
+/// condition holds, `None` when it does not. For an exact Gaussian MLE ε = 0, so the condition is
+/// λ < 1 and ρ = λ/(1 + λ) — which is the mean's contraction for every λ
+/// ([`augment_mle_ar1`]): the condition is sufficient, not necessary.
+pub fn bertrand_contraction(lambda: f64, lipschitz: f64, epsilon: f64, alpha: f64) -> Option<f64> {
+    (lambda * (1.0 + lipschitz * epsilon / alpha) < 1.0).then(|| {
+        lambda * (alpha + epsilon * lipschitz) / (alpha + lambda * (alpha - epsilon * lipschitz))
+    })
+}
+
 /// Expected tr Σ_g / tr Σ and E‖μ_g − μ‖² / tr Σ for generations 0 … `generations` − 1 of the
 /// `augment` loop with a Gaussian MLE (any covariance structure: only traces enter): a fixed real
 /// set of n points plus m samples of model g − 1. With a_g = E tr Σ_g and b_g = E‖μ_g − x̄‖²
@@ -122,6 +136,18 @@ mod tests {
         assert!((fresh_kde_variance(0.36, 0.6, 1.0, 5) - 0.72).abs() < 1e-12);
         assert!((fresh_kde_variance(0.36, 0.6, 0.5, 0) - 0.72).abs() < 1e-12);
         assert!((augment_mle_ar1(1.0) - 0.5).abs() < 1e-15);
+        assert_eq!(
+            bertrand_contraction(0.5, 3.0, 0.0, 2.0),
+            Some(augment_mle_ar1(0.5))
+        );
+        assert_eq!(bertrand_contraction(1.0, 3.0, 0.0, 2.0), None);
+        // ε > 0 tightens the condition: λ = 0.5 fails once Lε/α ≥ 1
+        assert!(bertrand_contraction(0.5, 1.0, 0.5, 1.0).is_some());
+        assert_eq!(bertrand_contraction(0.5, 1.0, 1.0, 1.0), None);
+        // the mean's AR(1) coefficient in the exact recursion is m/(n + m) = λ/(1 + λ): with the
+        // variance held at its start, b_1 = m/(n + m)² a_0
+        let c = augment_mle(10, 20, 2);
+        assert!((c[1][1] - 0.1 - 20.0 / 900.0 * 0.9).abs() < 1e-15);
         let peak = mixed_mean_error(100, 100, 1.0, 1, false);
         assert!(peak > mixed_mean_error(100, 90, 1.0, 1, false));
         assert!(peak > mixed_mean_error(100, 110, 1.0, 1, false));
