@@ -124,9 +124,9 @@ fn variance(x: &Array2<f32>) -> f64 {
 #[test]
 fn reconstruction_of_a_gaussian_follows_the_closed_form() {
     // Data N(0, s²) with s² = 1, model N(0, s_m²) with s_m² = 0.7 and its exact denoiser.
-    // Reconstruction from step t draws x̂₀ from the model's posterior given x_t, so
-    // Var(x̂₀) = c²(ᾱ s² + 1 − ᾱ) + v with c = √ᾱ s_m²/(ᾱ s_m² + 1 − ᾱ),
-    // v = s_m²(1 − ᾱ)/(ᾱ s_m² + 1 − ᾱ).
+    // Reconstruction from step t draws x̂₀ from the model's posterior given x_t, so its variance
+    // runs from s² (t = 0) to s_m² (t = T): ouro::theory::reconstruction_gaussian_variance, and its
+    // tail mass P(|x̂₀| > 2) from 4.6% to 1.7%.
     let (s2, sm2) = (1.0f64, 0.7f64);
     let schedule = NoiseSchedule::vp_linear(1e-4, 0.02, 1000);
     let plan = SamplingPlan {
@@ -149,18 +149,25 @@ fn reconstruction_of_a_gaussian_follows_the_closed_form() {
             &mut stream(0, t as u64, Role::Samples),
         );
         let sigma = schedule.sigma(t as f64);
-        let abar = 1.0 / (1.0 + sigma * sigma);
-        let denom = abar * sm2 + 1.0 - abar;
-        let c = abar.sqrt() * sm2 / denom;
-        let v = sm2 * (1.0 - abar) / denom;
-        let want = c * c * (abar * s2 + 1.0 - abar) + v;
+        let want = ouro::theory::reconstruction_gaussian_variance(s2, sm2, sigma);
         let got = variance(&out);
         // se of a sample variance of a Gaussian: want·√(2/(n−1)) ≈ 0.7% of it.
         let se = want * (2.0 / (n as f64 - 1.0)).sqrt();
-        eprintln!("t = {t}: variance {got:.4}, closed form {want:.4}, se {se:.4}");
+        // the tail mass P(|x̂| > 2) = erfc(2/√(2 Var)), a binomial share of n points
+        let tail_want = ouro::theory::gaussian_tail(want, 2.0);
+        let tail = out.iter().filter(|v| v.abs() > 2.0).count() as f64 / n as f64;
+        let tail_se = (tail_want * (1.0 - tail_want) / n as f64).sqrt();
+        eprintln!(
+            "t = {t}: variance {got:.4}, closed form {want:.4}, se {se:.4}; \
+             P(|x| > 2) {tail:.4}, closed form {tail_want:.4}, se {tail_se:.4}"
+        );
         assert!(
             (got - want).abs() < 4.0 * se,
             "t = {t}: variance {got:.4} vs closed form {want:.4} (se {se:.4})"
+        );
+        assert!(
+            (tail - tail_want).abs() < 4.0 * tail_se,
+            "t = {t}: P(|x| > 2) {tail:.4} vs closed form {tail_want:.4} (se {tail_se:.4})"
         );
     }
 }

@@ -47,6 +47,10 @@ pub struct Sweep {
     pub columns: Vec<&'static str>,
     /// (t, σ, values).
     pub rows: Vec<(f64, f64, Vec<f64>)>,
+    /// Number of reconstructed points (the originals).
+    pub points: usize,
+    /// Number of held-out real reference points the measures compare with.
+    pub reference: usize,
 }
 
 /// Runs the sweep for the first seed of `exp` and writes `out`: config.toml, original.npy (and
@@ -173,7 +177,12 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         plot_panels(&dir.join("reconstruction.png"), &columns, "t", &points, &[])
     })?;
-    Ok(Sweep { columns, rows })
+    Ok(Sweep {
+        columns,
+        rows,
+        points: n,
+        reference: real.reference.nrows(),
+    })
 }
 
 /// [`LABELLED_COLUMNS`] for the reconstructed set `x` with the originals' labels.

@@ -3,10 +3,9 @@
 //! proportion λ of synthetic data stays stable. With an exact Gaussian MLE (their ε = 0) on a 2-D
 //! standard Gaussian.
 
-use super::{Claim, Paper, Verdict, axis, last};
+use super::{Claim, Finished, Paper, Verdict, axis, last};
 use crate::error::Result;
-use crate::experiment::study::{Study, results};
-use std::path::PathBuf;
+use crate::experiment::study::results;
 
 pub(super) const PAPER: Paper = Paper {
     name: "bertrand2024",
@@ -61,10 +60,12 @@ names = ["cov_trace_ratio", "kl_gaussian", "model_mean_error2"]
         &["repeats=60", "generations=12"],
         &["repeats=20", "generations=12"],
     ],
+    reconstructions: &[],
     judge,
 };
 
-fn judge(studies: &[(Study, PathBuf)]) -> Result<Vec<Claim>> {
+fn judge(done: &Finished) -> Result<Vec<Claim>> {
+    let studies = &done.studies;
     // 1. fully synthetic: the variance follows ((n − 1)/n)^(g+1) down to collapse
     let (study, dir) = &studies[0];
     let mut worst: Option<(f64, f64, f64, f64, f64)> = None;

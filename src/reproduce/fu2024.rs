@@ -5,10 +5,9 @@
 //! (their phase transition in m). A 10-D standard Gaussian, n = 40, generation 1 of the augment
 //! loop, m from 0 to 32 n.
 
-use super::{Claim, Paper, Verdict, axis};
+use super::{Claim, Finished, Paper, Verdict, axis};
 use crate::error::{Error, Result};
-use crate::experiment::study::{Study, cell_rows, results};
-use std::path::PathBuf;
+use crate::experiment::study::{cell_rows, results};
 
 /// Real points.
 const N: usize = 40;
@@ -40,6 +39,7 @@ names = ["model_mean_error2"]
 "#,
     )],
     quick: &[&["repeats=500"]],
+    reconstructions: &[],
     judge,
 };
 
@@ -78,7 +78,8 @@ fn paired(a: &[(u64, f64)], b: &[(u64, f64)]) -> (f64, f64) {
     (s.mean, s.se())
 }
 
-fn judge(studies: &[(Study, PathBuf)]) -> Result<Vec<Claim>> {
+fn judge(done: &Finished) -> Result<Vec<Claim>> {
+    let studies = &done.studies;
     let (study, dir) = &studies[0];
     let mut cells = Vec::new();
     for cell in &study.cells {

@@ -4,10 +4,9 @@
 //! bounded; for a Gaussian's mean the bound is (π²/6) tr Σ / n (Dey & Donoho 2024). A 2-D standard
 //! Gaussian, MLE on n = 20 points a generation.
 
-use super::{Claim, Paper, Verdict, last};
+use super::{Claim, Finished, Paper, Verdict, last};
 use crate::error::Result;
-use crate::experiment::study::{Study, results};
-use std::path::PathBuf;
+use crate::experiment::study::results;
 
 /// A 2-D standard Gaussian, 20 points a generation, with the schedule `$schedule`.
 macro_rules! study {
@@ -47,10 +46,12 @@ pub(super) const PAPER: Paper = Paper {
         &["repeats=150", "generations=12"],
         &["repeats=150", "generations=12"],
     ],
+    reconstructions: &[],
     judge,
 };
 
-fn judge(studies: &[(Study, PathBuf)]) -> Result<Vec<Claim>> {
+fn judge(done: &Finished) -> Result<Vec<Claim>> {
+    let studies = &done.studies;
     let one = |i: usize| -> Result<(crate::report::Summary, crate::report::Summary, f64, usize)> {
         let (study, dir) = &studies[i];
         let cells = results(study, dir)?;

@@ -2,10 +2,9 @@
 //! self-consuming loop. Their Gaussian-mixture experiment with a KDE learner: 10-D, five
 //! components (means 0 and (±4, ±4)), σ = 0.6, fresh fraction α and bandwidth h crossed.
 
-use super::{Claim, Paper, Verdict, axis, last};
+use super::{Claim, Finished, Paper, Verdict, axis, last};
 use crate::error::Result;
-use crate::experiment::study::{Study, results};
-use std::path::PathBuf;
+use crate::experiment::study::results;
 
 pub(super) const PAPER: Paper = Paper {
     name: "khelifa2026",
@@ -43,10 +42,12 @@ names = ["second_moment", "mmd2"]
         "loop.train_size=5000",
         "samples_per_generation=1000",
     ]],
+    reconstructions: &[],
     judge,
 };
 
-fn judge(studies: &[(Study, PathBuf)]) -> Result<Vec<Claim>> {
+fn judge(done: &Finished) -> Result<Vec<Claim>> {
+    let studies = &done.studies;
     let (study, dir) = &studies[0];
     let cells = results(study, dir)?;
     // (α, h, measured summary, predicted value, target second moment) at the last generation

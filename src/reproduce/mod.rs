@@ -38,12 +38,35 @@ pub struct Paper {
     pub studies: &'static [(&'static str, &'static str)],
     /// `--set` overrides that make each study a one-minute run (`--quick`), per study.
     pub quick: &'static [&'static [&'static str]],
+    /// Its reconstruction sweeps (`ouro reconstruct`), run into `DIR/NAME/`.
+    pub reconstructions: &'static [Reconstruction],
     /// Judges the claims from the finished studies (each with its folder).
     pub judge: Judge,
 }
 
-/// Judges a paper's claims from its finished studies, each with its folder.
-pub type Judge = fn(&[(Study, PathBuf)]) -> Result<Vec<Claim>>;
+/// A reconstruction sweep of a paper: an experiment noised to each time and sampled back.
+pub struct Reconstruction {
+    /// Its folder under `DIR`.
+    pub name: &'static str,
+    /// The experiment's config.
+    pub config: &'static str,
+    /// The times t of the sweep, in the schedule's units.
+    pub times: &'static [f64],
+    /// `--set` overrides for `--quick`.
+    pub quick: &'static [&'static str],
+}
+
+/// What a paper's claims are judged from: its finished studies and reconstruction sweeps, each
+/// with its folder.
+pub struct Finished {
+    /// The studies in the order of [`Paper::studies`].
+    pub studies: Vec<(Study, PathBuf)>,
+    /// The sweeps in the order of [`Paper::reconstructions`].
+    pub reconstructions: Vec<(crate::experiment::reconstruct::Sweep, PathBuf)>,
+}
+
+/// Judges a paper's claims from what it ran.
+pub type Judge = fn(&Finished) -> Result<Vec<Claim>>;
 
 /// What a paper says, ouro's measurement and the verdict.
 #[derive(Clone, Debug)]
@@ -147,7 +170,34 @@ pub fn reproduce(name: &str, out: &Path, opts: &ReproduceOptions) -> Result<Vec<
         .map_err(|e| Error::io("cannot copy the figure", e))?;
         done.push((study, dir));
     }
-    let claims = (paper.judge)(&done)?;
+    let mut sweeps = Vec::new();
+    for r in paper.reconstructions {
+        let set: Vec<String> = if opts.quick {
+            r.quick.iter().map(|s| s.to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        let exp =
+            crate::experiment::Experiment::new(crate::config::Config::parse(r.config, &set)?)?;
+        let dir = out.join(r.name);
+        println!(
+            "{}: reconstruction {} (t = {:?})",
+            paper.name, r.name, r.times
+        );
+        let sweep = crate::experiment::with_threads(opts.threads, || {
+            crate::experiment::reconstruct::reconstruct(&exp, r.times, &dir, true)
+        })??;
+        std::fs::copy(
+            dir.join("reconstruction.png"),
+            out.join(format!("figure-{}.png", r.name)),
+        )
+        .map_err(|e| Error::io("cannot copy the figure", e))?;
+        sweeps.push((sweep, dir));
+    }
+    let claims = (paper.judge)(&Finished {
+        studies: done,
+        reconstructions: sweeps,
+    })?;
     crate::experiment::run_dir::write_file(
         &out.join("claims.csv"),
         claims_csv(paper, &claims).as_bytes(),
@@ -204,11 +254,14 @@ fn claims_md(paper: &Paper, claims: &[Claim], quick: bool) -> String {
     let names: Vec<String> = paper
         .studies
         .iter()
-        .map(|(n, _)| format!("`figure-{n}.png` (data: `{n}/`)"))
+        .map(|(n, _)| n)
+        .chain(paper.reconstructions.iter().map(|r| &r.name))
+        .map(|n| format!("`figure-{n}.png` (data: `{n}/`)"))
         .collect();
     writeln!(
         s,
-        "\nFigures: {} — each study's metrics per cell, theory dashed.",
+        "\nFigures: {} — each study's metrics per cell with theory dashed; each reconstruction's \
+         measures against t.",
         names.join(", ")
     )
     .expect("string write");

@@ -3,10 +3,9 @@
 //! training points, a smoothed denoiser does not, and the mutual-information generalisation gap
 //! grows as the training set shrinks. Two Gaussians in 2-D, DDIM with η = 0, one fit per seed.
 
-use super::{Claim, Paper, Verdict, axis, last};
+use super::{Claim, Finished, Paper, Verdict, axis, last};
 use crate::error::Result;
-use crate::experiment::study::{CellResult, Study, results};
-use std::path::PathBuf;
+use crate::experiment::study::{CellResult, results};
 
 /// The study over training-set sizes with the denoiser keys `$model` (the last table is `[model]`).
 macro_rules! study {
@@ -51,6 +50,7 @@ pub(super) const PAPER: Paper = Paper {
         &["repeats=8", "samples_per_generation=1000"],
         &["repeats=8", "samples_per_generation=1000"],
     ],
+    reconstructions: &[],
     judge,
 };
 
@@ -71,7 +71,8 @@ fn by_size(cells: &[CellResult]) -> Result<Vec<(f64, f64, crate::report::Summary
     Ok(out)
 }
 
-fn judge(studies: &[(Study, PathBuf)]) -> Result<Vec<Claim>> {
+fn judge(done: &Finished) -> Result<Vec<Claim>> {
+    let studies = &done.studies;
     let empirical = by_size(&results(&studies[0].0, &studies[0].1)?)?;
     let kde = by_size(&results(&studies[1].0, &studies[1].1)?)?;
     let list = |v: &[(f64, f64, crate::report::Summary)]| {

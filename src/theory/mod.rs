@@ -117,6 +117,22 @@ pub fn accumulate_mle(n: usize, generations: usize) -> Vec<[f64; 2]> {
     out
 }
 
+/// Variance per coordinate of a reconstruction from noise level σ (Yamaguchi & Fukuda) of data
+/// N(m, s²) with the exact denoiser of a model N(m, s_m²), in σ-space (x_σ = x₀ + σ z): an exact
+/// reverse process draws x̂ from the model's posterior given x_σ, x̂ = m + K(x_σ − m) + √v ξ with
+/// K = s_m²/(s_m² + σ²) and v = s_m² σ²/(s_m² + σ²), so Var x̂ = K²(s² + σ²) + v. It runs from
+/// s² at σ = 0 to s_m² as σ → ∞ (exactly s² at every σ when s_m = s).
+pub fn reconstruction_gaussian_variance(s2: f64, sm2: f64, sigma: f64) -> f64 {
+    let q = sigma * sigma;
+    let k = sm2 / (sm2 + q);
+    k * k * (s2 + q) + sm2 * q / (sm2 + q)
+}
+
+/// Tail mass P(|x| > a) of x ~ N(0, v): erfc(a/√(2v)).
+pub fn gaussian_tail(v: f64, a: f64) -> f64 {
+    libm::erfc(a / (2.0 * v).sqrt())
+}
+
 /// E‖μ̂ − μ‖² after one round of n real + m synthetic points for a Gaussian N(μ, σ² I_d):
 /// σ² d (1/n + m/(n + m)²) (Fu et al. 2024), largest at m = n. With `mle_variance` the synthetic
 /// points come from the MLE fit (variance (n − 1)/n σ²), which scales the second term by (n − 1)/n.
@@ -136,6 +152,12 @@ mod tests {
         assert!((fresh_kde_variance(0.36, 0.6, 1.0, 5) - 0.72).abs() < 1e-12);
         assert!((fresh_kde_variance(0.36, 0.6, 0.5, 0) - 0.72).abs() < 1e-12);
         assert!((augment_mle_ar1(1.0) - 0.5).abs() < 1e-15);
+        // P(|x| > 1.959964) = 0.05 for a standard normal; a perfect model keeps the variance
+        assert!((gaussian_tail(1.0, 1.959_963_984_540_054) - 0.05).abs() < 1e-12);
+        for sigma in [0.0, 0.3, 3.0, 300.0] {
+            assert!((reconstruction_gaussian_variance(0.8, 0.8, sigma) - 0.8).abs() < 1e-12);
+        }
+        assert!((reconstruction_gaussian_variance(1.0, 0.7, 1e6) - 0.7).abs() < 1e-6);
         assert_eq!(
             bertrand_contraction(0.5, 3.0, 0.0, 2.0),
             Some(augment_mle_ar1(0.5))
