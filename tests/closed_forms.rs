@@ -98,9 +98,10 @@ fn check_fresh_kde(alpha: f64, h: f64) -> Vec<f64> {
 }
 
 /// Khelifa et al.'s loop with the diffusion sampler in it: the exact score of the KDE (h = 0.6),
-/// 500 Euler–Maruyama steps of the OU process from T = 4 to t₀ = 0.02, points returned at t₀.
+/// 250 Heun steps of the OU probability-flow ODE from T = 4 to t₀ = 0.02, points returned at t₀.
 /// Stopping at t₀ adds σ(t₀)² = e^{2t₀} − 1 to the kernel variance, so the fresh-KDE closed
-/// form must hold with h² + σ(t₀)² (N = 800 and 4 generations here to keep the test to seconds).
+/// form must hold with h² + σ(t₀)² (N = 800 and 4 generations here to keep the test to seconds;
+/// `tests/theory.rs` checks the same law at a tolerance that rejects Euler–Maruyama's bias).
 #[test]
 fn diffusion_kde_in_the_fresh_loop_follows_the_closed_form() {
     let exp = experiment(

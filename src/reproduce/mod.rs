@@ -11,6 +11,7 @@ mod bertrand2024;
 mod fu2024;
 mod gerstgrasser2024;
 mod khelifa2026;
+mod yamaguchi2023;
 mod yi2023;
 
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ pub const PAPERS: &[Paper] = &[
     yi2023::PAPER,
     gerstgrasser2024::PAPER,
     fu2024::PAPER,
+    yamaguchi2023::PAPER,
 ];
 
 /// A paper: its name on the command line, its reference, and what runs it.
