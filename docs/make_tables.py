@@ -211,7 +211,7 @@ def studies():
 def claims():
     """`ouro reproduce` for every paper at full scale; the figures go to docs/."""
     body, times, figures = [], [], []
-    for paper in ["khelifa2026", "bertrand2024", "yi2023", "gerstgrasser2024"]:
+    for paper in ["khelifa2026", "bertrand2024", "yi2023", "gerstgrasser2024", "fu2024", "yamaguchi2023"]:
         folder = RUNS / f"reproduce-{paper}"
         secs = run("reproduce", paper, "--out", str(folder), "--force")
         times.append(f"`{paper}` {secs:.0f} s")

@@ -43,6 +43,22 @@ pub fn fresh_kde_variance(sigma2: f64, h: f64, alpha: f64, generation: usize) ->
     }
 }
 
+/// Limit over generations of the per-coordinate variance of the `fresh` loop on a Gaussian target
+/// of variance σ² when each model samples its training distribution exactly and stops at t₀ (a
+/// perfect score, Khelifa et al.): the empirical optimum, whose samples at t₀ are a training point
+/// plus noise. In ouro's σ-space convention (samples x₀ + σ(t₀) z, σ(t₀)² = e^{2t₀} − 1 on the OU
+/// schedule) v_g = α σ² + (1 − α) v_{g−1} + σ(t₀)², so v_∞ = σ² + σ(t₀)²/α. In the OU marginal
+/// convention (samples e^{−t₀} x₀ + √(1 − e^{−2t₀}) z, `ou_marginal`) with a = e^{−2t₀},
+/// v_g = a(α σ² + (1 − α) v_{g−1}) + 1 − a, so v_∞ = (a α σ² + 1 − a)/(1 − (1 − α) a).
+pub fn fresh_perfect_score_limit(sigma2: f64, t0: f64, alpha: f64, ou_marginal: bool) -> f64 {
+    if ou_marginal {
+        let a = (-2.0 * t0).exp();
+        (a * alpha * sigma2 + 1.0 - a) / (1.0 - (1.0 - alpha) * a)
+    } else {
+        sigma2 + (2.0 * t0).exp_m1() / alpha
+    }
+}
+
 /// Lag-1 autocorrelation of μ_t − x̄ in the `augment` loop with an exact Gaussian MLE and
 /// synthetic ratio λ: λ/(1 + λ) (Bertrand et al. 2024, Theorem 1 with ε = 0).
 pub fn augment_mle_ar1(lambda: f64) -> f64 {
@@ -152,6 +168,17 @@ mod tests {
         assert!((fresh_kde_variance(0.36, 0.6, 1.0, 5) - 0.72).abs() < 1e-12);
         assert!((fresh_kde_variance(0.36, 0.6, 0.5, 0) - 0.72).abs() < 1e-12);
         assert!((augment_mle_ar1(1.0) - 0.5).abs() < 1e-15);
+        // the perfect-score limit is the h = 0 fresh law with σ(t₀)² for h², at g → ∞; the OU
+        // marginal convention iterates its own recursion to its own limit
+        let s0 = (0.04f64).exp_m1();
+        let sigma_space = fresh_kde_variance(0.36, s0.sqrt(), 0.5, 200);
+        assert!((fresh_perfect_score_limit(0.36, 0.02, 0.5, false) - sigma_space).abs() < 1e-12);
+        let a = (-0.04f64).exp();
+        let mut v = 0.36;
+        for _ in 0..500 {
+            v = a * (0.5 * 0.36 + 0.5 * v) + 1.0 - a;
+        }
+        assert!((fresh_perfect_score_limit(0.36, 0.02, 0.5, true) - v).abs() < 1e-12);
         // P(|x| > 1.959964) = 0.05 for a standard normal; a perfect model keeps the variance
         assert!((gaussian_tail(1.0, 1.959_963_984_540_054) - 0.05).abs() < 1e-12);
         for sigma in [0.0, 0.3, 3.0, 300.0] {

@@ -50,53 +50,50 @@ pub fn predictions(exp: &Experiment) -> Vec<Prediction> {
         _ => None,
     };
     let mut out = Vec::new();
-    match (exp.learner.kind().as_str(), &exp.schedule) {
-        ("gaussian", schedule) => {
-            let g = exp.config.generations;
-            let (curves, ratio, error): (Vec<[f64; 2]>, &'static str, &'static str) =
-                match *schedule {
-                    Schedule::Replace { train_size: n } => (
-                        (0..g)
-                            .map(|g| {
-                                [
-                                    super::replace_mle_variance(n, g),
-                                    super::replace_mle_mean_error(n, g),
-                                ]
-                            })
-                            .collect(),
-                        "((n-1)/n)^(g+1), replace + Gaussian MLE",
-                        "tr S (1-((n-1)/n)^(g+1)), replace + Gaussian MLE",
-                    ),
-                    Schedule::Augment {
-                        real_size,
-                        synthetic_size,
-                    } => (
-                        super::augment_mle(real_size, synthetic_size, g),
-                        "exact recursion, augment + Gaussian MLE (Bertrand et al.)",
-                        "tr S/n + AR(1) with coefficient m/(n+m), augment + Gaussian MLE (Bertrand et al.; Fu et al. at g = 1)",
-                    ),
-                    Schedule::Accumulate { train_size } => (
-                        super::accumulate_mle(train_size, g),
-                        "exact recursion, accumulate + Gaussian MLE",
-                        "(tr S/n) sum 1/k^2 (drifting variance), accumulate + Gaussian MLE (Dey & Donoho)",
-                    ),
-                    _ => (Vec::new(), "", ""),
-                };
-            if !curves.is_empty() {
-                let trace = cov.diag().sum();
-                out.push(Prediction {
-                    metric: "cov_trace_ratio",
-                    source: ratio,
-                    values: curves.iter().map(|c| c[0]).collect(),
-                });
-                out.push(Prediction {
-                    metric: "model_mean_error2",
-                    source: error,
-                    values: curves.iter().map(|c| trace * c[1]).collect(),
-                });
-            }
+    if exp.learner.kind() == "gaussian" {
+        let schedule = &exp.schedule;
+        let g = exp.config.generations;
+        let (curves, ratio, error): (Vec<[f64; 2]>, &'static str, &'static str) = match *schedule {
+            Schedule::Replace { train_size: n } => (
+                (0..g)
+                    .map(|g| {
+                        [
+                            super::replace_mle_variance(n, g),
+                            super::replace_mle_mean_error(n, g),
+                        ]
+                    })
+                    .collect(),
+                "((n-1)/n)^(g+1), replace + Gaussian MLE",
+                "tr S (1-((n-1)/n)^(g+1)), replace + Gaussian MLE",
+            ),
+            Schedule::Augment {
+                real_size,
+                synthetic_size,
+            } => (
+                super::augment_mle(real_size, synthetic_size, g),
+                "exact recursion, augment + Gaussian MLE (Bertrand et al.)",
+                "tr S/n + AR(1) with coefficient m/(n+m), augment + Gaussian MLE (Bertrand et al.; Fu et al. at g = 1)",
+            ),
+            Schedule::Accumulate { train_size } => (
+                super::accumulate_mle(train_size, g),
+                "exact recursion, accumulate + Gaussian MLE",
+                "(tr S/n) sum 1/k^2 (drifting variance), accumulate + Gaussian MLE (Dey & Donoho)",
+            ),
+            _ => (Vec::new(), "", ""),
+        };
+        if !curves.is_empty() {
+            let trace = cov.diag().sum();
+            out.push(Prediction {
+                metric: "cov_trace_ratio",
+                source: ratio,
+                values: curves.iter().map(|c| c[0]).collect(),
+            });
+            out.push(Prediction {
+                metric: "model_mean_error2",
+                source: error,
+                values: curves.iter().map(|c| trace * c[1]).collect(),
+            });
         }
-        _ => {}
     }
     // Models whose samples are a training point plus independent N(0, v I) noise.
     let kernel = match exp.learner.kind().as_str() {
