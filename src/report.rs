@@ -159,6 +159,25 @@ fn power_of_ten(e: f64) -> String {
     }
 }
 
+/// An axis label: [`fmt`] without trailing zeros (200, 0.25, 1.5e-4).
+fn tick(v: f64) -> String {
+    let s = fmt(v);
+    if s.contains('.') && !s.contains('e') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// A label for a whole-number axis (generations): the integer, or nothing between integers.
+fn whole_tick(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-6 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
+}
+
 fn fmt(v: f64) -> String {
     if !v.is_finite() {
         format!("{v}")
@@ -279,13 +298,7 @@ pub fn plot_panels(
             .x_labels(x_labels)
             .x_desc(x_desc)
             .x_label_formatter(&|v| {
-                if !whole {
-                    fmt(*v)
-                } else if (v - v.round()).abs() < 1e-6 {
-                    format!("{v:.0}")
-                } else {
-                    String::new()
-                }
+                if !whole { tick(*v) } else { whole_tick(*v) }
             })
             .y_label_formatter(&|v| {
                 if log {
@@ -293,7 +306,7 @@ pub fn plot_panels(
                 } else if v.abs() <= tiny {
                     "0".into()
                 } else {
-                    fmt(*v)
+                    tick(*v)
                 }
             })
             .label_style(("sans-serif", 12))
@@ -527,11 +540,13 @@ pub fn plot_study(
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1.max(x0 + 1.0), y0..y1)
             .map_err(|e| err(e.to_string()))?;
+        let span = (x1 - x0).round() as usize + 1;
         chart
             .configure_mesh()
+            .x_labels(if span <= 12 { span } else { 10 })
             .x_desc("generation")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| fmt(*v))
+            .x_label_formatter(&|v| whole_tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| err(e.to_string()))?;
@@ -648,11 +663,12 @@ fn last_generation_panel(
     chart
         .configure_mesh()
         .x_desc(first_axis)
-        .x_label_formatter(&|v| fmt(*v))
-        .y_label_formatter(&|v| fmt(*v))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(|e| err(e.to_string()))?;
+    let mut theory_labelled = false;
     let mut groups: Vec<&str> = Vec::new();
     for c in cells {
         if !groups.contains(&c.rest.as_str()) {
@@ -685,8 +701,29 @@ fn last_generation_panel(
                 ErrorBar::new_vertical(p.0, p.1 - p.2, p.1, p.1 + p.2, colour.stroke_width(1), 6)
             }))
             .map_err(|e| err(e.to_string()))?;
+        let mut theory: Vec<(f64, f64)> = cells
+            .iter()
+            .filter(|c| c.rest == *g)
+            .filter_map(|c| {
+                let line = c.theory.get(m)?.as_ref()?;
+                Some((c.first?, line.last()?.1))
+            })
+            .filter(|p| p.1.is_finite())
+            .collect();
+        theory.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if !theory.is_empty() {
+            let drawn = chart
+                .draw_series(DashedLineSeries::new(theory, 6, 4, colour.stroke_width(1)))
+                .map_err(|e| err(e.to_string()))?;
+            if !theory_labelled {
+                drawn.label("theory (dashed)").legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(1))
+                });
+                theory_labelled = true;
+            }
+        }
     }
-    if groups.iter().any(|g| !g.is_empty()) {
+    if theory_labelled || groups.iter().any(|g| !g.is_empty()) {
         draw_legend(&mut chart, SeriesLabelPosition::MiddleRight).map_err(err)?;
     }
     Ok(())
@@ -736,8 +773,8 @@ pub fn scatter(
         .map_err(|e| err(e.to_string()))?;
     chart
         .configure_mesh()
-        .x_label_formatter(&|v| fmt(*v))
-        .y_label_formatter(&|v| fmt(*v))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(|e| err(e.to_string()))?;
