@@ -534,7 +534,10 @@ pub fn plot_study(
                 .map(|p| (p.1, if p.2.is_finite() { p.2 } else { 0.0 })),
         );
         let mut chart = ChartBuilder::on(area)
-            .caption(name.as_str(), ("sans-serif", 18))
+            .caption(
+                format!("{name}: mean over seeds, band ± 1 se"),
+                ("sans-serif", 18),
+            )
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
@@ -654,7 +657,10 @@ fn last_generation_panel(
     let pad = if x1 > x0 { (x1 - x0) * 0.05 } else { 0.5 };
     let (y0, y1) = y_range(pts.iter().map(|p| (p.1, p.2)));
     let mut chart = ChartBuilder::on(area)
-        .caption(format!("{name} at the last generation"), ("sans-serif", 18))
+        .caption(
+            format!("{name} at the last generation (bars ± 1 se)"),
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
