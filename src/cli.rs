@@ -435,11 +435,15 @@ pub fn main_with(cli: Cli) -> Result<()> {
             } else if mode == "metrics" {
                 return bench_metrics(n, dim, seed, threads, repeats, out.as_deref());
             } else if mode == "gemm" {
+                println!("kernels: {}", crate::nn::isa::isa().describe());
                 for (name, gflops) in bench::gemm(256, 400) {
                     println!("{name:<16} 256x256x256 GFLOP/s={gflops:.1}");
                 }
-                if let Some(peak) = bench::fma_peak() {
-                    println!("{:<16} registers only GFLOP/s={peak:.1}", "fma peak");
+                if let Some((peak, unit)) = bench::fma_peak() {
+                    println!(
+                        "{:<16} {unit}, registers only GFLOP/s={peak:.1}",
+                        "fma peak"
+                    );
                 }
             } else {
                 let steps = steps.unwrap_or(50).clamp(1, 1000);

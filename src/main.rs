@@ -15,6 +15,10 @@ fn main() {
         std::process::exit(130);
     });
     let cli = ouro::cli::Cli::parse();
+    if let Err(e) = ouro::nn::isa::check_env() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     if let Err(e) = ouro::cli::main_with(cli) {
         let _exit = EXIT.lock();
         eprintln!("error: {e}");

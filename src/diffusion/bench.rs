@@ -183,17 +183,19 @@ pub fn gemm(size: usize, reps: usize) -> [(&'static str, f64); 3] {
     ]
 }
 
-/// The core's f32 multiply-add peak in GFLOP/s, the ceiling for every line of [`gemm`] and for
-/// `ouro bench train`'s `gflop_per_s`: twelve independent 8-lane FMA chains in registers (enough
-/// to cover the FMA latency on two pipes), 2 FLOP per lane, best of 5 rounds of 10⁸ iterations.
-/// `None` without AVX2 + FMA.
-pub fn fma_peak() -> Option<f64> {
+/// The core's f32 multiply-add peak in GFLOP/s on the widest vector unit the kernels use
+/// ([`crate::nn::isa::isa`]), the ceiling for every line of [`gemm`] and for `ouro bench train`'s
+/// `gflop_per_s`: twelve independent FMA chains in registers (enough to cover the FMA latency on
+/// two pipes), 16 lanes with AVX-512F, else 8 with AVX2 + FMA, 2 FLOP per lane, best of 5 rounds
+/// of 10⁸ iterations. Returns the peak and the unit's name; `None` on the portable kernels.
+pub fn fma_peak() -> Option<(f64, &'static str)> {
+    use crate::nn::isa::{Isa, isa};
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    {
         use std::arch::x86_64::*;
-        /// `n` rounds of 12 FMAs on 8 lanes; returns a lane sum so the work is not optimised out.
+        /// `n` rounds of 12 FMAs on 8 lanes; returns a lane so the work is not optimised out.
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn chains(n: usize) -> f32 {
+        unsafe fn chains8(n: usize) -> f32 {
             let mut acc = [_mm256_setzero_ps(); 12];
             let (a, b) = (_mm256_set1_ps(1.000_000_1), _mm256_set1_ps(0.999_999));
             for _ in 0..n {
@@ -201,26 +203,46 @@ pub fn fma_peak() -> Option<f64> {
                     *v = _mm256_fmadd_ps(*v, a, b);
                 }
             }
-            let mut lanes = [0.0f32; 8];
-            let mut sum = 0.0;
-            for v in acc {
-                // SAFETY: `lanes` holds the 8 floats the store writes.
-                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-                sum += lanes[0];
-            }
-            sum
+            acc.iter().map(|&v| _mm256_cvtss_f32(v)).sum()
         }
+        /// The same on 16 lanes.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn chains16(n: usize) -> f32 {
+            let mut acc = [_mm512_setzero_ps(); 12];
+            let (a, b) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(0.999_999));
+            for _ in 0..n {
+                for v in acc.iter_mut() {
+                    *v = _mm512_fmadd_ps(*v, a, b);
+                }
+            }
+            acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+        }
+        let (lanes, unit) = match isa() {
+            Isa::Avx512 => (16, "avx512 (16 lanes)"),
+            Isa::Avx2 => (8, "avx2+fma (8 lanes)"),
+            Isa::Portable => return None,
+        };
         let n = 100_000_000;
         let mut best = f64::INFINITY;
         for _ in 0..5 {
             let t0 = Instant::now();
-            // SAFETY: AVX2 and FMA were detected above.
-            std::hint::black_box(unsafe { chains(std::hint::black_box(n)) });
+            // SAFETY: the CPU runs isa() (AVX-512F for 16 lanes, AVX2 + FMA for 8).
+            std::hint::black_box(unsafe {
+                if lanes == 16 {
+                    chains16(std::hint::black_box(n))
+                } else {
+                    chains8(std::hint::black_box(n))
+                }
+            });
             best = best.min(t0.elapsed().as_secs_f64());
         }
-        return Some((n * 12 * 16) as f64 / best / 1e9);
+        Some(((n * 12 * lanes * 2) as f64 / best / 1e9, unit))
     }
-    None
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        None
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! bit-identical across reruns and thread counts on one machine, not between CPUs with and
 //! without AVX2 + FMA.
 
+use super::isa::{Isa, isa};
 use super::simd::exp_f32;
 
 /// Columns per packed panel of B.
@@ -207,19 +208,24 @@ impl GramBlock {
     /// (possibly empty) is data the caller reads next: it is prefetched a few cache lines after
     /// each tile, so that it arrives while the product computes.
     pub fn add_upper_gram(&self, g: &mut [f64], ahead: &[f32]) {
+        self.add_upper_gram_on(isa(), g, ahead);
+    }
+
+    /// [`GramBlock::add_upper_gram`] with the kernels of `isa` (AVX-512 uses the AVX2 tiles).
+    fn add_upper_gram_on(&self, isa: Isa, g: &mut [f64], ahead: &[f32]) {
         let n = self.stride;
         assert!(g.len() >= n * n, "G needs {n} × {n} values");
+        assert!(
+            isa <= Isa::detected(),
+            "{isa:?} kernels on a CPU without them"
+        );
         let x = self.values();
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has AVX2 and FMA (checked just above); x holds rows·n values
-                // and g n·n.
-                unsafe { avx::gram(x, self.rows, n, g, ahead) };
-                return;
-            }
+        if isa >= Isa::Avx2 {
+            // SAFETY: the CPU has AVX2 and FMA (asserted just above); x holds rows·n values
+            // and g n·n.
+            unsafe { avx::gram(x, self.rows, n, g, ahead) };
+            return;
         }
         gram_portable(x, n, g);
     }
@@ -280,10 +286,13 @@ pub enum Epilogue<'a> {
 /// C (m × n, row-major) = epilogue(A·B) where A is m × k, stored row-major or, with `a_t`, as
 /// Aᵀ row-major (k × m). Uses the first `k` rows of `b` (k ≤ b.k()).
 pub fn matmul(m: usize, k: usize, a: &[f32], a_t: bool, b: &PackedB, c: &mut [f32], epi: Epilogue) {
-    product(m, k, a, a_t, b, c, epi);
+    product(isa(), m, k, a, a_t, b, c, epi);
 }
 
+/// [`matmul`] with the kernels of `isa` (one the CPU runs: see [`Isa::available`]).
+#[allow(clippy::too_many_arguments)]
 fn product(
+    isa: Isa,
     m: usize,
     k: usize,
     a: &[f32],
@@ -319,16 +328,16 @@ fn product(
     A_BUFFER.with(|buf| {
         let mut apack = buf.borrow_mut();
         prepare_a(&args, &mut apack);
+        assert!(
+            isa <= Isa::detected(),
+            "{isa:?} kernels on a CPU without them"
+        );
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has AVX2 and FMA (checked just above); `args` was
-                // bounds-checked.
-                unsafe { avx::run(&args, c, &mut epi, &apack) };
-                return;
-            }
+        if isa >= Isa::Avx2 {
+            // SAFETY: the CPU runs `isa` (asserted just above), so AVX2 and FMA, and AVX-512F
+            // when `wide`; `args` was bounds-checked.
+            unsafe { avx::run(&args, c, &mut epi, &apack, isa == Isa::Avx512) };
+            return;
         }
         run_portable(&args, c, &mut epi, &apack);
     });
@@ -588,7 +597,7 @@ mod avx {
     /// arrays); the caller checked the sizes in [`super::matmul`].
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn store<const R: usize>(
+    pub(super) unsafe fn store<const R: usize>(
         acc: &[[__m256; 2]; R],
         i0: usize,
         j0: usize,
@@ -841,8 +850,18 @@ mod avx {
     ///
     /// # Safety
     /// The CPU supports AVX2 and FMA, and `args`, `c` and `epi` passed [`super::matmul`]'s checks.
+    /// With `wide` the row blocks run on [`super::avx512`]'s micro-kernel.
+    ///
+    /// # Safety
+    /// As above, and the CPU supports AVX-512F when `wide`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn run(args: &Args, c: &mut [f32], epi: &mut Epilogue, apack: &[f32]) {
+    pub(super) unsafe fn run(
+        args: &Args,
+        c: &mut [f32],
+        epi: &mut Epilogue,
+        apack: &[f32],
+        wide: bool,
+    ) {
         let mut tile = [[0.0f32; NR]; MR];
         let n = args.n;
         // The SiLU epilogues run in two parts: the tiles store z + b, then the SiLU runs over
@@ -865,13 +884,17 @@ mod avx {
             // SAFETY: a_block reaches `rows` rows and k columns; the panels have k ≤ b.k rows;
             // the blocks lie inside C.
             unsafe {
-                match rows {
-                    6 => row_blocks::<6>(args, a, i0, c, e, t),
-                    5 => row_blocks::<5>(args, a, i0, c, e, t),
-                    4 => row_blocks::<4>(args, a, i0, c, e, t),
-                    3 => row_blocks::<3>(args, a, i0, c, e, t),
-                    2 => row_blocks::<2>(args, a, i0, c, e, t),
-                    _ => row_blocks::<1>(args, a, i0, c, e, t),
+                if wide {
+                    super::avx512::row_blocks(rows, args, a, i0, c, e, t);
+                } else {
+                    match rows {
+                        6 => row_blocks::<6>(args, a, i0, c, e, t),
+                        5 => row_blocks::<5>(args, a, i0, c, e, t),
+                        4 => row_blocks::<4>(args, a, i0, c, e, t),
+                        3 => row_blocks::<3>(args, a, i0, c, e, t),
+                        2 => row_blocks::<2>(args, a, i0, c, e, t),
+                        _ => row_blocks::<1>(args, a, i0, c, e, t),
+                    }
                 }
             }
             let span = i0 * n..(i0 + rows) * n;
@@ -922,6 +945,152 @@ mod avx {
     }
 }
 
+/// The AVX-512F micro-kernel: 6 rows of A by P panels of B (16 columns each, one 16-lane register
+/// per row and panel), so that 6·P accumulators hide the FMA latency and each broadcast of A
+/// feeds P multiply-adds. Each output sums the same fused multiply-adds in the same order as
+/// [`avx`]'s 6 × 16 kernel, so the two give the same bits; the finished accumulators go through
+/// [`avx::store`]'s epilogues as two 8-lane halves.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Args, Epilogue, MR, NR, avx, finish_tile};
+    use std::arch::x86_64::*;
+
+    /// Panels of B per micro-kernel call.
+    const P: usize = 4;
+
+    /// The R × 16Q sums of rows of A against Q panels at `b[q]`: Σₚ A[i, p]·B_q[p, j].
+    ///
+    /// # Safety
+    /// A[i, p] at `a + i·rs + p·cs` and each panel's k rows of 16 (64-byte aligned) are readable.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn accumulate<const R: usize, const Q: usize>(
+        (a, rs, cs): (*const f32, usize, usize),
+        b: [*const f32; Q],
+        k: usize,
+    ) -> [[__m512; Q]; R] {
+        let mut acc = [[_mm512_setzero_ps(); Q]; R];
+        for p in 0..k {
+            // SAFETY: (whole block) see the function's contract.
+            unsafe {
+                let mut bv = [_mm512_setzero_ps(); Q];
+                for (v, &bq) in bv.iter_mut().zip(&b) {
+                    *v = _mm512_load_ps(bq.add(p * NR));
+                }
+                let g = a.add(p * cs);
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*g.add(i * rs));
+                    for (acc, &v) in acc.iter_mut().zip(&bv) {
+                        *acc = _mm512_fmadd_ps(av, v, *acc);
+                    }
+                }
+            }
+        }
+        acc
+    }
+
+    /// Rows i0..i0 + R of C against Q panels from panel `j`, through the epilogue.
+    ///
+    /// # Safety
+    /// As [`accumulate`], and the output block lies inside C.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<const R: usize, const Q: usize>(
+        args: &Args,
+        a: (*const f32, usize, usize),
+        j: usize,
+        i0: usize,
+        c: &mut [f32],
+        epi: &mut Epilogue,
+        tile: &mut [[f32; NR]; MR],
+    ) {
+        let b: [*const f32; Q] = std::array::from_fn(|q| args.b.panel(j + q).as_ptr());
+        // SAFETY: see the function's contract.
+        let acc = unsafe { accumulate::<R, Q>(a, b, args.k) };
+        let n = args.n;
+        for q in 0..Q {
+            let j0 = (j + q) * NR;
+            // The two 8-lane halves of each row's register.
+            let halves: [[__m256; 2]; R] = std::array::from_fn(|r| {
+                let z = acc[r][q];
+                [
+                    _mm512_castps512_ps256(z),
+                    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(z))),
+                ]
+            });
+            if n - j0 >= NR {
+                // SAFETY: a full-width block inside C (the function's contract).
+                unsafe { avx::store::<R>(&halves, i0, j0, n, c, epi) };
+            } else {
+                for (t, h) in tile.iter_mut().zip(&halves) {
+                    // SAFETY: each tile row holds 16 floats.
+                    unsafe {
+                        _mm256_storeu_ps(t.as_mut_ptr(), h[0]);
+                        _mm256_storeu_ps(t.as_mut_ptr().add(8), h[1]);
+                    }
+                }
+                finish_tile(tile, R, i0, j0, n, c, epi);
+            }
+        }
+    }
+
+    /// Rows i0..i0 + R of C, P panels at a time and the remaining panels one by one.
+    ///
+    /// # Safety
+    /// As [`block`] for every panel of `args.b`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn rows_of<const R: usize>(
+        args: &Args,
+        a: (*const f32, usize, usize),
+        i0: usize,
+        c: &mut [f32],
+        epi: &mut Epilogue,
+        tile: &mut [[f32; NR]; MR],
+    ) {
+        let panels = args.n.div_ceil(NR);
+        let mut j = 0;
+        // SAFETY: (whole loop) see the function's contract.
+        unsafe {
+            while j + P <= panels {
+                block::<R, P>(args, a, j, i0, c, epi, tile);
+                j += P;
+            }
+            while j < panels {
+                block::<R, 1>(args, a, j, i0, c, epi, tile);
+                j += 1;
+            }
+        }
+    }
+
+    /// [`rows_of`] for a block of `rows` ≤ 6 rows.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F, AVX2 and FMA; otherwise as [`block`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn row_blocks(
+        rows: usize,
+        args: &Args,
+        a: (*const f32, usize, usize),
+        i0: usize,
+        c: &mut [f32],
+        e: &mut Epilogue,
+        t: &mut [[f32; NR]; MR],
+    ) {
+        // SAFETY: see the function's contract.
+        unsafe {
+            match rows {
+                6 => rows_of::<6>(args, a, i0, c, e, t),
+                5 => rows_of::<5>(args, a, i0, c, e, t),
+                4 => rows_of::<4>(args, a, i0, c, e, t),
+                3 => rows_of::<3>(args, a, i0, c, e, t),
+                2 => rows_of::<2>(args, a, i0, c, e, t),
+                _ => rows_of::<1>(args, a, i0, c, e, t),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -941,14 +1110,31 @@ mod tests {
         c
     }
 
+    /// The outputs of the AVX2 and AVX-512 kernels (those present) are the same bits.
+    fn same_bits_above_portable(by_isa: &[(Isa, Vec<f32>)]) {
+        let wide: Vec<&(Isa, Vec<f32>)> = by_isa.iter().filter(|(i, _)| *i >= Isa::Avx2).collect();
+        for w in wide.windows(2) {
+            assert!(
+                w[0].1
+                    .iter()
+                    .zip(&w[1].1)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{:?} and {:?} differ",
+                w[0].0,
+                w[1].0
+            );
+        }
+    }
+
     fn values(len: usize, seed: usize) -> Vec<f32> {
         (0..len)
             .map(|i| (((i + seed) * 7919) % 1013) as f32 / 1013.0 - 0.5)
             .collect()
     }
 
-    /// Every edge case of the blocking (m not a multiple of 6, n not of 16, transposed A and
-    /// B) against an f64 triple loop, for the AVX and the portable paths.
+    /// Every edge case of the blocking (m not a multiple of 6, n not of 16 or of 32, transposed A
+    /// and B) against an f64 triple loop, on every kernel the CPU runs; the AVX-512 and AVX2
+    /// kernels give the same bits.
     #[test]
     fn products_match_a_triple_loop() {
         for &(m, k, n) in &[
@@ -959,6 +1145,8 @@ mod tests {
             (6, 256, 16),
             (40, 7, 40),
             (64, 64, 64),
+            (11, 9, 48),
+            (6, 3, 80),
         ] {
             let a = values(m * k, 1);
             let b = values(k * n, 2);
@@ -979,26 +1167,20 @@ mod tests {
                 for (bb, b_t) in [(&b, false), (&bt, true)] {
                     let mut packed = PackedB::new();
                     packed.pack(bb, k, n, b_t);
-                    let mut c = vec![f32::NAN; m * n];
-                    matmul(m, k, aa, a_t, &packed, &mut c, Epilogue::None);
-                    let args = Args {
-                        m,
-                        k,
-                        n,
-                        a: aa,
-                        rsa: if a_t { 1 } else { k },
-                        csa: if a_t { m } else { 1 },
-                        b: &packed,
-                    };
-                    let mut c2 = vec![f32::NAN; m * n];
-                    let mut apack = Vec::new();
-                    prepare_a(&args, &mut apack);
-                    run_portable(&args, &mut c2, &mut Epilogue::None, &apack);
-                    for ((x, y), w) in c.iter().zip(&c2).zip(&want) {
-                        let tol = 1e-5 * (k as f64).sqrt();
-                        assert!((*x as f64 - w).abs() < tol, "{m}×{k}×{n}: {x} vs {w}");
-                        assert!((*y as f64 - w).abs() < tol, "{m}×{k}×{n}: {y} vs {w}");
+                    let mut by_isa = Vec::new();
+                    for isa in Isa::available() {
+                        let mut c = vec![f32::NAN; m * n];
+                        product(isa, m, k, aa, a_t, &packed, &mut c, Epilogue::None);
+                        for (x, w) in c.iter().zip(&want) {
+                            let tol = 1e-5 * (k as f64).sqrt();
+                            assert!(
+                                (*x as f64 - w).abs() < tol,
+                                "{isa:?} {m}×{k}×{n}: {x} vs {w}"
+                            );
+                        }
+                        by_isa.push((isa, c));
                     }
+                    same_bits_above_portable(&by_isa);
                 }
             }
         }
@@ -1024,10 +1206,14 @@ mod tests {
             for (dst, src) in rows.chunks_exact_mut(n).zip(x.chunks_exact(d)) {
                 dst[..d].copy_from_slice(src);
             }
-            let mut g = vec![1.0f64; n * n];
-            block.add_upper_gram(&mut g, &x);
-            let mut g2 = vec![1.0f64; n * n];
-            gram_portable(block.values(), n, &mut g2);
+            let gs: Vec<Vec<f64>> = Isa::available()
+                .into_iter()
+                .map(|isa| {
+                    let mut g = vec![1.0f64; n * n];
+                    block.add_upper_gram_on(isa, &mut g, &x);
+                    g
+                })
+                .collect();
             for i in 0..d {
                 for j in i..d {
                     let want: f64 = 1.0
@@ -1035,7 +1221,7 @@ mod tests {
                             .map(|p| x[p * d + i] as f64 * x[p * d + j] as f64)
                             .sum::<f64>();
                     let tol = 1e-5 * (k as f64).sqrt();
-                    for got in [g[i * n + j], g2[i * n + j]] {
+                    for got in gs.iter().map(|g| g[i * n + j]) {
                         assert!(
                             (got - want).abs() < tol,
                             "{k}×{d} ({i}, {j}): {got} vs {want}"
@@ -1089,9 +1275,22 @@ mod tests {
         );
     }
 
+    /// Every epilogue against f64 on every kernel the CPU runs, over widths with a partial panel
+    /// and an odd number of full ones; the AVX-512 and AVX2 kernels give the same bits.
     #[test]
     fn epilogues_apply_bias_silu_and_its_gradient() {
-        let (m, k, n) = (9, 11, 21);
+        for n in [21, 48] {
+            let mut by_isa = Vec::new();
+            for isa in Isa::available() {
+                by_isa.push((isa, epilogues_on(isa, n)));
+            }
+            same_bits_above_portable(&by_isa);
+        }
+    }
+
+    /// The epilogue checks of one kernel; returns every output, concatenated.
+    fn epilogues_on(isa: Isa, n: usize) -> Vec<f32> {
+        let (m, k) = (9, 11);
         let a = values(m * k, 3);
         let b = values(k * n, 4);
         let bias = values(n, 5);
@@ -1100,7 +1299,8 @@ mod tests {
         let z = reference(m, k, n, &a, false, &b);
         let mut c = vec![0.0; m * n];
         let mut d = vec![0.0; m * n];
-        matmul(
+        product(
+            isa,
             m,
             k,
             &a,
@@ -1110,7 +1310,16 @@ mod tests {
             Epilogue::BiasSiluKeep(&bias, &mut d),
         );
         let mut c2 = vec![0.0; m * n];
-        matmul(m, k, &a, false, &packed, &mut c2, Epilogue::BiasSilu(&bias));
+        product(
+            isa,
+            m,
+            k,
+            &a,
+            false,
+            &packed,
+            &mut c2,
+            Epilogue::BiasSilu(&bias),
+        );
         for i in 0..m * n {
             let v = z[i] + bias[i % n] as f64;
             let sig = 1.0 / (1.0 + (-v).exp());
@@ -1122,7 +1331,8 @@ mod tests {
         let mut db = vec![f32::NAN; n];
         let mut g_packed = PackedB::new();
         g_packed.pack(&[f32::NAN; 3 * 5], 3, 5, false);
-        matmul(
+        product(
+            isa,
             m,
             k,
             &a,
@@ -1153,5 +1363,6 @@ mod tests {
             }
             assert!((dbj as f64 - col).abs() < 1e-5);
         }
+        [c, d, c2, g, db].concat()
     }
 }

@@ -3,6 +3,7 @@
 //! (`mlp`), and the SIMD helpers both use (`simd`).
 
 pub mod gemm;
+pub mod isa;
 pub mod mlp;
 pub mod simd;
 pub mod weights;
