@@ -1009,6 +1009,8 @@ mod avx512 {
         // SAFETY: see the function's contract.
         let acc = unsafe { accumulate::<R, Q>(a, b, args.k) };
         let n = args.n;
+        // q indexes the inner dimension of acc (panel), not an outer slice.
+        #[allow(clippy::needless_range_loop)]
         for q in 0..Q {
             let j0 = (j + q) * NR;
             // The two 8-lane halves of each row's register.
