@@ -657,3 +657,32 @@ fn sample_redraws_a_runs_samples_from_its_saved_model() {
         assert!(listed.lines().any(|l| l.starts_with(kind)), "{listed}");
     }
 }
+
+/// `OURO_ISA` names a kernel set: an unknown name, or one wider than the CPU runs, is one line
+/// naming the variable and what it accepts; a narrower one runs.
+#[test]
+fn a_bad_ouro_isa_is_one_error() {
+    let ouro = |isa: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ouro"))
+            .arg("learners")
+            .env("OURO_ISA", isa)
+            .output()
+            .unwrap()
+    };
+    let o = ouro("sse9");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("OURO_ISA = \"sse9\"") && err.contains("\"portable\", \"avx2\" or \"avx512\""),
+        "{err}"
+    );
+    let o = ouro("portable");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    if ouro::nn::isa::Isa::detected() < ouro::nn::isa::Isa::Avx512 {
+        let o = ouro("avx512");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(err.contains("this CPU runs at most"), "{err}");
+    }
+}

@@ -1,8 +1,8 @@
 //! Vectorisation helpers: run-time AVX2 dispatch for elementwise loops and an e^x that
 //! vectorises.
 
-/// Defines `$name` that runs `$body` compiled for AVX2 when the CPU has it (checked at run time)
-/// and for the baseline target otherwise. The default x86-64 target only has SSE2, which left the
+/// Defines `$name` that runs `$body` compiled for AVX2 when the kernels use AVX2 or wider
+/// ([`crate::nn::isa::isa`], checked at run time) and for the baseline target otherwise. The default x86-64 target only has SSE2, which left the
 /// SiLU pass at 4 lanes and ~20% of sampling time; with AVX2 the loops run 8 lanes wide. Rust
 /// never contracts a·b + c into an FMA by itself, so both versions give the same bits.
 macro_rules! simd_dispatch {
@@ -17,8 +17,8 @@ macro_rules! simd_dispatch {
                 unsafe fn wide($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked just above).
+                if $crate::nn::isa::isa() >= $crate::nn::isa::Isa::Avx2 {
+                    // SAFETY: the CPU supports AVX2 (isa() only picks what the CPU runs).
                     unsafe { wide($($arg),*) };
                     return;
                 }
