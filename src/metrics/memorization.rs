@@ -62,26 +62,53 @@ struct Sites<'a> {
 /// For every row of `q`: (squared distance to its nearest training point, that point's index,
 /// squared distance to the nearest training point further than the site tolerance from that
 /// one; ∞ when there is none).
+///
+/// Most queries are settled by their two nearest points (the second is then the nearest other
+/// site); the few whose second nearest is a copy of the first are searched again for
+/// [`SITE_K`], and the exact scan decides those whose [`SITE_K`] nearest are all copies.
 fn nearest_two_sites(q: &Prepared, t: &Sites) -> Vec<(f64, usize, f64)> {
     let p = &t.points;
-    k_nearest(q, p, SITE_K)
+    let other = |j1: usize, j: usize| p.exact_sq(j1, p, j) > t.tol2;
+    let mut out: Vec<Option<(f64, usize, f64)>> = k_nearest(q, p, 2)
+        .into_par_iter()
+        .map(|list| {
+            let (d1, j1) = list[0];
+            match list.get(1) {
+                None => Some((d1, j1, f64::INFINITY)),
+                Some(&(d2, j2)) if other(j1, j2) => Some((d1, j1, d2)),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    let again: Vec<usize> = (0..out.len()).filter(|&i| out[i].is_none()).collect();
+    if again.is_empty() {
+        return out.into_iter().map(|o| o.expect("settled")).collect();
+    }
+    let rows = q.raw_rows(&again);
+    let sub = Prepared::new(rows.view(), q.centre());
+    let lists = k_nearest(&sub, p, SITE_K);
+    let redone: Vec<(f64, usize, f64)> = lists
         .into_par_iter()
         .enumerate()
-        .map(|(i, list)| {
+        .map(|(r, list)| {
+            let i = again[r];
             let (d1, j1) = list[0];
-            let other = |j: usize| p.exact_sq(j1, p, j) > t.tol2;
-            let d2 = match list[1..].iter().find(|&&(_, j)| other(j)) {
+            let d2 = match list[1..].iter().find(|&&(_, j)| other(j1, j)) {
                 Some(&(d2, _)) => d2,
                 None if list.len() < SITE_K => f64::INFINITY,
                 // Every candidate is a copy of the nearest: the exact scan decides.
                 None => (0..p.len())
-                    .filter(|&j| other(j))
+                    .filter(|&j| other(j1, j))
                     .map(|j| q.exact_sq(i, p, j))
                     .fold(f64::INFINITY, f64::min),
             };
             (d1, j1, d2)
         })
-        .collect()
+        .collect();
+    for (&i, r) in again.iter().zip(redone) {
+        out[i] = Some(r);
+    }
+    out.into_iter().map(|o| o.expect("settled")).collect()
 }
 
 /// Runs `test` with the centre to prepare query sets at and the sites of `train` (its distinct
