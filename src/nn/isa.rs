@@ -45,7 +45,7 @@ impl Isa {
                  Gram tiles and elementwise loops on 8 lanes)"
             }
             Isa::Avx512 => {
-                "avx512 (GEMM micro-kernel 6 rows × 64 columns in 16-lane registers; epilogues, \
+                "avx512 (GEMM micro-kernel 6 rows × 32 columns in 16-lane registers; epilogues, \
                  SiLU, Gram tiles and elementwise loops on 8 lanes)"
             }
         }
