@@ -572,6 +572,7 @@ fn k_nearest_counted(q: &Prepared, p: &Prepared, k: usize) -> (Vec<Vec<(f64, usi
             }
             let shrink = 1.0 - (d as f32 + 4.0) * 2f32.powi(-22);
             let (mut to_box, mut limit) = (vec![0.0f32; n_rows], vec![f32::INFINITY; n_rows]);
+            let (mut picked, mut sub_coords, mut sub_norms) = (Vec::new(), Vec::new(), Vec::new());
             // Each query's limit (threshold + 2·slack, rounded up; ∞ stays ∞) and the largest,
             // brought up to date whenever the lists change.
             let mut worst = f64::INFINITY;
@@ -606,23 +607,31 @@ fn k_nearest_counted(q: &Prepared, p: &Prepared, k: usize) -> (Vec<Vec<(f64, usi
                 if !needed {
                     continue;
                 }
-                let tile = &mut tile[..rows.len() * leaf.len];
-                let a_norms: Vec<f32> = rows.iter().map(|&i| q.norms[i as usize]).collect();
+                // Only the queries the leaf's box can reach: their rows gathered into one block.
+                picked.clear();
+                picked.extend((0..n_rows).filter(|&r| to_box[r] * shrink <= limit[r]));
+                sub_coords.clear();
+                sub_norms.clear();
+                for &r in &picked {
+                    sub_coords.extend_from_slice(&coords[r * d..(r + 1) * d]);
+                    sub_norms.push(q.norms[rows[r] as usize]);
+                }
+                let tile = &mut tile[..picked.len() * leaf.len];
                 matmul(
-                    rows.len(),
+                    picked.len(),
                     d,
-                    &coords,
+                    &sub_coords,
                     false,
                     &leaf.packed,
                     tile,
                     Epilogue::SqDist {
-                        a_norms: &a_norms,
+                        a_norms: &sub_norms,
                         b_norms: &leaf.norms,
                     },
                 );
                 computed += tile.len();
-                for (c, row) in lists.iter_mut().zip(tile.chunks_exact(leaf.len)) {
-                    c.offer(leaf.start, row);
+                for (&r, row) in picked.iter().zip(tile.chunks_exact(leaf.len)) {
+                    lists[r].offer(leaf.start, row);
                 }
                 worst = update(&mut limit, &lists);
             }

@@ -31,14 +31,32 @@ const SITE_K: usize = 8;
 /// The distinct rows of `x` (bitwise equal after mapping −0 to +0), in their first order of
 /// appearance; `None` when every row is distinct.
 pub fn distinct_rows(x: ArrayView2<f32>) -> Option<Array2<f32>> {
-    let key = |i: usize| x.row(i).into_iter().map(|&v| (v + 0.0).to_bits());
+    let bits = |i: usize| x.row(i).into_iter().map(|&v| (v + 0.0).to_bits());
+    // Rows sorted by a hash of their bits (then index), so that equal rows sit in one run of
+    // equal hashes; sorting the rows themselves took 7% of a 100 000-point KDE loop.
+    let hash = |i: usize| {
+        bits(i).fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95)
+        })
+    };
+    let hashes: Vec<u64> = (0..x.nrows()).map(hash).collect();
     let mut order: Vec<usize> = (0..x.nrows()).collect();
-    order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)).then(a.cmp(&b)));
+    order.sort_unstable_by_key(|&i| (hashes[i], i));
     let mut keep: Vec<usize> = Vec::with_capacity(order.len());
-    for w in 0..order.len() {
-        if w == 0 || !key(order[w]).eq(key(order[w - 1])) {
-            keep.push(order[w]);
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && hashes[order[end]] == hashes[order[start]] {
+            end += 1;
         }
+        // Within a run (almost always one row), a row is kept unless an earlier one equals it.
+        let run = &order[start..end];
+        for (w, &i) in run.iter().enumerate() {
+            if !run[..w].iter().any(|&j| bits(j).eq(bits(i))) {
+                keep.push(i);
+            }
+        }
+        start = end;
     }
     if keep.len() == x.nrows() {
         return None;
