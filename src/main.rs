@@ -1,6 +1,13 @@
 use clap::Parser;
 
 fn main() {
+    // Output into a closed pipe (`ouro ... | head`) ends the process quietly, as for other
+    // command-line tools, instead of a panic in println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of SIGPIPE, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // Ctrl-C or SIGTERM: delete the half-written run folder, then exit as interrupted.
     // The lock makes the two ways out exclusive: a run that fails because the handler deleted
     // its folder waits here for the handler's exit instead of reporting that failure.

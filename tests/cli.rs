@@ -686,3 +686,23 @@ fn a_bad_ouro_isa_is_one_error() {
         assert!(err.contains("this CPU runs at most"), "{err}");
     }
 }
+
+/// Output into a pipe whose reader has gone (`ouro learners | head -1`) ends the process quietly:
+/// no panic message, no backtrace.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' bench gemm | head -c 1 >/dev/null",
+            env!("CARGO_BIN_EXE_ouro")
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}

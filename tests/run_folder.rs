@@ -192,11 +192,13 @@ fn outputs_are_readable_and_the_config_reruns() {
     assert!(err.to_string().contains("--force"), "{err}");
 }
 
-/// Image targets get pictures: `real.png` (a row per class) and a grid per saved generation.
+/// Image targets get pictures: `real.png` (a row per class) and a grid per saved generation, for
+/// the first seed (the others get their samples, not pictures).
 #[test]
 fn image_targets_write_sample_grids() {
     let text = r#"
 seed = 1
+repeats = 2
 generations = 2
 samples_per_generation = 200
 [target]
@@ -221,6 +223,8 @@ names = ["mean_shift"]
         let bytes = std::fs::read(out.join(f)).unwrap();
         assert_eq!(&bytes[1..4], b"PNG", "{f}");
     }
+    assert!(out.join("samples/seed-2/gen-001.npy").exists());
+    assert!(!out.join("samples/seed-2/gen-001.png").exists());
     // real.png: 10 classes × 10 images of 8×8 pixels drawn 3×3 (25 px per cell with the gap).
     let bytes = std::fs::read(out.join("real.png")).unwrap();
     let wh = |o: usize| u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap());

@@ -330,6 +330,7 @@ fn write_into(
         let cells = report::grid_cells(data.labels.as_deref(), data.len(), 10, 10);
         pic.draw(&dir.join("real.png"), data.points.view(), &cells)?;
     }
+    let first_seed = seeds.first().copied().unwrap_or_default();
     let per_seed: Vec<Result<(Vec<Vec<f64>>, String)>> = super::with_threads(opts.threads, || {
         seeds
             .par_iter()
@@ -369,22 +370,27 @@ fn write_into(
                     if saved(g.generation) {
                         if cfg.save_samples {
                             write_set(&sample_dir, &stem, g.samples)?;
-                            if let Some((pic, _)) = &picture {
-                                let (x, labels) = (&g.samples.points, g.samples.labels.as_deref());
-                                let cells = report::grid_cells(labels, x.nrows(), 10, 10);
-                                pic.draw(
-                                    &sample_dir.join(format!("{stem}.png")),
-                                    x.view(),
-                                    &cells,
-                                )?;
-                            } else if exp.target.dim() == 2 {
-                                let title = format!("seed {seed}, generation {}", g.generation);
-                                report::scatter(
-                                    &sample_dir.join(format!("{stem}.png")),
-                                    &title,
-                                    g.reference,
-                                    g.samples.points.view(),
-                                )?;
+                            // Pictures for the first seed only: 200 seeds of a 2-D demo drew
+                            // 800 scatter plots (170 MB) that nobody opens.
+                            let png = sample_dir.join(format!("{stem}.png"));
+                            match &picture {
+                                _ if seed != first_seed => {}
+                                Some((pic, _)) => {
+                                    let (x, labels) =
+                                        (&g.samples.points, g.samples.labels.as_deref());
+                                    let cells = report::grid_cells(labels, x.nrows(), 10, 10);
+                                    pic.draw(&png, x.view(), &cells)?;
+                                }
+                                None if exp.target.dim() == 2 => {
+                                    let title = format!("seed {seed}, generation {}", g.generation);
+                                    report::scatter(
+                                        &png,
+                                        &title,
+                                        g.reference,
+                                        g.samples.points.view(),
+                                    )?;
+                                }
+                                None => {}
                             }
                         }
                         if cfg.save_train_sets {
