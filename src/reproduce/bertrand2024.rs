@@ -3,7 +3,7 @@
 //! proportion λ of synthetic data stays stable. With an exact Gaussian MLE (their ε = 0) on a 2-D
 //! standard Gaussian.
 
-use super::{Claim, Finished, Paper, Verdict, axis, last};
+use super::{Claim, Finished, Paper, Verdict, axis, expected_at, last};
 use crate::error::Result;
 use crate::experiment::study::results;
 
@@ -73,11 +73,7 @@ fn judge(done: &Finished) -> Result<Vec<Claim>> {
     for (cell, names, summary) in results(study, dir)? {
         let s = last(&names, &summary, "cov_trace_ratio")?;
         let g = summary.len() - 1;
-        let predicted = crate::theory::predictions(&cell.experiment)
-            .into_iter()
-            .find(|p| p.metric == "cov_trace_ratio")
-            .and_then(|p| p.values.get(g).copied())
-            .unwrap_or(f64::NAN);
+        let predicted = expected_at(cell, "cov_trace_ratio", g);
         let z = (s.mean - predicted) / s.se();
         lowest = lowest.min(s.mean);
         if worst.is_none_or(|w| z.abs() > w.0.abs()) {
@@ -139,11 +135,7 @@ fn judge(done: &Finished) -> Result<Vec<Claim>> {
         let lambda = axis(cell, "loop.synthetic_ratio");
         let s = last(&names, &summary, "model_mean_error2")?;
         let g = summary.len() - 1;
-        let predicted = crate::theory::predictions(&cell.experiment)
-            .into_iter()
-            .find(|p| p.metric == "model_mean_error2")
-            .and_then(|p| p.values.get(g).copied())
-            .unwrap_or(f64::NAN);
+        let predicted = expected_at(cell, "model_mean_error2", g);
         let z = (s.mean - predicted) / s.se();
         if z.is_nan() || z.abs() > worst.0.abs() {
             worst = (z, lambda, s.mean, s.se(), predicted);

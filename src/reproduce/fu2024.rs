@@ -5,7 +5,7 @@
 //! (their phase transition in m). A 10-D standard Gaussian, n = 40, generation 1 of the augment
 //! loop, m from 0 to 32 n.
 
-use super::{Claim, Finished, Paper, Verdict, axis};
+use super::{Claim, Finished, Paper, Verdict, axis, expected_at};
 use crate::error::{Error, Result};
 use crate::experiment::study::{cell_rows, results};
 
@@ -145,11 +145,7 @@ fn judge(done: &Finished) -> Result<Vec<Claim>> {
             .position(|n| n == "model_mean_error2")
             .expect("named");
         let s = summary[1][m];
-        let predicted = crate::theory::predictions(&cell.experiment)
-            .into_iter()
-            .find(|p| p.metric == "model_mean_error2")
-            .and_then(|p| p.values.get(1).copied())
-            .unwrap_or(f64::NAN);
+        let predicted = expected_at(cell, "model_mean_error2", 1);
         let z = (s.mean - predicted) / s.se();
         if z.is_nan() || z.abs() > worst.0.abs() {
             worst = (

@@ -2,7 +2,7 @@
 //! self-consuming loop. Their Gaussian-mixture experiment with a KDE learner: 10-D, five
 //! components (means 0 and (±4, ±4)), σ = 0.6, fresh fraction α and bandwidth h crossed.
 
-use super::{Claim, Finished, Paper, Verdict, axis, last};
+use super::{Claim, Finished, Paper, Verdict, axis, expected_at, last};
 use crate::error::Result;
 use crate::experiment::study::results;
 
@@ -55,11 +55,7 @@ fn judge(done: &Finished) -> Result<Vec<Claim>> {
     for (cell, names, summary) in &cells {
         let s = last(names, summary, "second_moment")?;
         let g = summary.len() - 1;
-        let predicted = crate::theory::predictions(&cell.experiment)
-            .into_iter()
-            .find(|p| p.metric == "second_moment")
-            .and_then(|p| p.values.get(g).copied())
-            .unwrap_or(f64::NAN);
+        let predicted = expected_at(cell, "second_moment", g);
         let dist = cell
             .experiment
             .target

@@ -282,6 +282,15 @@ pub(crate) fn last(names: &[String], summary: &[Vec<Summary>], metric: &str) -> 
         .ok_or_else(|| Error::Run("a cell has no generations".into()))
 }
 
+/// The closed-form expectation of `metric` at generation `g` of a cell (NaN when none applies).
+pub(crate) fn expected_at(cell: &crate::experiment::study::Cell, metric: &str, g: usize) -> f64 {
+    crate::theory::predictions(&cell.experiment)
+        .into_iter()
+        .find(|p| p.metric == metric)
+        .and_then(|p| p.values.get(g).copied())
+        .unwrap_or(f64::NAN)
+}
+
 /// The number value of the axis `key` of a cell.
 pub(crate) fn axis(cell: &crate::experiment::study::Cell, key: &str) -> f64 {
     cell.values
