@@ -111,11 +111,8 @@ pub fn by_generation(rows: &[(u64, usize, Vec<f64>)], n: usize) -> Vec<Vec<Summa
         .collect()
 }
 
-/// A fixed-width table of the per-generation means (± sd over seeds when there are several) at
-/// up to `max_rows` evenly spaced generations, always including the first and the last.
-pub fn table(names: &[&str], rows: &[(u64, usize, Vec<f64>)], max_rows: usize) -> String {
-    let summary = by_generation(rows, names.len());
-    let g = summary.len();
+/// Up to `max_rows` evenly spaced indices of `0..g`, the first and the last included.
+pub fn evenly_spaced(g: usize, max_rows: usize) -> Vec<usize> {
     let mut picks: Vec<usize> = if g <= max_rows {
         (0..g).collect()
     } else {
@@ -124,6 +121,14 @@ pub fn table(names: &[&str], rows: &[(u64, usize, Vec<f64>)], max_rows: usize) -
             .collect()
     };
     picks.dedup();
+    picks
+}
+
+/// A fixed-width table of the per-generation means (± sd over seeds when there are several) at
+/// up to `max_rows` evenly spaced generations, always including the first and the last.
+pub fn table(names: &[&str], rows: &[(u64, usize, Vec<f64>)], max_rows: usize) -> String {
+    let summary = by_generation(rows, names.len());
+    let picks = evenly_spaced(summary.len(), max_rows);
     let several = rows.iter().any(|r| r.0 != rows[0].0);
     let width = if several { 22 } else { 13 };
     let mut s = format!("{:>10}", "generation");

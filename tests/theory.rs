@@ -6,15 +6,20 @@ use ouro::config::Config;
 use ouro::experiment::Experiment;
 use ouro::experiment::run_dir::{RunOptions, run};
 
-fn theory_rows(config: &str) -> Vec<Vec<String>> {
-    let dir = tempfile::tempdir().unwrap();
-    let exp = Experiment::new(Config::parse(config, &[]).unwrap()).unwrap();
-    let opts = RunOptions {
+/// A fresh, quiet run on all cores.
+fn quiet() -> RunOptions {
+    RunOptions {
         force: false,
         threads: 0,
         progress: false,
         resume: false,
-    };
+    }
+}
+
+fn theory_rows(config: &str) -> Vec<Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = Experiment::new(Config::parse(config, &[]).unwrap()).unwrap();
+    let opts = quiet();
     run(&exp, &dir.path().join("r"), &opts).unwrap();
     let text = std::fs::read_to_string(dir.path().join("r/theory.csv")).unwrap();
     let mut lines = text.lines();
@@ -156,12 +161,7 @@ fn no_prediction_no_file_and_far_means_are_reported() {
                bandwidth = \"scott\"\n[loop]\nschedule = \"replace\"\ntrain_size = 50\n";
     let exp = Experiment::new(Config::parse(cfg, &[]).unwrap()).unwrap();
     assert!(ouro::theory::predictions(&exp).is_empty());
-    let opts = RunOptions {
-        force: false,
-        threads: 0,
-        progress: false,
-        resume: false,
-    };
+    let opts = quiet();
     run(&exp, &dir.path().join("r"), &opts).unwrap();
     assert!(!dir.path().join("r/theory.csv").exists());
     use ouro::theory::predict::{Comparison, warnings};
@@ -244,12 +244,7 @@ fn kernel_score_diffusion_follows_the_fresh_law_with_sigma_t0() {
     )
     .unwrap();
     assert!(ouro::theory::predictions(&exp).is_empty());
-    let opts = RunOptions {
-        force: false,
-        threads: 0,
-        progress: false,
-        resume: false,
-    };
+    let opts = quiet();
     let result = run(&exp, &dir.path().join("r"), &opts).unwrap();
     let first: Vec<f64> = result
         .rows

@@ -273,16 +273,7 @@ pub fn table(comparisons: &[Comparison], max_rows: usize) -> String {
             "{:>10} {:>24} {:>12} {:>8}\n",
             "generation", "measured (mean ± se)", "theory", "z"
         );
-        let g = rows.len();
-        let mut picks: Vec<usize> = if g <= max_rows {
-            (0..g).collect()
-        } else {
-            (0..max_rows)
-                .map(|i| i * (g - 1) / (max_rows - 1))
-                .collect()
-        };
-        picks.dedup();
-        for i in picks {
+        for i in crate::report::evenly_spaced(rows.len(), max_rows) {
             let c = rows[i];
             s += &format!(
                 "{:>10} {:>24} {:>12.4} {:>8.2}\n",
