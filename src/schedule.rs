@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::rng::{Role, stream};
 use rand::seq::index::sample;
+use std::sync::Arc;
 
 /// A checked schedule with its sizes resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,13 +38,14 @@ pub enum Schedule {
     AccumulateSubsample { train_size: usize },
 }
 
-/// What a schedule carries from one generation to the next for one seed.
-#[derive(Default)]
+/// What a schedule carries from one generation to the next for one seed (shared sets: a clone,
+/// as a checkpoint of generation g while g + 1 is built, copies no points).
+#[derive(Clone, Default)]
 pub struct LoopState {
     /// The real set drawn at generation 0 (kept by `augment` and the accumulating schedules).
-    real: Option<Dataset>,
+    real: Option<Arc<Dataset>>,
     /// Every synthetic set so far (accumulating schedules).
-    synthetic: Vec<Dataset>,
+    synthetic: Vec<Arc<Dataset>>,
 }
 
 impl LoopState {
@@ -82,10 +84,10 @@ impl LoopState {
         };
         let mut synthetic = Vec::new();
         while let Some(d) = get(&format!("loop.synthetic.{}", synthetic.len()))? {
-            synthetic.push(d);
+            synthetic.push(Arc::new(d));
         }
         Ok(LoopState {
-            real: get("loop.real")?,
+            real: get("loop.real")?.map(Arc::new),
             synthetic,
         })
     }
@@ -231,7 +233,7 @@ impl Schedule {
         let Some(_) = previous else {
             let n = self.min_train_size();
             let set = real_set(real.draw_labeled(n, 0, Role::RealInit)?);
-            state.real = Some(set.clone());
+            state.real = Some(Arc::new(set.clone()));
             return Ok(set);
         };
         Ok(match *self {
@@ -248,9 +250,10 @@ impl Schedule {
                 Dataset::concat(&[&fresh, &synthetic(train_size - fresh_size)?])
             }
             Schedule::Accumulate { train_size } | Schedule::AccumulateSubsample { train_size } => {
-                state.synthetic.push(synthetic(train_size)?);
-                let mut parts = vec![state.real.as_ref().expect("set at generation 0")];
-                parts.extend(state.synthetic.iter());
+                state.synthetic.push(Arc::new(synthetic(train_size)?));
+                let mut parts: Vec<&Dataset> =
+                    vec![state.real.as_ref().expect("set at generation 0")];
+                parts.extend(state.synthetic.iter().map(|d| &**d));
                 let pool = Dataset::concat(&parts);
                 if let Schedule::AccumulateSubsample { .. } = self {
                     let idx = sample(

@@ -180,6 +180,12 @@ impl Experiment {
     }
 
     /// [`Experiment::run_seed`] from `start` (a checkpoint of this seed) instead of generation 0.
+    ///
+    /// Generation g's metrics are measured while generation g + 1 is built (its training set
+    /// drawn from model g, fitted and sampled): the two share no state and draw from their own
+    /// streams, so the results are those of the one-after-the-other loop, and the serial parts
+    /// of building (sampling, most fits) run beside the parallel metrics. `observe` sees
+    /// generation g before any error of generation g + 1 is returned.
     pub fn run_seed_from(
         &self,
         seed: u64,
@@ -190,7 +196,12 @@ impl Experiment {
         let reference = self
             .metrics
             .reference(real.reference.view(), real.reference_labels.as_deref());
-        let (first, mut previous, mut state, mut rows, mut real_accuracy) = match start {
+        // What the metrics and the observer read of the real data, apart from the draws that
+        // building the next generation makes.
+        let (reference_points, target_mean, target_cov) =
+            (real.reference.clone(), real.mean.clone(), real.cov.clone());
+        let target_gaussian = self.target.distribution().and_then(|d| d.as_gaussian());
+        let (first, previous, mut state, mut rows, mut real_accuracy) = match start {
             Some(s) => {
                 real.set_position(s.real_position)?;
                 (
@@ -203,82 +214,124 @@ impl Experiment {
             }
             None => (0, None, LoopState::default(), Vec::new(), None),
         };
-        for g in first..self.config.generations {
-            let train =
-                self.schedule
-                    .training_set(seed, g, &mut real, previous.as_deref(), &mut state)?;
-            let warm = if self.config.schedule.warm_start {
-                previous.as_deref()
-            } else {
-                None
-            };
-            if g == 0
-                && self.metrics.uses_classifiers()
-                && let (Some(tl), Some(rl)) = (&train.labels, &reference.labels)
-            {
-                real_accuracy = Some(crate::metrics::eval::tstr_accuracy(
-                    train.points.view(),
-                    tl,
-                    reference.points.view(),
-                    rl,
-                    seed,
-                ));
-            }
-            let model = self.learner.fit_checked(
-                &TrainingSet::labeled(train.points.view(), train.labels.as_deref()),
-                warm,
-                &mut stream(seed, g as u64, Role::Fit),
-            )?;
-            let samples = model.sample(
-                self.config.samples_per_generation,
-                &mut stream(seed, g as u64, Role::Samples),
-            )?;
-            let ctx = Context {
-                samples: samples.points.view(),
-                train: train.points.view(),
-                reference: &reference,
-                target_mean: &real.mean,
-                target_cov: &real.cov,
-                target_gaussian: real.gaussian(),
-                model: &*model,
-                eval_samples: self.metrics.eval_samples,
-                memorization_ratio: self.metrics.memorization_ratio,
-                target: self.target.distribution(),
-                options: &self.metrics.options,
-                modes: Default::default(),
-                divergences: Default::default(),
-                memorized: Default::default(),
-                sample_labels: samples.labels.as_deref(),
-                real_accuracy: real_accuracy.as_ref(),
-                synthetic_accuracy: Default::default(),
+        if first >= self.config.generations {
+            return Ok(rows);
+        }
+        let mut built = self.build(seed, first, &mut real, previous.as_deref(), &mut state)?;
+        if first == 0
+            && self.metrics.uses_classifiers()
+            && let (Some(tl), Some(rl)) = (&built.train.labels, &reference.labels)
+        {
+            real_accuracy = Some(crate::metrics::eval::tstr_accuracy(
+                built.train.points.view(),
+                tl,
+                reference.points.view(),
+                rl,
                 seed,
-            };
-            rows.push(self.metrics.evaluate(&ctx));
-            let class_accuracy = if self.metrics.uses_classifiers() {
-                ctx.synthetic_accuracy()
-                    .zip(real_accuracy.as_ref())
-                    .map(|(s, r)| (&s.1[..], &r.1[..]))
-            } else {
-                None
-            };
+            ));
+        }
+        drop(previous);
+        for g in first..self.config.generations {
+            let this = built;
+            let (loop_state, real_position) = (state.clone(), real.position());
+            let ((metrics, synthetic_accuracy), next) = rayon::join(
+                || {
+                    let ctx = Context {
+                        samples: this.samples.points.view(),
+                        train: this.train.points.view(),
+                        reference: &reference,
+                        target_mean: &target_mean,
+                        target_cov: &target_cov,
+                        target_gaussian,
+                        model: &*this.model,
+                        eval_samples: self.metrics.eval_samples,
+                        memorization_ratio: self.metrics.memorization_ratio,
+                        target: self.target.distribution(),
+                        options: &self.metrics.options,
+                        modes: Default::default(),
+                        divergences: Default::default(),
+                        memorized: Default::default(),
+                        sample_labels: this.samples.labels.as_deref(),
+                        real_accuracy: real_accuracy.as_ref(),
+                        synthetic_accuracy: Default::default(),
+                        seed,
+                    };
+                    let metrics = self.metrics.evaluate(&ctx);
+                    if self.metrics.uses_classifiers() {
+                        ctx.synthetic_accuracy();
+                    }
+                    (metrics, ctx.synthetic_accuracy.into_inner().flatten())
+                },
+                || {
+                    (g + 1 < self.config.generations)
+                        .then(|| self.build(seed, g + 1, &mut real, Some(&*this.model), &mut state))
+                },
+            );
+            rows.push(metrics);
+            let class_accuracy = synthetic_accuracy
+                .as_ref()
+                .zip(real_accuracy.as_ref())
+                .map(|(s, r)| (&s.1[..], &r.1[..]));
             observe(&Generation {
                 seed,
                 generation: g,
-                train: &train,
-                model: &*model,
-                samples: &samples,
+                train: &this.train,
+                model: &*this.model,
+                samples: &this.samples,
                 metrics: rows.last().expect("pushed"),
                 class_accuracy,
-                reference: real.reference.view(),
-                loop_state: &state,
-                real_position: real.position(),
+                reference: reference_points.view(),
+                loop_state: &loop_state,
+                real_position,
                 rows: &rows,
                 real_accuracy: real_accuracy.as_ref(),
             })?;
-            previous = Some(model);
+            match next {
+                Some(next) => built = next?,
+                None => break,
+            }
         }
         Ok(rows)
     }
+
+    /// Generation `g` of `seed` built: its training set (from model g − 1, `previous`), the
+    /// model fitted on it and the model's samples.
+    fn build(
+        &self,
+        seed: u64,
+        g: usize,
+        real: &mut crate::data::RealData,
+        previous: Option<&dyn Model>,
+        state: &mut LoopState,
+    ) -> Result<Built> {
+        let train = self.schedule.training_set(seed, g, real, previous, state)?;
+        let warm = if self.config.schedule.warm_start {
+            previous
+        } else {
+            None
+        };
+        let model = self.learner.fit_checked(
+            &TrainingSet::labeled(train.points.view(), train.labels.as_deref()),
+            warm,
+            &mut stream(seed, g as u64, Role::Fit),
+        )?;
+        let samples = model.sample(
+            self.config.samples_per_generation,
+            &mut stream(seed, g as u64, Role::Samples),
+        )?;
+        Ok(Built {
+            train,
+            model,
+            samples,
+        })
+    }
+}
+
+/// One generation before it is measured: its training set, fitted model and samples.
+struct Built {
+    train: Dataset,
+    model: Box<dyn Model>,
+    samples: Dataset,
 }
 
 /// Runs `f` on a pool of `threads` worker threads (0: one per core).

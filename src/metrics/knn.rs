@@ -26,6 +26,8 @@ const POINT_BLOCK: usize = 1024;
 const EXTRA: usize = 4;
 /// Most points in a leaf of a [`Tree`] over the searched set.
 const LEAF: usize = 256;
+/// Nodes of a [`Tree`] with more rows than this split their halves in parallel.
+const PARALLEL_SPLIT: usize = 8192;
 
 /// A point set split into compact leaves: the median split along the coordinate of widest
 /// spread, recursively, down to leaves of at most `leaf` points. Each leaf has its centre (the
@@ -168,70 +170,101 @@ fn box_gap(lo_a: &[f32], hi_a: &[f32], lo_b: &[f32], hi_b: &[f32]) -> f64 {
     sum * (1.0 - 1e-9)
 }
 
+/// Splits `order` (positions `base..` of the whole order) at the median of the coordinate of
+/// widest spread, recursively, down to runs of at most `leaf` rows, and returns the runs in
+/// order. Halves of more than [`PARALLEL_SPLIT`] rows are split in parallel; the runs do not
+/// depend on the thread count.
+fn split(
+    order: &mut [u32],
+    base: usize,
+    coords: &[f32],
+    d: usize,
+    leaf: usize,
+) -> Vec<(usize, usize)> {
+    if order.len() <= leaf || d == 0 {
+        return vec![(base, base + order.len())];
+    }
+    let x = |i: u32, c: usize| coords[i as usize * d + c];
+    // The spread of each coordinate over at most 256 evenly spaced points of the node (the
+    // split only steers how well leaves prune, never what a search returns).
+    let step = order.len().div_ceil(256);
+    let widest = (0..d)
+        .map(|c| {
+            let (lo, hi) = order
+                .iter()
+                .step_by(step)
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &i| {
+                    (lo.min(x(i, c)), hi.max(x(i, c)))
+                });
+            (c, hi - lo)
+        })
+        .fold((0, f32::NEG_INFINITY), |best, (c, w)| {
+            if w > best.1 { (c, w) } else { best }
+        })
+        .0;
+    // Keys in one contiguous array, ordered as (value by total order, row index): ties (and
+    // NaN) fall by row index, so the split is the same on every run.
+    let mut keys: Vec<u64> = order
+        .iter()
+        .map(|&i| {
+            let b = x(i, widest).to_bits() as i32;
+            let ordered = (b ^ (((b >> 31) as u32) >> 1) as i32) as u32 ^ 0x8000_0000;
+            (ordered as u64) << 32 | i as u64
+        })
+        .collect();
+    let mid = order.len() / 2;
+    keys.select_nth_unstable(mid);
+    for (o, k) in order.iter_mut().zip(&keys) {
+        *o = *k as u32;
+    }
+    let (left, right) = order.split_at_mut(mid);
+    let (mut a, b) = if left.len() + right.len() > PARALLEL_SPLIT {
+        rayon::join(
+            || split(left, base, coords, d, leaf),
+            || split(right, base + mid, coords, d, leaf),
+        )
+    } else {
+        (
+            split(left, base, coords, d, leaf),
+            split(right, base + mid, coords, d, leaf),
+        )
+    };
+    a.extend(b);
+    a
+}
+
 impl Tree {
     fn new(set: &Prepared, leaf: usize) -> Tree {
         let d = set.raw.ncols();
-        let x = |i: u32, c: usize| set.coords[i as usize * d + c];
         let mut order: Vec<u32> = (0..set.len() as u32).collect();
-        let mut ranges = vec![(0, order.len())];
-        let mut done = Vec::new();
-        while let Some((a, b)) = ranges.pop() {
-            if b - a <= leaf.max(1) || d == 0 {
-                done.push((a, b));
-                continue;
-            }
-            let part = &mut order[a..b];
-            // The spread of each coordinate over at most 256 evenly spaced points of the node
-            // (the split only steers how well leaves prune, never what a search returns).
-            let step = part.len().div_ceil(256);
-            let widest = (0..d)
-                .map(|c| {
-                    let (lo, hi) = part
-                        .iter()
-                        .step_by(step)
-                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &i| {
-                            (lo.min(x(i, c)), hi.max(x(i, c)))
-                        });
-                    (c, hi - lo)
-                })
-                .fold((0, f32::NEG_INFINITY), |best, (c, w)| {
-                    if w > best.1 { (c, w) } else { best }
-                });
-            let mid = part.len() / 2;
-            // Ties (and NaN) ordered by row index: the same split on every run.
-            part.select_nth_unstable_by(mid, |&i, &j| {
-                x(i, widest.0).total_cmp(&x(j, widest.0)).then(i.cmp(&j))
-            });
-            ranges.push((a + mid, b));
-            ranges.push((a, a + mid));
-        }
-        done.sort_unstable();
+        let done = split(&mut order, 0, &set.coords, d, leaf.max(1));
         let leaves = done
-            .into_iter()
+            .into_par_iter()
             .map(|(a, b)| {
                 let rows = &order[a..b];
-                let mut centre = vec![0.0f64; d];
-                for &i in rows {
-                    for (c, v) in centre.iter_mut().enumerate() {
-                        *v += x(i, c) as f64;
-                    }
-                }
-                centre.iter_mut().for_each(|v| *v /= rows.len() as f64);
-                let radius = rows
-                    .iter()
-                    .map(|&i| {
-                        (0..d)
-                            .map(|c| (x(i, c) as f64 - centre[c]).powi(2))
-                            .sum::<f64>()
-                            .sqrt()
-                    })
-                    .fold(0.0, f64::max);
                 let mut coords = Vec::with_capacity(rows.len() * d);
                 for &i in rows {
                     coords.extend_from_slice(&set.coords[i as usize * d..(i as usize + 1) * d]);
                 }
+                let mut centre = vec![0.0f64; d];
+                for row in coords.chunks_exact(d.max(1)) {
+                    for (c, &v) in centre.iter_mut().zip(row) {
+                        *c += v as f64;
+                    }
+                }
+                centre.iter_mut().for_each(|v| *v /= rows.len() as f64);
+                let radius = coords
+                    .chunks_exact(d.max(1))
+                    .map(|row| {
+                        row.iter()
+                            .zip(&centre)
+                            .map(|(&v, &c)| (v as f64 - c).powi(2))
+                            .sum::<f64>()
+                            .sqrt()
+                    })
+                    .fold(0.0, f64::max);
                 let (mut lo, mut hi) = (vec![f32::INFINITY; d], vec![f32::NEG_INFINITY; d]);
-                for row in coords.chunks_exact(d) {
+                for row in coords.chunks_exact(d.max(1)) {
                     for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
                         *l = l.min(v);
                         *h = h.max(v);
@@ -286,19 +319,28 @@ impl<'a> Prepared<'a> {
         assert_eq!(centre.len(), d, "centre has the wrong dimension");
         let mut coords = vec![0.0f32; n * d];
         let mut norms = vec![0.0f32; n];
-        let mut bound = vec![0.0f32; n];
+        let mut bound = vec![f32::MIN_POSITIVE; n];
         let scale = 2f64.powi(-24) * (d as f64 + 12.0) * 1.01;
-        for (i, row) in x.rows().into_iter().enumerate() {
-            let dst = &mut coords[i * d..(i + 1) * d];
-            for ((o, &v), &c) in dst.iter_mut().zip(row).zip(centre) {
-                *o = (v as f64 - c) as f32;
-            }
-            let nn: f64 = dst.iter().map(|&v| v as f64 * v as f64).sum();
-            norms[i] = nn as f32;
-            bound[i] = (scale * nn) as f32 + f32::MIN_POSITIVE;
-        }
+        // Rows in parallel chunks (each row's values depend on that row alone).
+        const CHUNK: usize = 2048;
+        coords
+            .par_chunks_mut(CHUNK * d.max(1))
+            .zip(norms.par_chunks_mut(CHUNK))
+            .zip(bound.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(k, ((coords, norms), bound))| {
+                for (r, (norm, bound)) in norms.iter_mut().zip(bound.iter_mut()).enumerate() {
+                    let dst = &mut coords[r * d..(r + 1) * d];
+                    for ((o, &v), &c) in dst.iter_mut().zip(x.row(k * CHUNK + r)).zip(centre) {
+                        *o = (v as f64 - c) as f32;
+                    }
+                    let nn: f64 = dst.iter().map(|&v| v as f64 * v as f64).sum();
+                    *norm = nn as f32;
+                    *bound = (scale * nn) as f32 + f32::MIN_POSITIVE;
+                }
+            });
         let blocks = coords
-            .chunks(POINT_BLOCK * d.max(1))
+            .par_chunks(POINT_BLOCK * d.max(1))
             .map(|chunk| {
                 let mut p = PackedB::new();
                 p.pack(chunk, d, chunk.len() / d.max(1), true);
