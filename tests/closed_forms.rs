@@ -11,7 +11,7 @@ fn experiment(toml: &str, overrides: &[&str]) -> Experiment {
 }
 
 /// Calls `f` on every generation of every seed.
-fn each_generation(exp: &Experiment, mut f: impl FnMut(&Generation)) {
+fn each_generation(exp: &Experiment, mut f: impl FnMut(&Generation) + Send) {
     for seed in exp.seeds() {
         exp.run_seed(seed, &mut |g| {
             f(g);

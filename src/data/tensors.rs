@@ -7,7 +7,7 @@
 //! of the tensors and metadata alone and reruns write identical files.
 
 use crate::error::{Error, Result};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -25,8 +25,8 @@ pub trait Element: Copy {
     const DTYPE: Dtype;
     /// Bytes per element.
     const SIZE: usize;
-    /// Appends the little-endian bytes of `self`.
-    fn put(self, out: &mut Vec<u8>);
+    /// Writes the `SIZE` little-endian bytes of `self` to `out`.
+    fn put(self, out: &mut [u8]);
     /// The value of `SIZE` little-endian bytes.
     fn get(bytes: &[u8]) -> Self;
 }
@@ -36,8 +36,8 @@ macro_rules! element {
         impl Element for $t {
             const DTYPE: Dtype = $d;
             const SIZE: usize = std::mem::size_of::<$t>();
-            fn put(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
+            fn put(self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
             }
             fn get(bytes: &[u8]) -> Self {
                 <$t>::from_le_bytes(bytes.try_into().expect("element size"))
@@ -91,9 +91,9 @@ impl TensorFile {
     /// Adds the tensor `name` of `shape` holding `values` (row-major).
     pub fn put<T: Element>(&mut self, name: &str, shape: &[usize], values: &[T]) {
         assert_eq!(shape.iter().product::<usize>(), values.len(), "{name}");
-        let mut bytes = Vec::with_capacity(values.len() * T::SIZE);
-        for &v in values {
-            v.put(&mut bytes);
+        let mut bytes = vec![0u8; values.len() * T::SIZE];
+        for (out, &v) in bytes.chunks_exact_mut(T::SIZE).zip(values) {
+            v.put(out);
         }
         self.tensors.insert(
             name.to_string(),
@@ -164,33 +164,64 @@ impl TensorFile {
         Error::data(&self.path, message)
     }
 
-    /// The file's bytes: the safetensors header with sorted metadata, then the tensors.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let st = |e: safetensors::SafeTensorError| Error::Run(format!("safetensors: {e}"));
-        let views = self
-            .tensors
-            .iter()
-            .map(|(n, t)| {
-                Ok((
-                    n.clone(),
-                    TensorView::new(t.dtype, t.shape.clone(), &t.bytes)?,
-                ))
-            })
-            .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
-            .map_err(st)?;
-        let meta: std::collections::HashMap<String, String> = self
+    /// The safetensors header (its length, then the JSON padded with spaces to a multiple of
+    /// 8 bytes) and the tensors' bytes in file order: as `safetensors::serialize` lays them out
+    /// (tensors by descending dtype, then name), with the metadata keys sorted.
+    fn layout(&self) -> Result<(Vec<u8>, Vec<&[u8]>)> {
+        let mut order: Vec<(&String, &Tensor)> = self.tensors.iter().collect();
+        order.sort_by(|(a, x), (b, y)| y.dtype.cmp(&x.dtype).then(a.cmp(b)));
+        let mut header = serde_json::Map::new();
+        let meta = self
             .metadata
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
-        let bytes = safetensors::serialize(views, Some(meta)).map_err(st)?;
-        with_sorted_metadata(&bytes)
+        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+        let mut offset = 0;
+        for (name, t) in &order {
+            let dtype = serde_json::to_value(t.dtype)
+                .map_err(|e| Error::Run(format!("safetensors: {e}")))?;
+            header.insert(
+                (*name).clone(),
+                serde_json::json!({
+                    "dtype": dtype,
+                    "shape": t.shape,
+                    "data_offsets": [offset, offset + t.bytes.len()],
+                }),
+            );
+            offset += t.bytes.len();
+        }
+        let mut text = serde_json::to_vec(&serde_json::Value::Object(header))
+            .map_err(|e| Error::Run(format!("safetensors: {e}")))?;
+        text.resize(text.len().next_multiple_of(8), b' ');
+        let mut head = (text.len() as u64).to_le_bytes().to_vec();
+        head.extend_from_slice(&text);
+        Ok((head, order.iter().map(|(_, t)| &t.bytes[..]).collect()))
     }
 
-    /// Writes the file to `path`.
+    /// The file's bytes: the safetensors header with sorted metadata, then the tensors.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let (head, parts) = self.layout()?;
+        let mut out = head;
+        out.reserve(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        Ok(out)
+    }
+
+    /// Writes the file to `path` (the tensors straight from memory, with no copy of the whole
+    /// file).
     pub fn write(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_bytes()?)
-            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+        use std::io::Write;
+        let io = |e| Error::io(format!("cannot write {}", path.display()), e);
+        let (head, parts) = self.layout()?;
+        let mut file = std::fs::File::create(path).map_err(io)?;
+        file.write_all(&head).map_err(io)?;
+        for p in parts {
+            file.write_all(p).map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Reads a safetensors file.
@@ -242,37 +273,72 @@ impl TensorFile {
     }
 }
 
-/// The same safetensors file with its `__metadata__` keys in sorted order. `safetensors`
-/// writes the metadata from a `HashMap`, whose order changes from run to run; sorting makes the
-/// file bytes a function of the tensors and metadata alone. The header is re-padded with spaces
-/// to a multiple of 8 bytes, as the format asks; tensor offsets are relative to the data section
-/// and do not change.
-fn with_sorted_metadata(bytes: &[u8]) -> Result<Vec<u8>> {
-    let bad = || Error::Run("safetensors: unexpected header".into());
-    let n =
-        u64::from_le_bytes(bytes.get(..8).ok_or_else(bad)?.try_into().expect("8 bytes")) as usize;
-    let header = bytes.get(8..8 + n).ok_or_else(bad)?;
-    let mut value: serde_json::Value = serde_json::from_slice(header).map_err(|_| bad())?;
-    if let Some(serde_json::Value::Object(meta)) = value.get_mut("__metadata__") {
-        let mut entries: Vec<(String, serde_json::Value)> =
-            std::mem::take(meta).into_iter().collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        meta.extend(entries);
-    }
-    let mut text = serde_json::to_vec(&value).map_err(|_| bad())?;
-    while text.len() % 8 != 0 {
-        text.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
-    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-    out.extend_from_slice(&text);
-    out.extend_from_slice(&bytes[8 + n..]);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use safetensors::tensor::TensorView;
+
+    /// The same safetensors file with its `__metadata__` keys in sorted order. `safetensors`
+    /// writes the metadata from a `HashMap`, whose order changes from run to run; sorting makes the
+    /// file bytes a function of the tensors and metadata alone. The header is re-padded with spaces
+    /// to a multiple of 8 bytes, as the format asks; tensor offsets are relative to the data section
+    /// and do not change.
+    fn with_sorted_metadata(bytes: &[u8]) -> Result<Vec<u8>> {
+        let bad = || Error::Run("safetensors: unexpected header".into());
+        let n = u64::from_le_bytes(bytes.get(..8).ok_or_else(bad)?.try_into().expect("8 bytes"))
+            as usize;
+        let header = bytes.get(8..8 + n).ok_or_else(bad)?;
+        let mut value: serde_json::Value = serde_json::from_slice(header).map_err(|_| bad())?;
+        if let Some(serde_json::Value::Object(meta)) = value.get_mut("__metadata__") {
+            let mut entries: Vec<(String, serde_json::Value)> =
+                std::mem::take(meta).into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            meta.extend(entries);
+        }
+        let mut text = serde_json::to_vec(&value).map_err(|_| bad())?;
+        while text.len() % 8 != 0 {
+            text.push(b' ');
+        }
+        let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        out.extend_from_slice(&text);
+        out.extend_from_slice(&bytes[8 + n..]);
+        Ok(out)
+    }
+
+    /// The file as the safetensors crate serialises it, with the metadata keys then sorted.
+    fn reference_bytes(f: &TensorFile) -> Vec<u8> {
+        let views: Vec<(String, TensorView)> = f
+            .tensors
+            .iter()
+            .map(|(n, t)| {
+                (
+                    n.clone(),
+                    TensorView::new(t.dtype, t.shape.clone(), &t.bytes).unwrap(),
+                )
+            })
+            .collect();
+        let meta = f.metadata.clone().into_iter().collect();
+        with_sorted_metadata(&safetensors::serialize(views, Some(meta)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn files_are_laid_out_as_the_safetensors_crate_does() {
+        let mut f = TensorFile::new("test-1");
+        for k in ["zeta", "alpha", "mid", "b"] {
+            f.set(k, format!("value of {k} with \"quotes\" and é"));
+        }
+        f.put("w", &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        f.put("a", &[1], &[0.5f64]);
+        f.put("labels", &[3], &[1u32, 2, 3]);
+        f.put("pixels", &[5], &[1u8, 2, 3, 4, 5]);
+        f.put("b", &[0], &[] as &[f32]);
+        assert_eq!(f.to_bytes().unwrap(), reference_bytes(&f));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.safetensors");
+        f.write(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), reference_bytes(&f));
+    }
 
     #[test]
     fn tensors_and_metadata_round_trip_bit_for_bit() {

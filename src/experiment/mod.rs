@@ -168,29 +168,26 @@ impl Experiment {
         self.config.seed..self.config.seed + self.config.repeats
     }
 
-    /// Runs every generation of `seed`, calling `observe` after each, and returns the metric
-    /// rows (one per generation). Every random draw comes from the (seed, generation, role)
-    /// streams, so the result depends on nothing else.
-    pub fn run_seed(
-        &self,
-        seed: u64,
-        observe: &mut dyn FnMut(&Generation) -> Result<()>,
-    ) -> Result<Vec<Vec<f64>>> {
+    /// Runs every generation of `seed`, calling `observe` with each in order, and returns the
+    /// metric rows (one per generation). Every random draw comes from the (seed, generation,
+    /// role) streams, so the result depends on nothing else.
+    pub fn run_seed(&self, seed: u64, observe: &mut Observer) -> Result<Vec<Vec<f64>>> {
         self.run_seed_from(seed, None, observe)
     }
 
     /// [`Experiment::run_seed`] from `start` (a checkpoint of this seed) instead of generation 0.
     ///
     /// Generation g's metrics are measured while generation g + 1 is built (its training set
-    /// drawn from model g, fitted and sampled): the two share no state and draw from their own
-    /// streams, so the results are those of the one-after-the-other loop, and the serial parts
-    /// of building (sampling, most fits) run beside the parallel metrics. `observe` sees
-    /// generation g before any error of generation g + 1 is returned.
+    /// drawn from model g, fitted and sampled) and generation g − 1 is observed (written): the
+    /// three share no state and draw from their own streams, so the results are those of the
+    /// one-after-the-other loop, and the serial parts (sampling, most fits, file writes) run
+    /// beside the parallel metrics. `observe` sees generation g before any error of generation
+    /// g + 1 is returned.
     pub fn run_seed_from(
         &self,
         seed: u64,
         start: Option<SeedState>,
-        observe: &mut dyn FnMut(&Generation) -> Result<()>,
+        observe: &mut Observer,
     ) -> Result<Vec<Vec<f64>>> {
         let mut real = self.target.realize(seed, self.metrics.eval_samples);
         let reference = self
@@ -231,10 +228,32 @@ impl Experiment {
             ));
         }
         drop(previous);
+        // Generation g − 1, measured and waiting to be observed.
+        let mut pending: Option<Measured> = None;
+        let show = |m: &Measured, rows: &[Vec<f64>], observe: &mut Observer| {
+            observe(&Generation {
+                seed,
+                generation: m.generation,
+                train: &m.built.train,
+                model: &*m.built.model,
+                samples: &m.built.samples,
+                metrics: rows.last().expect("measured"),
+                class_accuracy: m
+                    .synthetic_accuracy
+                    .as_ref()
+                    .zip(real_accuracy.as_ref())
+                    .map(|(s, r)| (&s.1[..], &r.1[..])),
+                reference: reference_points.view(),
+                loop_state: &m.loop_state,
+                real_position: m.real_position,
+                rows,
+                real_accuracy: real_accuracy.as_ref(),
+            })
+        };
         for g in first..self.config.generations {
             let this = built;
             let (loop_state, real_position) = (state.clone(), real.position());
-            let ((metrics, synthetic_accuracy), next) = rayon::join(
+            let ((metrics, synthetic_accuracy), (next, shown)) = rayon::join(
                 || {
                     let ctx = Context {
                         samples: this.samples.points.view(),
@@ -263,33 +282,36 @@ impl Experiment {
                     (metrics, ctx.synthetic_accuracy.into_inner().flatten())
                 },
                 || {
-                    (g + 1 < self.config.generations)
-                        .then(|| self.build(seed, g + 1, &mut real, Some(&*this.model), &mut state))
+                    rayon::join(
+                        || {
+                            (g + 1 < self.config.generations).then(|| {
+                                self.build(seed, g + 1, &mut real, Some(&*this.model), &mut state)
+                            })
+                        },
+                        || pending.as_ref().map_or(Ok(()), |m| show(m, &rows, observe)),
+                    )
                 },
             );
+            shown?;
             rows.push(metrics);
-            let class_accuracy = synthetic_accuracy
-                .as_ref()
-                .zip(real_accuracy.as_ref())
-                .map(|(s, r)| (&s.1[..], &r.1[..]));
-            observe(&Generation {
-                seed,
+            pending = Some(Measured {
                 generation: g,
-                train: &this.train,
-                model: &*this.model,
-                samples: &this.samples,
-                metrics: rows.last().expect("pushed"),
-                class_accuracy,
-                reference: reference_points.view(),
-                loop_state: &loop_state,
+                built: this,
+                synthetic_accuracy,
+                loop_state,
                 real_position,
-                rows: &rows,
-                real_accuracy: real_accuracy.as_ref(),
-            })?;
+            });
             match next {
-                Some(next) => built = next?,
+                Some(Ok(next)) => built = next,
+                Some(Err(e)) => {
+                    show(pending.as_ref().expect("just measured"), &rows, observe)?;
+                    return Err(e);
+                }
                 None => break,
             }
+        }
+        if let Some(m) = &pending {
+            show(m, &rows, observe)?;
         }
         Ok(rows)
     }
@@ -325,6 +347,19 @@ impl Experiment {
             samples,
         })
     }
+}
+
+/// What observes each generation (see [`Experiment::run_seed`]); it runs beside the building
+/// of the generation after next, hence `Send`.
+pub type Observer<'o> = dyn FnMut(&Generation) -> Result<()> + Send + 'o;
+
+/// A measured generation waiting for the observer, with the loop's state as it was then.
+struct Measured {
+    generation: usize,
+    built: Built,
+    synthetic_accuracy: Option<(f64, Vec<f64>)>,
+    loop_state: LoopState,
+    real_position: usize,
 }
 
 /// One generation before it is measured: its training set, fitted model and samples.

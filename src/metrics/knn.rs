@@ -102,23 +102,56 @@ simd_dispatch! {
     }
 }
 
-simd_dispatch! {
-    /// least ← the smallest of `row` and least (NaN ignored): eight lanes of `if v < m`, which
-    /// compile to packed minimum instructions.
-    fn row_min(row: &[f32], least: &mut f32) {
-        let mut lanes = [f32::INFINITY; 8];
-        let mut chunks = row.chunks_exact(8);
-        for chunk in &mut chunks {
-            for (m, &v) in lanes.iter_mut().zip(chunk) {
-                *m = if v < *m { v } else { *m };
-            }
-        }
-        *least = chunks
-            .remainder()
-            .iter()
-            .chain(&lanes)
-            .fold(*least, |m, &v| if v < m { v } else { m });
+/// masks[g] bit j ← row[8g + j] < t (false for NaN), for each group of eight values (the last
+/// group padded with clear bits; `masks` holds at least ⌈len/8⌉ bytes); returns whether any bit
+/// is set. One pass that both rejects a row whose values all fail and finds the few that pass.
+fn below(row: &[f32], t: f32, masks: &mut [u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if crate::nn::isa::isa() >= crate::nn::isa::Isa::Avx2 {
+        // SAFETY: the CPU supports AVX2 (isa() only picks what the CPU runs).
+        return unsafe { below_avx2(row, t, masks) };
     }
+    below_portable(row, t, masks)
+}
+
+/// [`below`] on any CPU.
+fn below_portable(row: &[f32], t: f32, masks: &mut [u8]) -> bool {
+    let mut any = 0u8;
+    for (m, group) in masks.iter_mut().zip(row.chunks(8)) {
+        *m = group
+            .iter()
+            .enumerate()
+            .fold(0u8, |b, (j, &v)| b | (((v < t) as u8) << j));
+        any |= *m;
+    }
+    any != 0
+}
+
+/// [`below`] with AVX2: a packed compare and a move-mask per eight values (LLVM does not find
+/// the move-mask in the portable loop).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn below_avx2(row: &[f32], t: f32, masks: &mut [u8]) -> bool {
+    use std::arch::x86_64::*;
+    let full = row.len() / 8;
+    assert!(
+        masks.len() >= row.len().div_ceil(8),
+        "mask buffer too short"
+    );
+    let tv = _mm256_set1_ps(t);
+    let mut any = 0i32;
+    for (mask, group) in masks.iter_mut().zip(row.chunks_exact(8)) {
+        // SAFETY: `group` holds eight f32, so the unaligned load reads inside it.
+        let v = unsafe { _mm256_loadu_ps(group.as_ptr()) };
+        let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(v, tv));
+        *mask = m as u8;
+        any |= m;
+    }
+    let tail = below_portable(&row[8 * full..], t, &mut masks[full..]);
+    any != 0 || tail
 }
 
 simd_dispatch! {
@@ -533,25 +566,26 @@ impl Candidates {
     /// Offers the distances `row` of points (positions) j0, j0 + 1, …
     #[inline]
     fn offer(&mut self, j0: usize, row: &[f32]) {
-        let threshold = self.threshold();
-        // Most tiles hold no new candidate once the list is full: a branch-free minimum first.
-        let mut least = f32::INFINITY;
-        row_min(row, &mut least);
-        if least >= threshold {
-            return;
-        }
-        // Then eight at a time: a group whose values all fail the current threshold is passed
-        // over with one branch.
-        for (g, group) in row.chunks(8).enumerate() {
-            let t = self.threshold();
-            if !group.iter().fold(false, |any, &v| any | (v < t)) {
+        // Most rows hold no new candidate once the list is full: one pass of packed compares
+        // against the threshold marks the few values that pass, and only those are inserted
+        // (each checked again against the threshold as it falls).
+        const CHUNK: usize = 1024;
+        let mut masks = [0u8; CHUNK / 8];
+        for (c, chunk) in row.chunks(CHUNK).enumerate() {
+            if !below(chunk, self.threshold(), &mut masks) {
                 continue;
             }
-            for (j, &v) in group.iter().enumerate() {
-                if self.list.len() < self.keep || v < self.list[self.keep - 1].0 {
-                    let at = self.list.partition_point(|&(w, _)| w <= v);
-                    self.list.insert(at, (v, (j0 + 8 * g + j) as u32));
-                    self.list.truncate(self.keep);
+            for (g, &m) in masks[..chunk.len().div_ceil(8)].iter().enumerate() {
+                let mut m = m;
+                while m != 0 {
+                    let j = 8 * g + m.trailing_zeros() as usize;
+                    m &= m - 1;
+                    let v = chunk[j];
+                    if self.list.len() < self.keep || v < self.list[self.keep - 1].0 {
+                        let at = self.list.partition_point(|&(w, _)| w <= v);
+                        self.list.insert(at, (v, (j0 + c * CHUNK + j) as u32));
+                        self.list.truncate(self.keep);
+                    }
                 }
             }
         }
