@@ -42,7 +42,8 @@ pub enum Schedule {
 /// as a checkpoint of generation g while g + 1 is built, copies no points).
 #[derive(Clone, Default)]
 pub struct LoopState {
-    /// The real set drawn at generation 0 (kept by `augment` and the accumulating schedules).
+    /// The real set drawn at generation 0 (kept by `augment` and the accumulating schedules
+    /// only).
     real: Option<Arc<Dataset>>,
     /// Every synthetic set so far (accumulating schedules).
     synthetic: Vec<Arc<Dataset>>,
@@ -233,7 +234,10 @@ impl Schedule {
         let Some(_) = previous else {
             let n = self.min_train_size();
             let set = real_set(real.draw_labeled(n, 0, Role::RealInit)?);
-            state.real = Some(Arc::new(set.clone()));
+            // Kept only by the schedules that train on it again (a checkpoint carries it).
+            if !matches!(self, Schedule::Replace { .. } | Schedule::Fresh { .. }) {
+                state.real = Some(Arc::new(set.clone()));
+            }
             return Ok(set);
         };
         Ok(match *self {

@@ -39,9 +39,10 @@ pub fn distinct_rows(x: ArrayView2<f32>) -> Option<Array2<f32>> {
             (h.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95)
         })
     };
-    let hashes: Vec<u64> = (0..x.nrows()).map(hash).collect();
+    let hashes: Vec<u64> = (0..x.nrows()).into_par_iter().map(hash).collect();
     let mut order: Vec<usize> = (0..x.nrows()).collect();
-    order.sort_unstable_by_key(|&i| (hashes[i], i));
+    // Keys are unique (the index breaks ties), so the order is the same for any thread count.
+    order.par_sort_unstable_by_key(|&i| (hashes[i], i));
     let mut keep: Vec<usize> = Vec::with_capacity(order.len());
     let mut start = 0;
     while start < order.len() {
