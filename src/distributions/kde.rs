@@ -40,10 +40,20 @@ impl Distribution for Kde {
         let idx: Vec<usize> = (0..n)
             .map(|_| rng.random_range(0..self.points.nrows()))
             .collect();
-        let z = standard_normals(n, self.dim(), rng);
-        let mut x = Array2::<f32>::zeros((n, self.dim()));
-        for ((mut row, &i), zr) in x.rows_mut().into_iter().zip(&idx).zip(z.rows()) {
-            for ((v, &p), &e) in row.iter_mut().zip(self.points.row(i)).zip(zr) {
+        let d = self.dim();
+        let z = standard_normals(n, d, rng);
+        let mut x = Array2::<f32>::zeros((n, d));
+        if d == 0 {
+            return x;
+        }
+        let points = self.points.as_standard_layout();
+        let (points, z) = (
+            points.as_slice().expect("standard layout"),
+            z.as_slice().expect("standard layout"),
+        );
+        let out = x.as_slice_mut().expect("standard layout");
+        for ((row, &i), zr) in out.chunks_exact_mut(d).zip(&idx).zip(z.chunks_exact(d)) {
+            for ((v, &p), &e) in row.iter_mut().zip(&points[i * d..(i + 1) * d]).zip(zr) {
                 *v = (p as f64 + self.bandwidth * e) as f32;
             }
         }

@@ -39,15 +39,18 @@ pub fn distinct_rows(x: ArrayView2<f32>) -> Option<Array2<f32>> {
             (h.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95)
         })
     };
-    let hashes: Vec<u64> = (0..x.nrows()).into_par_iter().map(hash).collect();
-    let mut order: Vec<usize> = (0..x.nrows()).collect();
+    let mut keyed: Vec<(u64, usize)> = (0..x.nrows())
+        .into_par_iter()
+        .map(|i| (hash(i), i))
+        .collect();
     // Keys are unique (the index breaks ties), so the order is the same for any thread count.
-    order.par_sort_unstable_by_key(|&i| (hashes[i], i));
+    keyed.par_sort_unstable();
+    let (hashes, order): (Vec<u64>, Vec<usize>) = keyed.into_iter().unzip();
     let mut keep: Vec<usize> = Vec::with_capacity(order.len());
     let mut start = 0;
     while start < order.len() {
         let mut end = start + 1;
-        while end < order.len() && hashes[order[end]] == hashes[order[start]] {
+        while end < order.len() && hashes[end] == hashes[start] {
             end += 1;
         }
         // Within a run (almost always one row), a row is kept unless an earlier one equals it.
