@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::experiment::Experiment;
 use crate::experiment::run_dir::{self, RunOptions};
 use crate::report;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
 /// A laboratory for self-consuming generative models.
@@ -75,13 +75,15 @@ enum Command {
     /// List the metrics that `[metrics] names` accepts.
     Metrics,
     /// Run a study: the cells of a grid over config keys ([axes], [zip]), each an ordinary run
-    /// folder under DIR/cells/NNN/, then study.csv, summary.csv and study.png over all of them.
+    /// folder under DIR/cells/NNN/, then study.csv, summary.csv and study.png over all of them;
+    /// here, or as a job array on a Slurm cluster (--executor slurm).
     Sweep {
-        /// The study file (see examples/study-*.toml).
+        /// The study file (see examples/study-*.toml); with --cell, --collect or
+        /// --resubmit-failed, the study folder a Slurm submission wrote.
         #[arg(required_unless_present = "status")]
         study: Option<PathBuf>,
         /// Study folder to create (or continue with --resume).
-        #[arg(long, required_unless_present = "status")]
+        #[arg(long, required_unless_present_any = ["status", "cell", "collect", "resubmit_failed"])]
         out: Option<PathBuf>,
         /// Override a key of the base experiment in every cell (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -95,7 +97,8 @@ enum Command {
         /// Run only these cells, e.g. 3,5-7.
         #[arg(long)]
         cells: Option<String>,
-        /// Print the cells and their resolved configs, and run nothing.
+        /// Print the cells and their resolved configs, and run nothing; with --executor slurm,
+        /// write the study folder and its sbatch script without submitting it.
         #[arg(long)]
         dry_run: bool,
         /// Continue the study in --out: finished cells are kept, the others run.
@@ -108,9 +111,44 @@ enum Command {
         #[arg(long)]
         quiet: bool,
         /// Print the state of each cell of the study folder DIR (done, running, partial, failed,
-        /// pending) and exit.
+        /// pending, and its Slurm task's state when submitted) and exit.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["study", "out", "dry_run", "resume", "force"])]
         status: Option<PathBuf>,
+        /// Where the cells run: here (local), or as a Slurm job array submitted with sbatch
+        /// (slurm), which returns at once with the job id.
+        #[arg(long, value_enum, default_value = "local")]
+        executor: Executor,
+        /// Slurm partition of the job array.
+        #[arg(long, value_name = "P")]
+        partition: Option<String>,
+        /// Slurm time limit of each task, e.g. 02:00:00 or 1-00:00:00.
+        #[arg(long, value_name = "LIMIT")]
+        time: Option<String>,
+        /// CPUs of each Slurm task (and its threads).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        cpus_per_task: usize,
+        /// Memory of each Slurm task, e.g. 8G.
+        #[arg(long, value_name = "SIZE")]
+        mem: Option<String>,
+        /// At most this many Slurm tasks at once.
+        #[arg(long, value_name = "K")]
+        max_running: Option<usize>,
+        /// One more sbatch option for the job array, e.g. --sbatch-arg=--account=lab
+        /// (repeatable).
+        #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+        sbatch_arg: Vec<String>,
+        /// Run cell I of the submitted study folder (what each Slurm task runs), resuming it,
+        /// and assemble the study tables if it was the last.
+        #[arg(long, value_name = "I", requires = "resume", conflicts_with_all = ["out", "collect", "resubmit_failed", "dry_run"])]
+        cell: Option<usize>,
+        /// Assemble study.csv, summary.csv and study.png of the submitted study folder from its
+        /// finished cells.
+        #[arg(long, conflicts_with_all = ["out", "resubmit_failed", "dry_run"])]
+        collect: bool,
+        /// Submit again the cells of the study folder that failed or were cancelled (not
+        /// finished, queued or running); they resume from their last checkpoint.
+        #[arg(long, conflicts_with = "out")]
+        resubmit_failed: bool,
     },
     /// Ask a seed paper's headline question again at CPU scale: runs its studies, judges each
     /// claim against the measurements and writes claims.csv, claims.md and the figures.
@@ -341,6 +379,15 @@ train_size = 20
 names = ["cov_trace_ratio", "mean_shift", "kl_gaussian", "w2_gaussian"]
 "#;
 
+/// Where `ouro sweep` runs its cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Executor {
+    /// In this process.
+    Local,
+    /// As a Slurm job array.
+    Slurm,
+}
+
 /// Runs the command line; returns the error to print.
 pub fn main_with(cli: Cli) -> Result<()> {
     match cli.command {
@@ -540,18 +587,120 @@ pub fn main_with(cli: Cli) -> Result<()> {
             force,
             quiet,
             status,
+            executor,
+            partition,
+            time,
+            cpus_per_task,
+            mem,
+            max_running,
+            sbatch_arg,
+            cell,
+            collect,
+            resubmit_failed,
         } => {
-            use crate::experiment::study;
+            use crate::experiment::{slurm, study};
+            let slurm_opts = slurm::SlurmOptions {
+                partition,
+                time,
+                cpus_per_task,
+                mem,
+                max_running,
+                sbatch_args: sbatch_arg,
+                dry_run,
+            };
             if let Some(dir) = status {
-                for (cell, values, state) in study::status(&dir)? {
-                    println!("{cell}  {state:<8} {values}");
+                let tasks = slurm::task_states(&dir);
+                for (i, (cell, values, state)) in study::status(&dir)?.into_iter().enumerate() {
+                    match tasks.get(&i) {
+                        Some(t) => println!("{cell}  {state:<8} slurm {t:<10} {values}"),
+                        None => println!("{cell}  {state:<8} {values}"),
+                    }
                 }
                 return Ok(());
             }
-            let (Some(path), Some(out)) = (study, out) else {
-                unreachable!("clap requires STUDY and --out without --status")
-            };
+            let path = study.expect("clap requires STUDY without --status");
+            if let Some(i) = cell {
+                // A Slurm task: its partial folder survives a kill, and USR1 stops it at a
+                // checkpoint.
+                run_dir::keep_partial_folders();
+                #[cfg(unix)]
+                {
+                    extern "C" fn on_usr1(_: libc::c_int) {
+                        run_dir::request_stop();
+                    }
+                    // SAFETY: the handler only stores to an atomic flag (async-signal-safe).
+                    unsafe {
+                        libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
+                    }
+                }
+                return slurm::run_task(&path, i, threads);
+            }
+            if collect {
+                let s = slurm::load(&path)?;
+                study::write_tables(&s, &path)?;
+                println!("study tables: {}", path.join("study.csv").display());
+                return Ok(());
+            }
+            if resubmit_failed {
+                let sub = slurm::resubmit_failed(&path, &slurm_opts)?;
+                match sub.job {
+                    Some(job) => println!(
+                        "submitted job {job}: cells {}",
+                        sub.cells
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    None if sub.cells.is_empty() => {
+                        println!("no cell of {} needs resubmitting", path.display())
+                    }
+                    None => println!("script: {} (not submitted)", sub.script.display()),
+                }
+                return Ok(());
+            }
+            let out = out.expect("clap requires --out");
             let s = study::Study::load(&path, &set)?;
+            let only = cells
+                .map(|c| study::parse_cells(&c, s.cells.len()))
+                .transpose()?;
+            if executor == Executor::Slurm {
+                let here = path.parent().unwrap_or(Path::new("."));
+                let here = if here.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    here
+                };
+                let source = slurm::StudySource {
+                    here: here.to_path_buf(),
+                    set: set.clone(),
+                };
+                let sub = slurm::submit(
+                    &s,
+                    &source,
+                    &out,
+                    only.as_deref(),
+                    force,
+                    resume,
+                    &slurm_opts,
+                )?;
+                println!("script: {}", sub.script.display());
+                match sub.job {
+                    Some(job) => {
+                        println!("submitted job {job}: {} cells", sub.cells.len());
+                        println!(
+                            "watch: ouro sweep --status {}   logs: {}",
+                            out.display(),
+                            out.join("slurm").join("logs").display()
+                        );
+                    }
+                    None if sub.cells.is_empty() => {
+                        println!("every cell of {} is already finished", out.display())
+                    }
+                    None => println!("dry run: {} cells, not submitted", sub.cells.len()),
+                }
+                return Ok(());
+            }
             if dry_run {
                 for c in &s.cells {
                     println!("# cell {} ({})", c.name(), c.label());
@@ -560,9 +709,6 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 println!("{} cells", s.cells.len());
                 return Ok(());
             }
-            let only = cells
-                .map(|c| study::parse_cells(&c, s.cells.len()))
-                .transpose()?;
             let opts = study::SweepOptions {
                 jobs,
                 threads,

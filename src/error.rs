@@ -14,6 +14,10 @@ pub enum Error {
     /// A run that cannot go on (e.g. a finite data set ran out of fresh points).
     #[error("{0}")]
     Run(String),
+    /// A run stopped on request (SIGUSR1, a cluster's warning before a time limit) after
+    /// writing a checkpoint: `--resume` continues it.
+    #[error("stopped at a checkpoint on request; --resume continues the run")]
+    Stopped,
     /// An I/O failure while writing outputs.
     #[error("{context}: {source}")]
     Io {

@@ -16,6 +16,8 @@ fn main() {
         let _exit = EXIT.lock();
         if ouro::experiment::run_dir::remove_partial_folders() > 0 {
             eprintln!("error: interrupted; the unfinished run folder was removed");
+        } else if ouro::experiment::run_dir::keeps_partial_folders() {
+            eprintln!("error: interrupted; the unfinished run folder is kept for --resume");
         } else {
             eprintln!("error: interrupted");
         }
@@ -29,6 +31,10 @@ fn main() {
     if let Err(e) = ouro::cli::main_with(cli) {
         let _exit = EXIT.lock();
         eprintln!("error: {e}");
-        std::process::exit(2);
+        let code = match e {
+            ouro::error::Error::Stopped => ouro::experiment::slurm::STOPPED_EXIT,
+            _ => 2,
+        };
+        std::process::exit(code);
     }
 }

@@ -4,6 +4,7 @@
 mod checkpoint;
 pub mod reconstruct;
 pub mod run_dir;
+pub mod slurm;
 pub mod study;
 
 use crate::config::Config;

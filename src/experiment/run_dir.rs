@@ -227,6 +227,35 @@ fn write_atomically_from<T>(
 /// Partial folders being written by this process.
 static PARTIAL: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
+/// Whether partial folders outlive an error or a signal (see [`keep_partial_folders`]).
+static KEEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a stop was requested (see [`request_stop`]).
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, partial run folders stay where they are on an error or a signal, with their
+/// checkpoints, for a later `--resume` to continue: for the tasks of a cluster executor, which
+/// are killed and run again as a matter of course. (Interactive runs delete them.)
+pub fn keep_partial_folders() {
+    KEEP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether partial run folders are kept ([`keep_partial_folders`]).
+pub fn keeps_partial_folders() -> bool {
+    KEEP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Asks every run of this process to stop after the generation it is running, with a
+/// checkpoint, and fail with [`Error::Stopped`]. Only stores a flag, so a signal handler may
+/// call it.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 fn partial_list() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     PARTIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -250,7 +279,9 @@ impl Partial {
 impl Drop for Partial {
     fn drop(&mut self) {
         partial_list().retain(|p| p != &self.0);
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !keeps_partial_folders() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -262,6 +293,9 @@ impl Drop for Partial {
 /// on nothing new can appear in it, and deleting it cannot race with them.
 pub fn remove_partial_folders() -> usize {
     let mut list = partial_list();
+    if keeps_partial_folders() {
+        return 0;
+    }
     let count = list.len();
     for p in list.drain(..) {
         let mut gone = p.clone().into_os_string();
@@ -401,18 +435,26 @@ fn write_into(
                             crate::models::save(&*exp.learner, g.model, &path)?;
                         }
                     }
+                    let stop = stop_requested() && g.generation + 1 < cfg.generations;
                     if g.generation + 1 == cfg.generations
+                        || stop
                         || last_checkpoint.elapsed() >= super::checkpoint::INTERVAL
                     {
                         super::checkpoint::write(&checkpoint_dir, exp, g, &class_rows)?;
                         last_checkpoint = std::time::Instant::now();
                     }
                     bar.inc(1);
+                    if stop {
+                        return Err(Error::Stopped);
+                    }
                     Ok(())
                 };
                 let rows = exp
                     .run_seed_from(seed, start, &mut observe)
-                    .map_err(|e| Error::Run(format!("seed {seed}: {e}")))?;
+                    .map_err(|e| match e {
+                        Error::Stopped => Error::Stopped,
+                        e => Error::Run(format!("seed {seed}: {e}")),
+                    })?;
                 Ok((rows, class_rows))
             })
             .collect()

@@ -331,15 +331,23 @@ pub struct SweepReport {
     pub failed: Vec<(usize, String)>,
 }
 
-/// Runs the cells of `study` into `out` and writes the study tables and plot over every
-/// finished cell. Failed cells leave `cells/NNN.error`; the others still run.
-pub fn sweep(study: &Study, out: &Path, opts: &SweepOptions) -> Result<SweepReport> {
+/// Makes `out` the study folder of `study` (`study.toml`, `cells.csv`, `cells/`): replaces it
+/// with `force`, continues it with `resume` (refusing another study's folder), and refuses an
+/// existing one otherwise. Returns the cells of `only` (default: all) that are not finished,
+/// having removed their old `.error` files.
+pub fn prepare(
+    study: &Study,
+    out: &Path,
+    only: Option<&[usize]>,
+    force: bool,
+    resume: bool,
+) -> Result<Vec<usize>> {
     let cells_dir = out.join("cells");
     if out.exists() && !is_empty(out) {
-        if opts.force {
+        if force {
             std::fs::remove_dir_all(out)
                 .map_err(|e| Error::io(format!("cannot replace {}", out.display()), e))?;
-        } else if !opts.resume {
+        } else if !resume {
             return Err(Error::Run(format!(
                 "{} already exists; pass --resume to continue it, --force to replace it, or \
                  choose another --out",
@@ -353,21 +361,32 @@ pub fn sweep(study: &Study, out: &Path, opts: &SweepOptions) -> Result<SweepRepo
         .map_err(|e| Error::io(format!("cannot create {}", cells_dir.display()), e))?;
     write_file(&out.join("study.toml"), study.text.as_bytes())?;
     write_file(&out.join("cells.csv"), cells_csv(study).as_bytes())?;
-    let chosen: Vec<&Cell> = study
-        .cells
-        .iter()
-        .filter(|c| opts.only.as_ref().is_none_or(|o| o.contains(&c.index)))
-        .collect();
-    let mut report = SweepReport::default();
     let mut todo = Vec::new();
-    for c in chosen {
-        if cells_dir.join(c.name()).join("metrics.csv").exists() {
+    for c in &study.cells {
+        if only.is_some_and(|o| !o.contains(&c.index))
+            || cells_dir.join(c.name()).join("metrics.csv").exists()
+        {
+            continue;
+        }
+        let _ = std::fs::remove_file(cells_dir.join(format!("{}.error", c.name())));
+        todo.push(c.index);
+    }
+    Ok(todo)
+}
+
+/// Runs the cells of `study` into `out` and writes the study tables and plot over every
+/// finished cell. Failed cells leave `cells/NNN.error`; the others still run.
+pub fn sweep(study: &Study, out: &Path, opts: &SweepOptions) -> Result<SweepReport> {
+    let cells_dir = out.join("cells");
+    let todo_cells = prepare(study, out, opts.only.as_deref(), opts.force, opts.resume)?;
+    let mut report = SweepReport::default();
+    for c in &study.cells {
+        let chosen = opts.only.as_ref().is_none_or(|o| o.contains(&c.index));
+        if chosen && !todo_cells.contains(&c.index) {
             report.kept.push(c.index);
-        } else {
-            let _ = std::fs::remove_file(cells_dir.join(format!("{}.error", c.name())));
-            todo.push(c);
         }
     }
+    let todo: Vec<&Cell> = todo_cells.iter().map(|&i| &study.cells[i]).collect();
     let jobs = opts.jobs.max(1).min(todo.len().max(1));
     let cores = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -430,7 +449,7 @@ fn is_empty(p: &Path) -> bool {
 }
 
 /// A resumed study folder must hold the same study: same cells with the same configs.
-fn check_same_study(study: &Study, out: &Path) -> Result<()> {
+pub(crate) fn check_same_study(study: &Study, out: &Path) -> Result<()> {
     let old = std::fs::read_to_string(out.join("cells.csv")).unwrap_or_default();
     if old != cells_csv(study) {
         return Err(Error::Run(format!(
