@@ -9,10 +9,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Four cells of a warm-started mixture in the accumulate loop (every synthetic set kept, so a
-/// resumed cell must restore them), ~2 s each on one CPU: long enough to cancel one mid-run.
+/// resumed cell must restore them), a few seconds each on one CPU: long enough to stop one
+/// mid-run.
 const STUDY: &str = r#"
 seeds = 2
-generations = 14
+generations = 30
 samples_per_generation = 3000
 [target]
 kind = "gmm"
@@ -435,6 +436,42 @@ fn a_cancelled_task_resubmitted_resumes_and_matches() {
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
     assert!(log.contains("kept for --resume"), "{log}");
+}
+
+/// USR1 to a task's batch script (what `--signal=B:USR1@120` sends before the time limit) makes
+/// ouro stop at a checkpoint and the script requeue the task, which resumes without any help;
+/// the study's tables still match the local ones.
+#[test]
+fn a_warned_task_is_requeued_and_resumes() {
+    needs_cluster!();
+    let dir = setup();
+    let d = dir.path();
+    local_reference(d);
+    let (code, out, err) = ouro(
+        &["sweep", "study.toml", "--out", "w", "--executor", "slurm", "--max-running", "1"],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    let job = out
+        .lines()
+        .find_map(|l| l.strip_prefix("submitted job "))
+        .and_then(|l| l.split(':').next())
+        .expect("a job id")
+        .to_string();
+    let study = d.join("w");
+    wait_for(120, "a checkpoint of cell 000", &study, || {
+        checkpointed_partial(&study, 0).is_some()
+    });
+    // scancel may report "Job can not be altered now" once the task it signalled has been
+    // requeued; what counts is the task's log below.
+    let _ = Command::new("scancel")
+        .args(["--batch", "--signal=USR1", &format!("{job}_0")])
+        .status()
+        .unwrap();
+    wait_for(300, "the study to finish", &study, || finished(&study, 4));
+    same_tables(d, "w");
+    let log = std::fs::read_to_string(study.join(format!("slurm/logs/{job}_0.out"))).unwrap();
+    assert!(log.contains("stopped at a checkpoint"), "{log}");
 }
 
 /// A controller that does not answer makes the submission one error with sbatch's reason, and
