@@ -701,6 +701,20 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
+            let slurm_only = [
+                ("--partition", slurm_opts.partition.is_some()),
+                ("--time", slurm_opts.time.is_some()),
+                ("--mem", slurm_opts.mem.is_some()),
+                ("--max-running", slurm_opts.max_running.is_some()),
+                ("--sbatch-arg", !slurm_opts.sbatch_args.is_empty()),
+                ("--cpus-per-task", slurm_opts.cpus_per_task != 1),
+            ];
+            if let Some((flag, _)) = slurm_only.iter().find(|(_, given)| *given) {
+                return Err(Error::Run(format!(
+                    "{flag} is an option of --executor slurm; the local executor takes --jobs and \
+                     --threads"
+                )));
+            }
             if dry_run {
                 for c in &s.cells {
                     println!("# cell {} ({})", c.name(), c.label());

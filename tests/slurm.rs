@@ -237,6 +237,14 @@ fn the_dry_run_writes_a_job_array_script() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(!d.join("t").exists(), "{flag} left a folder behind");
     }
+    // Slurm's options without --executor slurm are a mistake, not something to ignore.
+    let (code, _, err) = ouro(&["sweep", "study.toml", "--out", "t", "--time=01:00:00"], d);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--time is an option of --executor slurm"),
+        "{err}"
+    );
+    assert!(!d.join("t").exists());
 }
 
 /// Without sbatch on PATH, a submission is one error that says what is missing, and leaves no
@@ -448,7 +456,16 @@ fn a_warned_task_is_requeued_and_resumes() {
     let d = dir.path();
     local_reference(d);
     let (code, out, err) = ouro(
-        &["sweep", "study.toml", "--out", "w", "--executor", "slurm", "--max-running", "1"],
+        &[
+            "sweep",
+            "study.toml",
+            "--out",
+            "w",
+            "--executor",
+            "slurm",
+            "--max-running",
+            "1",
+        ],
         d,
     );
     assert_eq!(code, 0, "{err}");

@@ -394,9 +394,10 @@ pub fn run_task(dir: &Path, cell: usize, threads: usize) -> Result<()> {
     Ok(())
 }
 
-/// The Slurm state of each submitted cell of `dir` (its last submission's task), from `squeue`
-/// (pending, running, and finished tasks the controller still remembers); empty when nothing
-/// was submitted or squeue cannot be asked.
+/// The Slurm state of each submitted cell of `dir` (its last submission's task): from `sacct`
+/// where the cluster keeps accounting (every task ever run), then `squeue` (pending, running,
+/// and finished tasks the controller still remembers), the fresher; empty when nothing was
+/// submitted or neither can be asked.
 pub fn task_states(dir: &Path) -> std::collections::BTreeMap<usize, String> {
     let mut states = std::collections::BTreeMap::new();
     let Ok(jobs) = std::fs::read_to_string(dir.join("slurm").join("jobs.csv")) else {
@@ -410,16 +411,28 @@ pub fn task_states(dir: &Path) -> std::collections::BTreeMap<usize, String> {
     if ids.is_empty() {
         return states;
     }
-    let Ok(output) = Command::new("squeue")
-        .args(["-h", "-t", "all", "-r", "-o", "%i|%T", "-j", &ids.join(",")])
-        .output()
-    else {
-        return states;
+    let list = ids.join(",");
+    let ask = |program: &str, args: &[&str]| -> String {
+        Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     };
+    let sacct = ask(
+        "sacct",
+        &["-n", "-X", "-P", "-o", "JobID,State", "-j", &list],
+    );
+    let squeue = ask(
+        "squeue",
+        &["-h", "-t", "all", "-r", "-o", "%i|%T", "-j", &list],
+    );
     // Later submissions come later in jobs.csv: their state wins for a resubmitted cell.
     let order = |job: &str| ids.iter().position(|&i| i == job).unwrap_or(0);
     let mut seen: std::collections::BTreeMap<usize, usize> = Default::default();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    for line in sacct.lines().chain(squeue.lines()) {
         let Some((id, state)) = line.split_once('|') else {
             continue;
         };
@@ -429,10 +442,12 @@ pub fn task_states(dir: &Path) -> std::collections::BTreeMap<usize, String> {
         let Ok(cell) = task.parse::<usize>() else {
             continue;
         };
+        // "CANCELLED by 1000" → cancelled.
+        let state = state.split_whitespace().next().unwrap_or("").to_lowercase();
         let rank = order(job);
-        if seen.get(&cell).is_none_or(|&r| rank >= r) {
+        if !state.is_empty() && seen.get(&cell).is_none_or(|&r| rank >= r) {
             seen.insert(cell, rank);
-            states.insert(cell, state.to_lowercase());
+            states.insert(cell, state);
         }
     }
     states
