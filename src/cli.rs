@@ -684,7 +684,9 @@ pub fn main_with(cli: Cli) -> Result<()> {
                     resume,
                     &slurm_opts,
                 )?;
-                println!("script: {}", sub.script.display());
+                if !sub.cells.is_empty() {
+                    println!("script: {}", sub.script.display());
+                }
                 match sub.job {
                     Some(job) => {
                         println!("submitted job {job}: {} cells", sub.cells.len());

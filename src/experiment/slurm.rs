@@ -96,13 +96,9 @@ fn valid_time(t: &str) -> bool {
         Some((d, r)) => (Some(d), r),
         None => (None, t),
     };
+    // MM, MM:SS, HH:MM:SS; after "D-": HH, HH:MM, HH:MM:SS.
     let parts: Vec<&str> = rest.split(':').collect();
-    days.is_none_or(number)
-        && parts.iter().all(|p| number(p))
-        && match days {
-            Some(_) => (1..=3).contains(&parts.len()),
-            None => (1..=3).contains(&parts.len()),
-        }
+    days.is_none_or(number) && parts.iter().all(|p| number(p)) && parts.len() <= 3
 }
 
 /// A whole number with an optional K, M, G or T suffix.
@@ -175,9 +171,16 @@ fn submit_cells(out: &Path, cells: &[usize], opts: &SlurmOptions) -> Result<Subm
     let name = out
         .file_name()
         .map_or("study".into(), |n| n.to_string_lossy().into_owned());
+    if cells.is_empty() {
+        return Ok(Submission {
+            script: script_path,
+            job: None,
+            cells: Vec::new(),
+        });
+    }
     let text = script(out, &exe, &name, cells, opts);
     super::run_dir::write_file(&script_path, text.as_bytes())?;
-    let job = if opts.dry_run || cells.is_empty() {
+    let job = if opts.dry_run {
         None
     } else {
         let job = sbatch(&script_path)?;
@@ -457,7 +460,8 @@ pub fn task_states(dir: &Path) -> std::collections::BTreeMap<usize, String> {
 /// cancelled, or killed with their node. They resume from their last checkpoint.
 pub fn resubmit_failed(dir: &Path, opts: &SlurmOptions) -> Result<Submission> {
     opts.check()?;
-    let s = load(dir)?;
+    // The study must still load and be the one in the folder.
+    load(dir)?;
     let live = task_states(dir);
     let cells: Vec<usize> = study::status(dir)?
         .iter()
@@ -478,7 +482,6 @@ pub fn resubmit_failed(dir: &Path, opts: &SlurmOptions) -> Result<Submission> {
         })
         .map(|(i, _)| i)
         .collect();
-    debug_assert!(cells.iter().all(|&i| i < s.cells.len()));
     submit_cells(&absolute(dir)?, &cells, opts)
 }
 
