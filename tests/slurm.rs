@@ -134,6 +134,34 @@ fn checkpointed_partial(study: &Path, i: usize) -> Option<PathBuf> {
         })
 }
 
+/// Submits the study into `d/name` one task at a time and waits until cell 000 has written a
+/// checkpoint; returns the job id and the study folder.
+fn submit_and_wait_for_a_checkpoint(d: &Path, name: &str) -> (String, PathBuf) {
+    let args = [
+        "sweep",
+        "study.toml",
+        "--out",
+        name,
+        "--executor",
+        "slurm",
+        "--max-running",
+        "1",
+    ];
+    let (code, out, err) = ouro(&args, d);
+    assert_eq!(code, 0, "{err}");
+    let job = out
+        .lines()
+        .find_map(|l| l.strip_prefix("submitted job "))
+        .and_then(|l| l.split(':').next())
+        .expect("a job id")
+        .to_string();
+    let study = d.join(name);
+    wait_for(120, "a checkpoint of cell 000", &study, || {
+        checkpointed_partial(&study, 0).is_some()
+    });
+    (job, study)
+}
+
 fn local_reference(d: &Path) {
     let (code, _, err) = ouro(&["sweep", "study.toml", "--out", "local", "--quiet"], d);
     assert_eq!(code, 0, "{err}");
@@ -380,30 +408,7 @@ fn a_cancelled_task_resubmitted_resumes_and_matches() {
     let dir = setup();
     let d = dir.path();
     local_reference(d);
-    let (code, out, err) = ouro(
-        &[
-            "sweep",
-            "study.toml",
-            "--out",
-            "c",
-            "--executor",
-            "slurm",
-            "--max-running",
-            "1",
-        ],
-        d,
-    );
-    assert_eq!(code, 0, "{err}");
-    let job = out
-        .lines()
-        .find_map(|l| l.strip_prefix("submitted job "))
-        .and_then(|l| l.split(':').next())
-        .expect("a job id")
-        .to_string();
-    let study = d.join("c");
-    wait_for(120, "a checkpoint of cell 000", &study, || {
-        checkpointed_partial(&study, 0).is_some()
-    });
+    let (job, study) = submit_and_wait_for_a_checkpoint(d, "c");
     let task = format!("{job}_0");
     assert!(
         Command::new("scancel")
@@ -455,30 +460,7 @@ fn a_warned_task_is_requeued_and_resumes() {
     let dir = setup();
     let d = dir.path();
     local_reference(d);
-    let (code, out, err) = ouro(
-        &[
-            "sweep",
-            "study.toml",
-            "--out",
-            "w",
-            "--executor",
-            "slurm",
-            "--max-running",
-            "1",
-        ],
-        d,
-    );
-    assert_eq!(code, 0, "{err}");
-    let job = out
-        .lines()
-        .find_map(|l| l.strip_prefix("submitted job "))
-        .and_then(|l| l.split(':').next())
-        .expect("a job id")
-        .to_string();
-    let study = d.join("w");
-    wait_for(120, "a checkpoint of cell 000", &study, || {
-        checkpointed_partial(&study, 0).is_some()
-    });
+    let (job, study) = submit_and_wait_for_a_checkpoint(d, "w");
     // scancel may report "Job can not be altered now" once the task it signalled has been
     // requeued; what counts is the task's log below.
     let _ = Command::new("scancel")
