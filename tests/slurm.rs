@@ -104,6 +104,14 @@ fn wait_for(secs: u64, what: &str, study: &Path, mut done: impl FnMut() -> bool)
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    panic!(
+        "timed out after {secs} s waiting for {what}\n{}",
+        logs(study)
+    );
+}
+
+/// Every task log of the study folder, each under a `--- PATH` line.
+fn logs(study: &Path) -> String {
     let mut logs = String::new();
     if let Ok(entries) = std::fs::read_dir(study.join("slurm/logs")) {
         for e in entries.flatten() {
@@ -111,7 +119,7 @@ fn wait_for(secs: u64, what: &str, study: &Path, mut done: impl FnMut() -> bool)
             logs += &std::fs::read_to_string(e.path()).unwrap_or_default();
         }
     }
-    panic!("timed out after {secs} s waiting for {what}\n{logs}");
+    logs
 }
 
 fn finished(study: &Path, cells: usize) -> bool {
@@ -443,11 +451,7 @@ fn a_cancelled_task_resubmitted_resumes_and_matches() {
     );
     wait_for(300, "the resubmitted cell", &study, || finished(&study, 4));
     same_tables(d, "c");
-    let log: String = std::fs::read_dir(study.join("slurm/logs"))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let log = logs(&study);
     assert!(log.contains("kept for --resume"), "{log}");
 }
 
