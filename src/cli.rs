@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
+use crate::experiment::provenance;
 use crate::experiment::run_dir::{self, RunOptions};
 use crate::report;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -41,6 +42,9 @@ enum Command {
         /// Print no table.
         #[arg(long)]
         quiet: bool,
+        /// Write DIR/report.html at the end (see `ouro report`).
+        #[arg(long)]
+        report: bool,
     },
     /// Run a built-in experiment (fully synthetic Gaussian loop) and compare it with theory.
     Demo {
@@ -71,6 +75,9 @@ enum Command {
         /// Replace the output folder if it exists.
         #[arg(long)]
         force: bool,
+        /// Write DIR/report.html at the end (see `ouro report`).
+        #[arg(long)]
+        report: bool,
     },
     /// List the metrics that `[metrics] names` accepts.
     Metrics,
@@ -149,6 +156,9 @@ enum Command {
         /// finished, queued or running); they resume from their last checkpoint.
         #[arg(long, conflicts_with = "out")]
         resubmit_failed: bool,
+        /// Write DIR/report.html when the study has run (locally), or with --collect.
+        #[arg(long, conflicts_with_all = ["status", "cell", "resubmit_failed", "dry_run"])]
+        report: bool,
     },
     /// Ask a seed paper's headline question again at CPU scale: runs its studies, judges each
     /// claim against the measurements and writes claims.csv, claims.md and the figures.
@@ -171,6 +181,27 @@ enum Command {
         /// Replace the output folder if it exists.
         #[arg(long)]
         force: bool,
+        /// Write DIR/report.html at the end (see `ouro report`).
+        #[arg(long)]
+        report: bool,
+    },
+    /// Write one self-contained HTML page (DIR/report.html: charts with their theory, tables,
+    /// sample pictures, provenance) for a run, study, reconstruction or reproduction folder.
+    Report {
+        /// The folder.
+        dir: PathBuf,
+        /// Where to write the page (default DIR/report.html).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Write one HTML page overlaying the metrics of several run or study folders.
+    Compare {
+        /// The folders (two or more).
+        #[arg(required = true, num_args = 2..)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the page.
+        #[arg(long, value_name = "FILE", default_value = "compare.html")]
+        out: PathBuf,
     },
     /// List the learners that `[model] kind` accepts.
     Learners,
@@ -399,7 +430,9 @@ pub fn main_with(cli: Cli) -> Result<()> {
             force,
             resume,
             quiet,
+            report: want_report,
         } => {
+            let started = provenance::Started::now();
             let exp = load_experiment(&config, &set)?;
             let opts = RunOptions {
                 force,
@@ -423,7 +456,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 println!("run folder: {}", out.display());
                 println!("plot:       {}", result.plot.display());
             }
-            Ok(())
+            finish(&out, &started, threads, want_report, quiet)
         }
         Command::Demo { out, threads } => demo(&out, threads),
         Command::Reconstruct {
@@ -433,7 +466,9 @@ pub fn main_with(cli: Cli) -> Result<()> {
             set,
             threads,
             force,
+            report: want_report,
         } => {
+            let started = provenance::Started::now();
             let exp = load_experiment(&config, &set)?;
             let sweep = crate::experiment::with_threads(threads, || {
                 crate::experiment::reconstruct::reconstruct(&exp, &steps, &out, force)
@@ -451,7 +486,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 println!("{line}");
             }
             println!("folder: {}", out.display());
-            Ok(())
+            finish(&out, &started, threads, want_report, false)
         }
         Command::Bench {
             mode,
@@ -597,7 +632,9 @@ pub fn main_with(cli: Cli) -> Result<()> {
             cell,
             collect,
             resubmit_failed,
+            report: want_report,
         } => {
+            let started = provenance::Started::now();
             use crate::experiment::{slurm, study};
             let slurm_opts = slurm::SlurmOptions {
                 partition,
@@ -639,6 +676,9 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 let s = slurm::load(&path)?;
                 study::write_tables(&s, &path)?;
                 println!("study tables: {}", path.join("study.csv").display());
+                if want_report {
+                    println!("report: {}", report::page::write(&path, None)?.display());
+                }
                 return Ok(());
             }
             if resubmit_failed {
@@ -665,6 +705,14 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 .map(|c| study::parse_cells(&c, s.cells.len()))
                 .transpose()?;
             if executor == Executor::Slurm {
+                if want_report {
+                    return Err(Error::Run(format!(
+                        "--report: the study runs on the cluster after this command returns; when \
+                         it has finished, `ouro report {}` (or `ouro sweep {0} --collect --report`) \
+                         writes the page",
+                        out.display()
+                    )));
+                }
                 let here = path.parent().unwrap_or(Path::new("."));
                 let here = if here.as_os_str().is_empty() {
                     Path::new(".")
@@ -748,6 +796,15 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 );
             }
             println!("study folder: {}", out.display());
+            if !report.ran.is_empty() {
+                provenance::append(&out, started.finish(threads))?;
+            }
+            if want_report {
+                println!(
+                    "report: {}",
+                    crate::report::page::write(&out, None)?.display()
+                );
+            }
             if let Some((i, e)) = report.failed.first() {
                 return Err(Error::Run(format!(
                     "{} cells failed (cells/NNN.error); cell {i:03}: {e}",
@@ -763,7 +820,9 @@ pub fn main_with(cli: Cli) -> Result<()> {
             jobs,
             threads,
             force,
+            report: want_report,
         } => {
+            let started = provenance::Started::now();
             let opts = crate::reproduce::ReproduceOptions {
                 quick,
                 jobs,
@@ -776,6 +835,16 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 println!("   {}: {}", c.rule, c.measured);
             }
             println!("claims: {}", out.join("claims.md").display());
+            finish(&out, &started, threads, want_report, false)
+        }
+        Command::Report { dir, out } => {
+            let path = report::page::write(&dir, out.as_deref())?;
+            println!("report: {}", path.display());
+            Ok(())
+        }
+        Command::Compare { dirs, out } => {
+            report::page::compare(&dirs, &out)?;
+            println!("comparison: {}", out.display());
             Ok(())
         }
         Command::Learners => {
@@ -1075,6 +1144,25 @@ fn train_classifier(config: &Path, set: &[String], out: &Path) -> Result<()> {
     let per: Vec<String> = per.iter().map(|a| format!("{a:.3}")).collect();
     println!("per class: {}", per.join(" "));
     println!("written: {}", out.display());
+    Ok(())
+}
+
+/// After a command wrote the folder `out`: records its session in `provenance.toml` and, with
+/// `want_report`, writes `out/report.html`.
+fn finish(
+    out: &Path,
+    started: &provenance::Started,
+    threads: usize,
+    want_report: bool,
+    quiet: bool,
+) -> Result<()> {
+    provenance::append(out, started.finish(threads))?;
+    if want_report {
+        let path = report::page::write(out, None)?;
+        if !quiet {
+            println!("report:     {}", path.display());
+        }
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! generation loop that runs it for one seed. [`run_dir`] writes a whole run to a folder.
 
 mod checkpoint;
+pub mod provenance;
 pub mod reconstruct;
 pub mod run_dir;
 pub mod slurm;

@@ -508,10 +508,11 @@ pub type CellRows = (Vec<String>, Vec<(u64, usize, Vec<f64>)>);
 /// The metric rows of one finished cell of `study` in `out` (`None` when it has not finished),
 /// for statistics that pair seeds across cells.
 pub fn cell_rows(out: &Path, cell: &Cell) -> Result<Option<CellRows>> {
-    read_cell(&out.join("cells").join(cell.name()))
+    read_metrics(&out.join("cells").join(cell.name()))
 }
 
-fn read_cell(dir: &Path) -> Result<Option<CellRows>> {
+/// The metric names and rows of the run folder `dir` (`None` when it has no `metrics.csv`).
+pub fn read_metrics(dir: &Path) -> Result<Option<CellRows>> {
     let path = dir.join("metrics.csv");
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
@@ -552,7 +553,7 @@ pub type CellResult<'a> = (&'a Cell, Vec<String>, Vec<Vec<crate::report::Summary
 pub fn results<'a>(study: &'a Study, out: &Path) -> Result<Vec<CellResult<'a>>> {
     let mut all = Vec::new();
     for c in &study.cells {
-        if let Some((names, rows)) = read_cell(&out.join("cells").join(c.name()))? {
+        if let Some((names, rows)) = read_metrics(&out.join("cells").join(c.name()))? {
             let summary = crate::report::by_generation(&rows, names.len());
             all.push((c, names, summary));
         }
@@ -565,7 +566,7 @@ pub fn write_tables(study: &Study, out: &Path) -> Result<()> {
     let mut finished = Vec::new();
     let mut metrics: Vec<String> = Vec::new();
     for c in &study.cells {
-        if let Some((names, rows)) = read_cell(&out.join("cells").join(c.name()))? {
+        if let Some((names, rows)) = read_metrics(&out.join("cells").join(c.name()))? {
             for n in &names {
                 if !metrics.contains(n) {
                     metrics.push(n.clone());

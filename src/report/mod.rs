@@ -6,7 +6,12 @@ use plotters::style::FontStyle;
 use std::path::Path;
 use std::sync::Once;
 
-const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+pub mod html;
+pub mod page;
+pub mod svg;
+pub mod thumbnail;
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 static REGISTER_FONT: Once = Once::new();
 
 /// Registers the bundled DejaVu Sans as "sans-serif" for every plot (once per process).
@@ -450,39 +455,13 @@ pub fn image_grid(
     range: (f32, f32),
     scale: usize,
 ) -> Result<()> {
-    let (ih, iw) = side;
-    assert_eq!(ih * iw, images.ncols(), "image side matches the dimension");
-    let rows = cells.len().max(1);
-    let cols = cells.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
-    let (cell_w, cell_h) = (iw * scale + 1, ih * scale + 1);
-    let (w, h) = ((cols * cell_w + 1) as u32, (rows * cell_h + 1) as u32);
-    let err = |e: String| Error::Run(format!("cannot draw {}: {e}", path.display()));
-    let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let (lo, hi) = range;
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    for (r, row) in cells.iter().enumerate() {
-        for (c, cell) in row.iter().enumerate() {
-            let Some(i) = *cell else { continue };
-            let img = images.row(i);
-            for y in 0..ih {
-                for x in 0..iw {
-                    let v = ((img[y * iw + x] - lo) / span).clamp(0.0, 1.0);
-                    let g = (v * 255.0).round() as u8;
-                    let color = RGBColor(g, g, g);
-                    let (x0, y0) = (1 + c * cell_w + x * scale, 1 + r * cell_h + y * scale);
-                    for dy in 0..scale {
-                        for dx in 0..scale {
-                            root.draw_pixel(((x0 + dx) as i32, (y0 + dy) as i32), &color)
-                                .map_err(|e| err(e.to_string()))?;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    root.present().map_err(|e| err(e.to_string()))?;
-    Ok(())
+    assert_eq!(
+        side.0 * side.1,
+        images.ncols(),
+        "image side matches the dimension"
+    );
+    let png = thumbnail::image_grid(images, side, cells, range, scale).png();
+    std::fs::write(path, png).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }
 
 /// One cell of a study for [`plot_study`]: its label, its value of the first axis (when a
