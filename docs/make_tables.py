@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -247,6 +248,57 @@ def fuzz():
     return head, markdown(header, body)
 
 
+def browser():
+    """Headless Chromium (Debian's `chromium`), or None."""
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(b)), None)
+
+
+def screenshot(page, png, width=1280, height=1400):
+    """The top `width` × `height` pixels of an HTML page, taken by headless Chromium."""
+    chrome = browser()
+    if chrome is None:
+        sys.exit("the report screenshots need chromium (apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chrome, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                        f"--screenshot={png}", page.resolve().as_uri()],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def reports():
+    """The report pages of a run, a study, an image run and a reproduction: their sizes, and
+    screenshots of the first two in docs/."""
+    jobs = [
+        ("run, 20 generations", ["run", "examples/fresh-kde.toml", "--out", "RUNS/report-run", "--force",
+                                 "--quiet", "--report"]),
+        ("study, 4 cells × 5 seeds × 20 generations",
+         ["sweep", "examples/study-fresh-alpha.toml", "--out", "RUNS/report-study", "--force", "--quiet",
+          "--report"]),
+        ("image run (MNIST 14×14, class-conditional)",
+         ["run", "examples/mnist14-conditional-replace.toml", "--out", "RUNS/report-mnist14", "--force",
+          "--quiet", "--report"]),
+        ("reproduction (three reconstruction sweeps)",
+         ["reproduce", "yamaguchi2023", "--out", "RUNS/report-yamaguchi2023", "--force", "--report"]),
+    ]
+    body = []
+    for what, args in jobs:
+        args = [a.replace("RUNS", str(RUNS)) for a in args]
+        run(*args)
+        folder = pathlib.Path(args[args.index("--out") + 1])
+        start = time.time()
+        run("report", str(folder))
+        secs = time.time() - start
+        size = (folder / "report.html").stat().st_size
+        shown = " ".join(a.replace(str(RUNS) + "/", "runs/") for a in args if a not in ("--force", "--quiet"))
+        body.append([what, f"`ouro {shown}`", f"{size / 1000:.0f} KB", f"{secs:.1f} s"])
+    screenshot(RUNS / "report-run" / "report.html", ROOT / "docs" / "report-run.png")
+    screenshot(RUNS / "report-study" / "report.html", ROOT / "docs" / "report-study.png", height=1700)
+    head = (f"Page sizes and the time `ouro report DIR` takes to rewrite each, on {processor()} "
+            "(`python3 docs/make_tables.py reports`; screenshots by headless Chromium):")
+    return head, markdown(["page", "command", "size", "ouro report"], body)
+
+
 TABLES = {
     "timings": timings,
     "fuzz": fuzz,
@@ -258,6 +310,7 @@ TABLES = {
     "mnist14": mnist14,
     "studies": studies,
     "claims": claims,
+    "reports": reports,
 }
 
 

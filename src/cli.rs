@@ -1174,6 +1174,7 @@ fn load_experiment(config: &std::path::Path, set: &[String]) -> Result<Experimen
 }
 
 fn demo(out: &std::path::Path, threads: usize) -> Result<()> {
+    let started = provenance::Started::now();
     let exp = Experiment::new(Config::parse(DEMO_CONFIG, &[])?)?;
     let n = match exp.schedule {
         crate::schedule::Schedule::Replace { train_size } => train_size,
@@ -1223,7 +1224,10 @@ fn demo(out: &std::path::Path, threads: usize) -> Result<()> {
             summary[g][kl].mean
         );
     }
+    provenance::append(out, started.finish(threads))?;
+    let page = report::page::write(out, None)?;
     println!("\nrun folder: {}", out.display());
     println!("plot:       {}", result.plot.display());
+    println!("report:     {}", page.display());
     Ok(())
 }

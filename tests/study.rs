@@ -218,7 +218,9 @@ fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if p.file_name().unwrap() != "provenance.toml" {
+                // provenance.toml records the commands and their times: the one file that
+                // differs between two runs of the same config.
                 let rel = p.strip_prefix(root).unwrap().display().to_string();
                 files.push((rel, std::fs::read(&p).unwrap()));
             }

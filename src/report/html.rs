@@ -34,18 +34,23 @@ pub fn figure(class: &str, content: &str, caption: &str) -> String {
     format!(r#"<figure class="{class}">{content}<figcaption>{caption}</figcaption></figure>"#)
 }
 
-/// A table: the header cells and the rows (HTML), with a caption.
-pub fn table(caption: &str, header: &[String], rows: &[Vec<String>]) -> String {
+/// A table: the header cells and the rows (HTML), with a caption; `classes` gives a CSS class
+/// per column ("num" for numbers, "wide" for long text, "" for none; missing: none).
+pub fn table(caption: &str, header: &[String], rows: &[Vec<String>], classes: &[&str]) -> String {
+    let class = |i: usize| match classes.get(i) {
+        Some(c) if !c.is_empty() => format!(r#" class="{c}""#),
+        _ => String::new(),
+    };
     let mut s = String::from(r#"<div class="scroll"><table>"#);
     write!(s, "<caption>{caption}</caption><thead><tr>").unwrap();
-    for h in header {
-        write!(s, "<th>{h}</th>").unwrap();
+    for (i, h) in header.iter().enumerate() {
+        write!(s, "<th{}>{h}</th>", class(i)).unwrap();
     }
     s.push_str("</tr></thead><tbody>");
     for r in rows {
         s.push_str("<tr>");
-        for c in r {
-            write!(s, "<td>{c}</td>").unwrap();
+        for (i, c) in r.iter().enumerate() {
+            write!(s, "<td{}>{c}</td>", class(i)).unwrap();
         }
         s.push_str("</tr>");
     }
@@ -113,7 +118,7 @@ impl Page {
             )
             .unwrap();
         }
-        write!(s, "</main><script>{SCRIPT}</script></body></html>\n").unwrap();
+        writeln!(s, "</main><script>{SCRIPT}</script></body></html>").unwrap();
         s
     }
 }
@@ -159,9 +164,9 @@ figcaption b{color:var(--fg)}
 img{display:block;width:100%;height:auto;image-rendering:pixelated}
 .thumbs img{image-rendering:auto}
 svg.chart{display:block;width:100%;height:auto;font-family:inherit}
-svg .title{font-size:14px;font-weight:600;fill:var(--fg)}
-svg .tick{font-size:11px;fill:var(--muted)}
-svg .axis{font-size:12px;fill:var(--muted)}
+svg .title{font-size:16px;font-weight:600;fill:var(--fg)}
+svg .tick{font-size:13px;fill:var(--muted)}
+svg .axis{font-size:13px;fill:var(--muted)}
 svg .grid{stroke:#eceff2;stroke-width:1}
 svg .frame{fill:none;stroke:#b9c0c8;stroke-width:1}
 svg circle{cursor:default}
@@ -170,6 +175,7 @@ table{border-collapse:collapse;font-size:.88rem;margin:.4rem 0 1rem}
 caption{text-align:left;color:var(--muted);font-size:.85rem;padding:.2rem 0 .4rem;caption-side:top}
 th,td{border-bottom:1px solid var(--line);padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#f3f5f7;font-weight:600;white-space:nowrap}
+td.wide{min-width:16rem}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 pre{background:#f5f7f9;border:1px solid var(--line);border-radius:6px;padding:.7rem;overflow-x:auto;font-size:.82rem}
 details{margin:.5rem 0}

@@ -131,7 +131,7 @@ pub fn compare(dirs: &[PathBuf], out: &Path) -> Result<()> {
     sections.push(Section {
         id: "provenance".into(),
         heading: "Where the numbers came from".into(),
-        body: facts + &made_by(),
+        body: facts + &made_by("Each run reruns with <code>ouro run DIR/config.toml --out NEW</code>, a study cell with <code>ouro run DIR/cells/NNN/config.toml --out NEW</code>."),
     });
     let page = Page {
         title: "Comparison".into(),
@@ -157,6 +157,12 @@ fn save(path: &Path, page: &Page) -> Result<()> {
     crate::experiment::run_dir::write_file(path, page.render().as_bytes())
 }
 
+/// A metric's closed form from `theory.csv`: the metric, (generation, value) and its source.
+type TheoryCurve = (String, Vec<(usize, f64)>, String);
+
+/// A study's cells from `cells.csv`: (index, (axis key, value) in axis order).
+type CellAxes = Vec<(usize, Vec<(String, String)>)>;
+
 /// The measurements of one run folder.
 struct RunData {
     dir: PathBuf,
@@ -164,14 +170,14 @@ struct RunData {
     names: Vec<String>,
     rows: Vec<(u64, usize, Vec<f64>)>,
     /// Per metric: (generation, closed form) and its source.
-    theory: Vec<(String, Vec<(usize, f64)>, String)>,
+    theory: Vec<TheoryCurve>,
 }
 
 impl RunData {
     fn load(dir: &Path) -> Result<RunData> {
         let (names, rows) = crate::experiment::study::read_metrics(dir)?
             .ok_or_else(|| Error::data(dir.join("metrics.csv"), "missing"))?;
-        let mut theory: Vec<(String, Vec<(usize, f64)>, String)> = Vec::new();
+        let mut theory: Vec<TheoryCurve> = Vec::new();
         let path = dir.join("theory.csv");
         if path.is_file() {
             let bad =
@@ -238,6 +244,19 @@ impl Group {
             summary,
         }
     }
+}
+
+/// Escaped text with its `backticked` words set as code.
+fn code(escaped: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            write!(out, "<code>{part}</code>").unwrap();
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// How a metric reads: what the real data scores and which way is worse.
@@ -371,11 +390,7 @@ fn metric_charts(groups: &[Group], switches: bool) -> Result<String> {
                     } else {
                         (f64::NAN, f64::NAN)
                     };
-                    let value = if se.is_finite() {
-                        format!("{} ± {}", number(v.mean), number(se))
-                    } else {
-                        number(v.mean)
-                    };
+                    let value = svg::mean_se(v.mean, se);
                     Point {
                         x: generation as f64,
                         y: v.mean,
@@ -446,7 +461,7 @@ fn metric_charts(groups: &[Group], switches: bool) -> Result<String> {
         let caption = format!(
             "<b>{}</b>: {}. {} {band}{theory}",
             escape(m),
-            escape(description(m)),
+            code(&escape(description(m))),
             escape(reading(m)),
         );
         s.push_str(&html::figure("metric", &chart.svg(), &caption));
@@ -457,13 +472,10 @@ fn metric_charts(groups: &[Group], switches: bool) -> Result<String> {
 
 /// Mean ± standard error as table text.
 fn mean_se(v: &Summary) -> String {
-    let se = v.se();
-    if !v.mean.is_finite() {
-        "–".into()
-    } else if se.is_finite() {
-        format!("{} ± {}", number(v.mean), number(se))
+    if v.mean.is_finite() {
+        svg::mean_se(v.mean, v.se())
     } else {
-        number(v.mean)
+        "–".into()
     }
 }
 
@@ -511,6 +523,7 @@ fn last_generation_table(groups: &[Group]) -> String {
         "The last generation of each, mean ± standard error over seeds (– where a metric does not apply).",
         &header,
         &rows,
+        &[&["", "num", "num"], &vec!["num"; metrics.len()][..]].concat(),
     )
 }
 
@@ -556,6 +569,7 @@ fn theory_table(run: &RunData, summary: &[Vec<Summary>]) -> Option<String> {
         "The closed form at the last generation beside the measured mean ± standard error over seeds; z = (mean − theory)/se, and |z| > 4 is worth a look.",
         &header,
         &rows,
+        &["", "num", "num", "num", "num", "wide"],
     ))
 }
 
@@ -697,14 +711,16 @@ fn provenance_html(dir: &Path) -> Result<String> {
         ),
         &header,
         &rows,
+        &["wide", "", "num", "num", "", ""],
     ))
 }
 
-/// The line saying which ouro made the page, when and on how many cores.
-fn made_by() -> String {
+/// The line saying which ouro made the page, when and on how many cores, and how to rerun
+/// (`rerun`, HTML).
+fn made_by(rerun: &str) -> String {
     format!(
-        "<p class=\"note\">This page: ouro {}, <code>{}</code>, {} UTC, on a machine with {} cores{}. It reads \
-         only the folder's files; rerun a run with <code>ouro run DIR/config.toml --out NEW</code>.</p>",
+        "<p class=\"note\">This page: ouro {}, <code>{}</code>, {} UTC, on a machine with {} cores{}. It \
+         reads only the folder's files. {rerun}</p>",
         env!("CARGO_PKG_VERSION"),
         escape(&provenance::command_line(std::env::args())),
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
@@ -944,7 +960,7 @@ fn run_page(dir: &Path) -> Result<Page> {
     sections.push(Section {
         id: "provenance".into(),
         heading: "Where the numbers came from".into(),
-        body: provenance_html(dir)? + &made_by(),
+        body: provenance_html(dir)? + &made_by("It reruns with <code>ouro run DIR/config.toml --out NEW</code>: the same bytes, provenance.toml apart."),
     });
     let seeds = group.run.seeds().len();
     Ok(Page {
@@ -988,7 +1004,6 @@ fn per_metric_table(g: &Group) -> String {
                 number(v.q10),
                 number(v.q90),
                 v.count.to_string(),
-                escape(description(m)),
             ]
         })
         .collect();
@@ -999,6 +1014,7 @@ fn per_metric_table(g: &Group) -> String {
         ),
         &header,
         &rows,
+        &["", "num", "num", "num", "num"],
     )
 }
 
@@ -1010,7 +1026,7 @@ fn folder_name(dir: &Path) -> String {
 }
 
 /// The cells of a study folder: (index, axis values as `key = value`).
-fn study_axes(dir: &Path) -> Result<Vec<(usize, Vec<(String, String)>)>> {
+fn study_axes(dir: &Path) -> Result<CellAxes> {
     let path = dir.join("cells.csv");
     let bad = |e: String| Error::data(&path, format!("not a cells.csv written by ouro: {e}"));
     let mut r = csv::Reader::from_path(&path).map_err(|e| bad(e.to_string()))?;
@@ -1038,8 +1054,11 @@ fn study_axes(dir: &Path) -> Result<Vec<(usize, Vec<(String, String)>)>> {
     Ok(out)
 }
 
-/// `fresh_fraction = 0.1, bandwidth = 0.6`.
-fn cell_label(values: &[(String, String)]) -> String {
+/// `fresh_fraction = 0.1, bandwidth = 0.6` (`cell 000` for a study without axes).
+fn cell_label(index: usize, values: &[(String, String)]) -> String {
+    if values.is_empty() {
+        return format!("cell {index:03}");
+    }
     values
         .iter()
         .map(|(k, v)| format!("{} = {v}", k.rsplit('.').next().unwrap_or(k)))
@@ -1053,7 +1072,7 @@ fn study_cells(dir: &Path) -> Result<Vec<(String, RunData)>> {
     for (i, values) in study_axes(dir)? {
         let cell = dir.join("cells").join(format!("{i:03}"));
         if cell.join("metrics.csv").is_file() && !cell.join("checkpoint").exists() {
-            out.push((cell_label(&values), RunData::load(&cell)?));
+            out.push((cell_label(i, &values), RunData::load(&cell)?));
         }
     }
     Ok(out)
@@ -1081,9 +1100,14 @@ fn study_sections(dir: &Path, prefix: &str, samples: bool) -> Result<Vec<Section
         id: format!("{prefix}metrics"),
         heading: "Metrics by generation".into(),
         body: format!(
-            "<p class=\"note\">{} of {} cells finished. Tick a cell to show or hide its lines.</p>{}",
+            "<p class=\"note\">{} of {} cells finished.{}</p>{}",
             groups.len(),
             axes.len(),
+            if groups.len() > 1 {
+                " Tick a cell to show or hide its lines."
+            } else {
+                ""
+            },
             metric_charts(&groups, true)?
         ),
     });
@@ -1184,7 +1208,7 @@ fn study_page(dir: &Path) -> Result<Page> {
                 .collect()
         })
         .collect();
-    cells.push_str(&html::table("The cells of the grid.", &header, &rows));
+    cells.push_str(&html::table("The cells of the grid.", &header, &rows, &[]));
     let mut sections = vec![Section {
         id: "experiment".into(),
         heading: "Study".into(),
@@ -1205,7 +1229,10 @@ fn study_page(dir: &Path) -> Result<Page> {
     sections.push(Section {
         id: "provenance".into(),
         heading: "Where the numbers came from".into(),
-        body: provenance_html(dir)? + &made_by(),
+        body: provenance_html(dir)?
+            + &made_by(
+                "Each cell reruns with <code>ouro run DIR/cells/NNN/config.toml --out NEW</code>.",
+            ),
     });
     Ok(Page {
         title: format!("Study {name}"),
@@ -1277,7 +1304,8 @@ fn reconstruction_sections(dir: &Path, prefix: &str) -> Result<Vec<Section>> {
                 "accuracy" =>
                     "held-out real accuracy of a classifier trained on the reconstructions with the originals' labels.",
                 other => description(other),
-            }),
+            })
+            .replace('`', ""),
             escape(reading(name))
         );
         charts.push_str(&html::figure("metric", &chart.svg(), &caption));
@@ -1291,6 +1319,7 @@ fn reconstruction_sections(dir: &Path, prefix: &str) -> Result<Vec<Section>> {
         "reconstruction.csv: a row per t (σ the noise level at t).",
         &header.iter().map(|h| escape(h)).collect::<Vec<_>>(),
         &table_rows,
+        &vec!["num"; header.len()],
     );
     let mut sections = vec![Section {
         id: format!("{prefix}measures"),
@@ -1413,7 +1442,7 @@ fn reconstruction_page(dir: &Path) -> Result<Page> {
     sections.push(Section {
         id: "provenance".into(),
         heading: "Where the numbers came from".into(),
-        body: provenance_html(dir)? + &made_by(),
+        body: provenance_html(dir)? + &made_by("It reruns with the command above."),
     });
     Ok(Page {
         title: format!("Reconstruction {name}"),
@@ -1465,6 +1494,7 @@ fn reproduction_page(dir: &Path) -> Result<Page> {
             "Each claim of the paper, the rule that judges it from the measurements, what was measured, and the verdict.",
             &header,
             &rows,
+            &["num", "wide", "wide", "wide", ""],
         ),
     }];
     let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -1490,14 +1520,14 @@ fn reproduction_page(dir: &Path) -> Result<Page> {
         }
         sections.push(Section {
             id: name.clone(),
-            heading: format!("{name}"),
+            heading: name.clone(),
             body,
         });
     }
     sections.push(Section {
         id: "provenance".into(),
         heading: "Where the numbers came from".into(),
-        body: provenance_html(dir)? + &made_by(),
+        body: provenance_html(dir)? + &made_by("It reruns with the command above."),
     });
     Ok(Page {
         title: format!("Reproduction of {paper}"),

@@ -53,12 +53,12 @@ pub struct Chart {
     pub series: Vec<Series>,
 }
 
-const W: f64 = 480.0;
-const H: f64 = 300.0;
-const LEFT: f64 = 62.0;
+const W: f64 = 440.0;
+const H: f64 = 290.0;
+const LEFT: f64 = 64.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 28.0;
-const BOTTOM: f64 = 40.0;
+const BOTTOM: f64 = 42.0;
 
 impl Chart {
     /// Every finite value the chart draws (means and bands).
@@ -122,7 +122,7 @@ impl Chart {
         .unwrap();
         write!(
             s,
-            r#"<text class="title" x="{}" y="18" text-anchor="middle">{}{}</text>"#,
+            r#"<text class="title" x="{}" y="19" text-anchor="middle">{}{}</text>"#,
             (LEFT + W - RIGHT) / 2.0,
             super::html::escape(&self.title),
             if log { " (log scale)" } else { "" }
@@ -255,7 +255,7 @@ fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// The maximal runs of consecutive points that satisfy `keep`.
-fn runs<'a>(points: &'a [Point], keep: impl Fn(&Point) -> bool) -> Vec<&'a [Point]> {
+fn runs(points: &[Point], keep: impl Fn(&Point) -> bool) -> Vec<&[Point]> {
     let mut out = Vec::new();
     let mut start = None;
     for (i, p) in points.iter().enumerate() {
@@ -276,7 +276,10 @@ fn runs<'a>(points: &'a [Point], keep: impl Fn(&Point) -> bool) -> Vec<&'a [Poin
 
 /// Tick values at a step of 1, 2 or 5 × 10^k, about `target` of them inside [lo, hi].
 pub fn linear_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
-    if !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater)
+        || !lo.is_finite()
+        || !hi.is_finite()
+    {
         return vec![lo];
     }
     let raw = (hi - lo) / target.max(1) as f64;
@@ -330,6 +333,26 @@ pub fn number(v: f64) -> String {
     trim_zeros(&format!("{v:.decimals$}")).to_string()
 }
 
+/// "mean ± se" with the standard error to two significant digits and the mean to the same
+/// decimal place (the mean alone where the error is undefined).
+pub fn mean_se(mean: f64, se: f64) -> String {
+    if !mean.is_finite() {
+        return format!("{mean}");
+    }
+    if !se.is_finite() {
+        return number(mean);
+    }
+    if se == 0.0 {
+        return format!("{} ± 0", number(mean));
+    }
+    let decimals = 1 - se.log10().floor() as i32;
+    if !(0..=8).contains(&decimals) || mean.abs() >= 1e6 {
+        return format!("{} ± {}", number(mean), number(se));
+    }
+    let d = decimals as usize;
+    format!("{mean:.d$} ± {se:.d$}")
+}
+
 /// "1.500" → "1.5", "2.000" → "2".
 fn trim_zeros(s: &str) -> &str {
     if s.contains('.') {
@@ -345,10 +368,7 @@ mod tests {
 
     #[test]
     fn ticks_fall_on_round_steps_inside_the_range() {
-        assert_eq!(
-            linear_ticks(0.0, 19.0, 8),
-            vec![0., 2., 4., 6., 8., 10., 12., 14., 16., 18.]
-        );
+        assert_eq!(linear_ticks(0.0, 19.0, 8), vec![0., 5., 10., 15.]);
         assert_eq!(
             linear_ticks(0.12, 0.71, 6),
             vec![0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
@@ -363,10 +383,18 @@ mod tests {
     fn numbers_keep_four_significant_digits() {
         assert_eq!(number(32.80001), "32.8");
         assert_eq!(number(0.61803), "0.618");
-        assert_eq!(number(1234.5), "1235");
+        assert_eq!(number(1234.6), "1235");
         assert_eq!(number(2.0), "2");
         assert_eq!(number(0.00012), "1.2e-4");
         assert_eq!(number(-0.5), "-0.5");
+    }
+
+    #[test]
+    fn errors_show_two_significant_digits_and_the_mean_to_match() {
+        assert_eq!(mean_se(49.8912, 0.1131), "49.89 ± 0.11");
+        assert_eq!(mean_se(0.01945, 3.92e-4), "0.01945 ± 0.00039");
+        assert_eq!(mean_se(1234.5, 56.0), "1234 ± 56");
+        assert_eq!(mean_se(0.5, f64::NAN), "0.5");
     }
 
     #[test]
