@@ -291,7 +291,7 @@ def reports():
         secs = time.time() - start
         size = (folder / "report.html").stat().st_size
         shown = " ".join(a.replace(str(RUNS) + "/", "runs/") for a in args if a not in ("--force", "--quiet"))
-        body.append([what, f"`ouro {shown}`", f"{size / 1000:.0f} KB", f"{secs:.1f} s"])
+        body.append([what, f"`ouro {shown}`", f"{size / 1000:.0f} KB", f"{secs:.2f} s"])
     screenshot(RUNS / "report-run" / "report.html", ROOT / "docs" / "report-run.png")
     screenshot(RUNS / "report-study" / "report.html", ROOT / "docs" / "report-study.png", height=1700)
     head = (f"Page sizes and the time `ouro report DIR` takes to rewrite each, on {processor()} "

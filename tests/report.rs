@@ -471,6 +471,19 @@ fn bad_report_arguments_are_one_clear_error() {
         "--set",
         "generations=3",
     ]);
+    // A damaged file is named; a damaged provenance.toml only loses the provenance table.
+    std::fs::write(run.join("provenance.toml"), "session = 3").unwrap();
+    ok(&["report", s(&run)]);
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("The commands that wrote this folder are not known"));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    std::fs::write(run.join("metrics.csv"), "seed,generation,x\n0,zero,1\n").unwrap();
+    let err = fails(&["report", s(&run)]);
+    assert!(
+        err.contains("metrics.csv") && err.contains("not a metrics.csv written by ouro"),
+        "{err}"
+    );
+    std::fs::write(run.join("metrics.csv"), metrics).unwrap();
     let err = fails(&[
         "report",
         s(&run),

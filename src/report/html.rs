@@ -176,6 +176,7 @@ caption{text-align:left;color:var(--muted);font-size:.85rem;padding:.2rem 0 .4re
 th,td{border-bottom:1px solid var(--line);padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#f3f5f7;font-weight:600;white-space:nowrap}
 td.wide{min-width:16rem}
+.nw{white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 pre{background:#f5f7f9;border:1px solid var(--line);border-radius:6px;padding:.7rem;overflow-x:auto;font-size:.82rem}
 details{margin:.5rem 0}

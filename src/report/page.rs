@@ -501,7 +501,7 @@ fn last_generation_table(groups: &[Group]) -> String {
             let last = g.summary.len().saturating_sub(1);
             let mut row = vec![
                 format!(
-                    r#"<span class="swatch" style="background:{}"></span> {}"#,
+                    r#"<span class="nw"><span class="swatch" style="background:{}"></span> {}</span>"#,
                     svg::color(g.id),
                     escape(&g.label)
                 ),
@@ -665,7 +665,15 @@ fn folded(title: &str, text: &str) -> String {
 
 /// The sessions in `dir`'s provenance.toml, as a table, and how to rerun.
 fn provenance_html(dir: &Path) -> Result<String> {
-    let p = provenance::read(dir)?;
+    let p = match provenance::read(dir) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(format!(
+                "<p class=\"note\">The commands that wrote this folder are not known: {}</p>",
+                escape(&e.to_string())
+            ));
+        }
+    };
     if p.session.is_empty() {
         return Ok(format!(
             "<p class=\"note\">{} has no {}: it was written by the library, by a Slurm task, or \
