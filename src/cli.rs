@@ -875,6 +875,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
                     Needs::Mixture => " (mixture target)",
                     Needs::Density => " (target with a known density)",
                     Needs::Labels => " (labelled target, model.conditional = true)",
+                    Needs::Curation => " (a loop with [loop.curate])",
                 };
                 let default = if m.default { "" } else { " [by name]" };
                 println!("{:<16} {}{note}{default}", m.name, m.description);

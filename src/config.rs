@@ -291,6 +291,81 @@ pub struct LoopConfig {
     /// Fit generation t starting from generation t − 1's model (where the learner iterates).
     #[serde(default)]
     pub warm_start: bool,
+    /// `[loop.curate]`: what happens to the previous model's samples before they train the
+    /// next generation (see `crate::curate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curate: Option<CurateConfig>,
+}
+
+/// `[loop.curate]`: a filter (`filter`) and/or a correction (`correct`) of the synthetic points.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CurateConfig {
+    /// `likelihood-rank`, `reward` or `verifier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterKind>,
+    /// likelihood-rank: which candidates to keep (`top`, `bottom`, `random`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<KeepKind>,
+    /// likelihood-rank: the share of candidates kept, in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    /// reward: candidates per kept point (K ≥ 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choices: Option<usize>,
+    /// reward: the Bradley–Terry temperature τ > 0 (P(pick i) ∝ exp(r_i/τ)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// reward: what is rewarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<ScoreConfig>,
+    /// verifier: what is checked against `threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<ScoreConfig>,
+    /// verifier: a candidate is kept when its score is at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// The expert correction's strength γ ∈ [0, 1]: x ← x + γ (L(x) − x), L a few Langevin steps
+    /// on the target's true score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct: Option<f64>,
+    /// Langevin steps of the correction (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct_steps: Option<usize>,
+    /// Langevin step size ε, in squared data units (default 0.1 × the target's smallest
+    /// variance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct_step_size: Option<f64>,
+}
+
+/// `loop.curate.filter`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilterKind {
+    LikelihoodRank,
+    Reward,
+    Verifier,
+}
+
+/// `loop.curate.keep`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepKind {
+    Top,
+    Bottom,
+    Random,
+}
+
+/// A score of a point: `loop.curate.reward` and `loop.curate.verifier`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ScoreConfig {
+    /// The target's log-density (nats).
+    LogDensity,
+    /// Minus the distance to `point` (padded with zeros to the dimension).
+    Distance { point: Vec<f64> },
+    /// w·x with `weights` (padded with zeros to the dimension).
+    Linear { weights: Vec<f64> },
 }
 
 /// `[metrics]`.

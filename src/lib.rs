@@ -13,6 +13,7 @@
 pub mod classifier;
 pub mod cli;
 pub mod config;
+pub mod curate;
 pub mod data;
 pub mod diffusion;
 pub mod distributions;

@@ -30,6 +30,8 @@ pub enum Role {
     Reference = 8,
     /// Randomness inside metrics (e.g. subsampling).
     Metrics = 9,
+    /// Curation's own draws (`[loop.curate]`: random keeps, Bradley–Terry picks, Langevin noise).
+    Curate = 10,
 }
 
 /// The project's random generator: ChaCha with 8 rounds (portable, fast, statistically sound).

@@ -10,6 +10,7 @@
 //! - `accumulate-subsample`: the same pool, subsampled without replacement to `train_size`.
 
 use crate::config::{LoopConfig, ScheduleKind};
+use crate::curate::{Curation, CurationStats};
 use crate::data::{Dataset, RealData, Target};
 use crate::error::{Error, Result};
 use crate::models::Model;
@@ -215,8 +216,9 @@ impl Schedule {
     }
 
     /// The training set of `generation` for `seed`, with labels where every part has them
-    /// (real points of a labelled data set, samples of a class-conditional model). `previous`
-    /// is model `generation − 1` (`None` at generation 0).
+    /// (real points of a labelled data set, samples of a class-conditional model), and what
+    /// `curation` did to its synthetic points. `previous` is model `generation − 1` (`None` at
+    /// generation 0).
     pub fn training_set(
         &self,
         seed: u64,
@@ -224,11 +226,21 @@ impl Schedule {
         real: &mut RealData,
         previous: Option<&dyn Model>,
         state: &mut LoopState,
-    ) -> Result<Dataset> {
+        curation: Option<&Curation>,
+    ) -> Result<(Dataset, Option<CurationStats>)> {
         let g = generation as u64;
-        let synthetic = |n: usize| -> Result<Dataset> {
+        let target = real.target().distribution();
+        let mut stats = None;
+        let mut synthetic = |n: usize| -> Result<Dataset> {
             let model = previous.expect("generation ≥ 1 has a previous model");
-            model.sample(n, &mut stream(seed, g, Role::Synthetic))
+            match curation {
+                Some(c) => {
+                    let (set, s) = c.synthetic(n, model, target, seed, g)?;
+                    stats = Some(s);
+                    Ok(set)
+                }
+                None => model.sample(n, &mut stream(seed, g, Role::Synthetic)),
+            }
         };
         let real_set = |(points, labels)| Dataset { points, labels };
         let Some(_) = previous else {
@@ -238,9 +250,9 @@ impl Schedule {
             if !matches!(self, Schedule::Replace { .. } | Schedule::Fresh { .. }) {
                 state.real = Some(Arc::new(set.clone()));
             }
-            return Ok(set);
+            return Ok((set, None));
         };
-        Ok(match *self {
+        let set = match *self {
             Schedule::Replace { train_size } => synthetic(train_size)?,
             Schedule::Augment { synthetic_size, .. } => {
                 let d = state.real.as_ref().expect("set at generation 0");
@@ -271,7 +283,8 @@ impl Schedule {
                     pool
                 }
             }
-        })
+        };
+        Ok((set, stats))
     }
 }
 
@@ -333,7 +346,9 @@ mod tests {
         (0..4)
             .map(|g| {
                 let prev = (g > 0).then_some(model);
-                s.training_set(3, g, &mut real, prev, &mut state).unwrap()
+                s.training_set(3, g, &mut real, prev, &mut state, None)
+                    .unwrap()
+                    .0
             })
             .collect()
     }

@@ -344,6 +344,13 @@ pub struct RealData<'a> {
     pub cov: Array2<f64>,
 }
 
+impl<'a> RealData<'a> {
+    /// The target these real data come from.
+    pub fn target(&self) -> &'a Target {
+        self.target
+    }
+}
+
 impl RealData<'_> {
     /// How many points of a finite training pool have been drawn (0 for a known distribution):
     /// with the seed, all that later draws depend on.

@@ -47,6 +47,15 @@ impl Gaussian {
         let y = crate::linalg::centred(x, self.mean.view()).dot(&linv_t);
         Some(y.map_axis(ndarray::Axis(1), |r| c - 0.5 * r.dot(&r)))
     }
+
+    /// Log density and score −Σ⁻¹(x − μ) of each row of `x`; `None` when Σ is singular.
+    pub fn log_density_and_score(&self, x: ArrayView2<f32>) -> Option<(Array1<f64>, Array2<f64>)> {
+        let (linv_t, c) = gaussian_whitener(&self.cov)?;
+        // y = (x − μ) L⁻ᵀ, so (x − μ) Σ⁻¹ = y L⁻¹ = y (L⁻ᵀ)ᵀ.
+        let y = crate::linalg::centred(x, self.mean.view()).dot(&linv_t);
+        let score = -y.dot(&linv_t.t());
+        Some((y.map_axis(ndarray::Axis(1), |r| c - 0.5 * r.dot(&r)), score))
+    }
 }
 
 impl Distribution for Gaussian {
@@ -71,6 +80,10 @@ impl Distribution for Gaussian {
 
     fn log_density(&self, x: ArrayView2<f32>) -> Option<Array1<f64>> {
         Gaussian::log_density(self, x)
+    }
+
+    fn score(&self, x: ArrayView2<f32>) -> Option<Array2<f64>> {
+        self.log_density_and_score(x).map(|(_, s)| s)
     }
 
     fn as_gaussian(&self) -> Option<&Gaussian> {

@@ -65,6 +65,27 @@ impl GaussianMixture {
         }
         Some(per.map_axis(Axis(1), |r| log_sum_exp(r.iter().copied())))
     }
+
+    /// The score Σ_k r_k(x) (−Σ_k⁻¹(x − μ_k)) of each row of `x`, with r_k(x) the posterior
+    /// probability of component k; `None` if a component is singular.
+    pub fn score(&self, x: ArrayView2<f32>) -> Option<Array2<f64>> {
+        let mut per = Array2::<f64>::zeros((x.nrows(), self.components.len()));
+        let mut scores = Vec::with_capacity(self.components.len());
+        for (k, (comp, w)) in self.components.iter().zip(&self.weights).enumerate() {
+            let (l, s) = comp.log_density_and_score(x)?;
+            per.column_mut(k).assign(&(l + w.ln()));
+            scores.push(s);
+        }
+        let mut out = Array2::<f64>::zeros((x.nrows(), self.dim()));
+        for (i, row) in per.rows().into_iter().enumerate() {
+            let total = log_sum_exp(row.iter().copied());
+            for (k, s) in scores.iter().enumerate() {
+                let r = (row[k] - total).exp();
+                out.row_mut(i).scaled_add(r, &s.row(i));
+            }
+        }
+        Some(out)
+    }
 }
 
 /// log Σ exp(v_i), computed stably by factoring out the maximum.
@@ -87,6 +108,10 @@ impl Distribution for GaussianMixture {
 
     fn log_density(&self, x: ArrayView2<f32>) -> Option<Array1<f64>> {
         GaussianMixture::log_density(self, x)
+    }
+
+    fn score(&self, x: ArrayView2<f32>) -> Option<Array2<f64>> {
+        GaussianMixture::score(self, x)
     }
 
     fn sample(&self, n: usize, rng: &mut Stream) -> Array2<f32> {
@@ -145,6 +170,38 @@ mod tests {
         let ec = gm.covariance().unwrap();
         assert!((&m - &em).iter().all(|v| v.abs() < 0.03));
         assert!((&c - &ec).iter().all(|v| v.abs() < 0.06));
+    }
+
+    #[test]
+    fn the_score_is_the_gradient_of_the_log_density() {
+        let m = GaussianMixture::new(
+            vec![0.3, 0.7],
+            vec![
+                Gaussian::new(
+                    ndarray::array![0.0, 1.0],
+                    ndarray::array![[1.0, 0.3], [0.3, 0.5]],
+                ),
+                Gaussian::isotropic(ndarray::array![2.0, -1.0], 0.8),
+            ],
+        );
+        let x = ndarray::array![[0.5f32, 0.25], [1.5, -0.5], [-1.0, 2.0]];
+        let s = m.score(x.view()).unwrap();
+        let h = 1e-3f32;
+        for i in 0..3 {
+            for j in 0..2 {
+                let (mut a, mut b) = (x.clone(), x.clone());
+                a[[i, j]] += h;
+                b[[i, j]] -= h;
+                let fd = (m.log_density(a.view()).unwrap()[i]
+                    - m.log_density(b.view()).unwrap()[i])
+                    / (2.0 * h as f64);
+                assert!(
+                    (fd - s[[i, j]]).abs() < 2e-3,
+                    "{i} {j}: {fd} vs {}",
+                    s[[i, j]]
+                );
+            }
+        }
     }
 
     #[test]

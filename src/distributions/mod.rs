@@ -41,6 +41,11 @@ pub trait Distribution: Send + Sync {
     fn log_density(&self, _x: ndarray::ArrayView2<f32>) -> Option<Array1<f64>> {
         None
     }
+    /// The score ∇ log p of each row of `x` (one row per point), when it is known in closed
+    /// form.
+    fn score(&self, _x: ndarray::ArrayView2<f32>) -> Option<Array2<f64>> {
+        None
+    }
 }
 
 /// An [n, d] matrix of independent standard normal draws in f64.

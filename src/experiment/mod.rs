@@ -9,6 +9,7 @@ pub mod slurm;
 pub mod study;
 
 use crate::config::Config;
+use crate::curate::{Curation, CurationStats};
 use crate::data::{Dataset, Target};
 use crate::error::{Error, Result};
 use crate::metrics::{Available, Context, MetricSet};
@@ -28,6 +29,8 @@ pub struct Experiment {
     pub schedule: Schedule,
     /// What is measured.
     pub metrics: MetricSet,
+    /// What happens to the synthetic points before they train the next generation.
+    pub curation: Option<Curation>,
 }
 
 /// What one generation of one seed produced; handed to the caller's observer.
@@ -112,6 +115,12 @@ impl Experiment {
             )));
         }
         let schedule = Schedule::from_config(&config.schedule, &target)?;
+        let curation = config
+            .schedule
+            .curate
+            .as_ref()
+            .map(|c| Curation::from_config(c, &target, offers.log_density, &learner.kind()))
+            .transpose()?;
         if let Some(pool) = target.pool_size() {
             let need = schedule.real_points_needed(config.generations);
             if need > pool {
@@ -139,6 +148,7 @@ impl Experiment {
                     .is_some()
             }),
             labels: target.classes().is_some() && offers.labels,
+            curation: curation.is_some(),
         };
         let metrics = MetricSet::from_config(&config.metrics, available)?;
         if let Some(c) = &metrics.features
@@ -162,6 +172,7 @@ impl Experiment {
             learner,
             schedule,
             metrics,
+            curation,
         })
     }
 
@@ -276,6 +287,7 @@ impl Experiment {
                         real_accuracy: real_accuracy.as_ref(),
                         synthetic_accuracy: Default::default(),
                         seed,
+                        curation: this.curation.as_ref(),
                     };
                     let metrics = self.metrics.evaluate(&ctx);
                     if self.metrics.uses_classifiers() {
@@ -328,7 +340,9 @@ impl Experiment {
         previous: Option<&dyn Model>,
         state: &mut LoopState,
     ) -> Result<Built> {
-        let train = self.schedule.training_set(seed, g, real, previous, state)?;
+        let (train, curation) =
+            self.schedule
+                .training_set(seed, g, real, previous, state, self.curation.as_ref())?;
         let warm = if self.config.schedule.warm_start {
             previous
         } else {
@@ -347,6 +361,7 @@ impl Experiment {
             train,
             model,
             samples,
+            curation,
         })
     }
 }
@@ -369,6 +384,8 @@ struct Built {
     train: Dataset,
     model: Box<dyn Model>,
     samples: Dataset,
+    /// What curation did to the synthetic part of `train`.
+    curation: Option<CurationStats>,
 }
 
 /// Runs `f` on a pool of `threads` worker threads (0: one per core).

@@ -70,6 +70,9 @@ pub struct Context<'a> {
     pub synthetic_accuracy: OnceCell<Option<(f64, Vec<f64>)>>,
     /// The run's seed (seeds the classifiers).
     pub seed: u64,
+    /// What curation did to this generation's synthetic training points (none at generation 0
+    /// or without `[loop.curate]`).
+    pub curation: Option<&'a crate::curate::CurationStats>,
 }
 
 impl Context<'_> {
@@ -238,6 +241,8 @@ pub enum Needs {
     Density,
     /// Labelled real data and a model whose samples carry labels (class-conditional).
     Labels,
+    /// A loop with `[loop.curate]`.
+    Curation,
 }
 
 /// What an experiment's target and model offer (see [`Needs`]).
@@ -251,6 +256,8 @@ pub struct Available {
     pub density: bool,
     /// Real points and samples both have class labels.
     pub labels: bool,
+    /// The loop curates its synthetic points (`[loop.curate]`).
+    pub curation: bool,
 }
 
 impl Available {
@@ -261,6 +268,7 @@ impl Available {
             Needs::Mixture => self.mixture,
             Needs::Density => self.density,
             Needs::Labels => self.labels,
+            Needs::Curation => self.curation,
         }
     }
 }
@@ -471,6 +479,38 @@ pub const ALL: &[Metric] = &[
             (Some(s), Some(r)) => s.0 - r.0,
             _ => f64::NAN,
         },
+    },
+    Metric {
+        name: "curate_kept",
+        description: "share of the candidate samples that curation kept for the next training set (1 without a filter; the verifier's acceptance rate)",
+        needs: Needs::Curation,
+        default: true,
+        in_f64: true,
+        compute: |c| c.curation.map_or(f64::NAN, |s| s.kept),
+    },
+    Metric {
+        name: "curate_reward_mean",
+        description: "mean score of the kept samples: the reward, the verifier's score, or the model's log-density (likelihood-rank)",
+        needs: Needs::Curation,
+        default: true,
+        in_f64: true,
+        compute: |c| c.curation.map_or(f64::NAN, |s| s.score_mean),
+    },
+    Metric {
+        name: "curate_moved",
+        description: "mean distance the expert correction moved a kept sample (0 without one)",
+        needs: Needs::Curation,
+        default: true,
+        in_f64: true,
+        compute: |c| c.curation.map_or(f64::NAN, |s| s.moved),
+    },
+    Metric {
+        name: "curate_accept",
+        description: "share of the correction's Metropolis-adjusted Langevin proposals accepted",
+        needs: Needs::Curation,
+        default: true,
+        in_f64: true,
+        compute: |c| c.curation.map_or(f64::NAN, |s| s.accept),
     },
 ];
 

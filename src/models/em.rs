@@ -92,6 +92,7 @@ impl Learner for MixtureEm {
     fn offers(&self) -> Offers {
         Offers {
             warm_start: true,
+            log_density: true,
             ..Offers::default()
         }
     }

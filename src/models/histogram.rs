@@ -38,6 +38,12 @@ impl LearnerConfig for HistogramLearner {
 }
 
 impl Learner for HistogramLearner {
+    fn offers(&self) -> crate::models::Offers {
+        crate::models::Offers {
+            log_density: true,
+            ..crate::models::Offers::default()
+        }
+    }
     fn config(&self) -> toml::Table {
         super::config_table(Self::KIND, self)
     }

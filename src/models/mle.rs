@@ -92,6 +92,7 @@ impl Learner for GaussianMle {
         Offers {
             gaussian: true,
             weights: true,
+            log_density: true,
             ..Offers::default()
         }
     }

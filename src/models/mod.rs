@@ -91,6 +91,8 @@ pub struct Offers {
     pub warm_start: bool,
     /// `fit` honours per-point sample weights.
     pub weights: bool,
+    /// Every fitted model has its own log-density ([`Distribution::log_density`]).
+    pub log_density: bool,
 }
 
 /// What a learner is told about the data before the loop starts.

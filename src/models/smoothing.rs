@@ -97,6 +97,12 @@ impl LearnerConfig for KdeLearner {
 }
 
 impl Learner for KdeLearner {
+    fn offers(&self) -> crate::models::Offers {
+        crate::models::Offers {
+            log_density: true,
+            ..crate::models::Offers::default()
+        }
+    }
     fn config(&self) -> toml::Table {
         super::config_table(Self::KIND, self)
     }

@@ -32,8 +32,13 @@ pub struct Prediction {
     pub values: Vec<f64>,
 }
 
-/// The predictions that apply to `exp` (for metrics it computes), possibly none.
+/// The predictions that apply to `exp` (for metrics it computes), possibly none. The loop laws
+/// below assume the synthetic points are the model's samples as drawn, so a loop with
+/// `[loop.curate]` has none of them.
 pub fn predictions(exp: &Experiment) -> Vec<Prediction> {
+    if exp.curation.is_some() {
+        return Vec::new();
+    }
     let Some(dist) = exp.target.distribution() else {
         return Vec::new();
     };
