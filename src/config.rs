@@ -288,6 +288,11 @@ pub struct LoopConfig {
     pub synthetic_size: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fresh_fraction: Option<f64>,
+    /// The share w of the fit's total weight on the real points of a training set that mixes
+    /// real and synthetic ones (augment, fresh, accumulate): each real point weighs w·N/r and
+    /// each synthetic one (1 − w)·N/s (He, Xu & Cheng 2025).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_weight: Option<f64>,
     /// Fit generation t starting from generation t − 1's model (where the learner iterates).
     #[serde(default)]
     pub warm_start: bool,

@@ -204,6 +204,21 @@ impl Schedule {
         }
     }
 
+    /// How many of the first points of generation `g`'s training set of `len` points are real
+    /// (the rest synthetic); `None` where the two are mixed (`accumulate-subsample`).
+    pub fn real_count(&self, g: usize, len: usize) -> Option<usize> {
+        if g == 0 {
+            return Some(len);
+        }
+        match *self {
+            Schedule::Replace { .. } => Some(0),
+            Schedule::Augment { real_size, .. } => Some(real_size),
+            Schedule::Fresh { fresh_size, .. } => Some(fresh_size),
+            Schedule::Accumulate { train_size } => Some(len - g * train_size),
+            Schedule::AccumulateSubsample { .. } => None,
+        }
+    }
+
     /// Size of the smallest training set the schedule produces.
     pub fn min_train_size(&self) -> usize {
         match *self {
@@ -218,7 +233,7 @@ impl Schedule {
     /// The training set of `generation` for `seed`, with labels where every part has them
     /// (real points of a labelled data set, samples of a class-conditional model), and what
     /// `curation` did to its synthetic points. `previous` is model `generation − 1` (`None` at
-    /// generation 0).
+    /// generation 0). Real points come first: [`Schedule::real_count`] says how many.
     pub fn training_set(
         &self,
         seed: u64,

@@ -339,3 +339,63 @@ fn bad_curation_keys_are_one_clear_error_each() {
     .to_string();
     assert!(err.contains("strength"), "{err}");
 }
+
+/// Every curation method runs with a Gaussian, a mixture and a diffusion MLP learner (the
+/// likelihood-rank filter on the two with a density; the MLP is refused, see above), and its
+/// columns say what it did: K = 4 keeps a quarter, a rank filter its fraction, a verifier a share
+/// in (0, 1], the corrector moves points and has its proposals mostly accepted.
+#[test]
+fn every_curation_method_runs_on_every_kind_of_learner() {
+    let learners = [
+        "kind = \"gaussian\"",
+        "kind = \"gmm\"\ncomponents = 2",
+        "kind = \"diffusion\"\ndenoiser = \"mlp\"\nhidden = [32, 32]\ntrain_steps = 400\nsample_steps = 30",
+    ];
+    let methods = [
+        (
+            "filter = \"reward\"\nchoices = 4\nreward = { kind = \"distance\", point = [1.0, 0.0] }",
+            0.25,
+        ),
+        (
+            "filter = \"verifier\"\nverifier = { kind = \"log-density\" }\nthreshold = -4.0",
+            f64::NAN,
+        ),
+        (
+            "filter = \"likelihood-rank\"\nkeep = \"random\"\nfraction = 0.4",
+            0.4,
+        ),
+        ("correct = 0.7\ncorrect_steps = 5", 1.0),
+    ];
+    for (li, learner) in learners.iter().enumerate() {
+        for (curate, kept) in methods {
+            if li == 2 && curate.contains("likelihood-rank") {
+                continue;
+            }
+            let text = format!(
+                "repeats = 2\ngenerations = 3\nsamples_per_generation = 500\n\
+                 [target]\nkind = \"gmm\"\ndim = 2\nmeans = [[-2, 0], [2, 0]]\nstd = 0.7\n\
+                 [model]\n{learner}\n[loop]\nschedule = \"replace\"\ntrain_size = 400\n\
+                 [loop.curate]\n{curate}\n[metrics]\nnames = [\"mean_shift\", \"curate_kept\", \
+                 \"curate_reward_mean\", \"curate_moved\", \"curate_accept\"]\n"
+            );
+            let rows = rows(&experiment(&text));
+            for seed in &rows {
+                for g in 1..3 {
+                    let r = &seed[g];
+                    let at = format!("{learner} / {curate}, generation {g}: {r:?}");
+                    assert!(r[0].is_finite(), "{at}");
+                    if kept.is_nan() {
+                        assert!(r[1] > 0.0 && r[1] <= 1.0, "{at}");
+                    } else {
+                        assert!((r[1] - kept).abs() < 1e-12, "{at}");
+                    }
+                    if curate.contains("correct") {
+                        assert!(r[3] > 0.0 && r[4] > 0.5, "{at}");
+                    } else {
+                        assert!(r[2].is_finite() && r[3] == 0.0 && r[4].is_nan(), "{at}");
+                    }
+                }
+            }
+        }
+    }
+}

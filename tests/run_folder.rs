@@ -99,10 +99,18 @@ fn every_metric_by_name_in_a_run_is_thread_independent() {
         .map(|n| format!("\"{n}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let text = CONFIG.replace(
-        "eval_samples = 600",
-        &format!("eval_samples = 600\nnames = [{names}]"),
-    );
+    // With curation (a likelihood-rank filter and the Langevin corrector), so that its columns
+    // are among those checked.
+    let text = CONFIG
+        .replace(
+            "eval_samples = 600",
+            &format!("eval_samples = 600\nnames = [{names}]"),
+        )
+        .replace(
+            "warm_start = true",
+            "warm_start = true\n[loop.curate]\nfilter = \"likelihood-rank\"\nkeep = \"top\"\n\
+             fraction = 0.8\ncorrect = 0.5\ncorrect_steps = 5",
+        );
     let exp = Experiment::new(Config::parse(&text, &[]).unwrap()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut tables = Vec::new();

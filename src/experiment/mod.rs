@@ -115,6 +115,29 @@ impl Experiment {
             )));
         }
         let schedule = Schedule::from_config(&config.schedule, &target)?;
+        if let Some(w) = config.schedule.real_weight {
+            if !(0.0..=1.0).contains(&w) {
+                return Err(Error::config(format!(
+                    "loop.real_weight = {w}: expected the real points' share of the weight, in [0, 1]"
+                )));
+            }
+            if matches!(
+                schedule,
+                Schedule::Replace { .. } | Schedule::AccumulateSubsample { .. }
+            ) {
+                return Err(Error::config(
+                    "loop.real_weight weighs real against synthetic points, which only augment, fresh and \
+                     accumulate keep apart; remove it",
+                ));
+            }
+            if !offers.weights {
+                return Err(Error::config(format!(
+                    "loop.real_weight needs a learner that takes sample weights (gaussian, gmm); \
+                     model.kind = \"{}\" does not",
+                    learner.kind()
+                )));
+            }
+        }
         let curation = config
             .schedule
             .curate
@@ -348,8 +371,20 @@ impl Experiment {
         } else {
             None
         };
+        let weights = self
+            .config
+            .schedule
+            .real_weight
+            .filter(|_| g > 0)
+            .and_then(|w| {
+                let real = self.schedule.real_count(g, train.len())?;
+                Some(real_weights(real, train.len() - real, w))
+            });
         let model = self.learner.fit_checked(
-            &TrainingSet::labeled(train.points.view(), train.labels.as_deref()),
+            &TrainingSet {
+                weights: weights.as_deref(),
+                ..TrainingSet::labeled(train.points.view(), train.labels.as_deref())
+            },
             warm,
             &mut stream(seed, g as u64, Role::Fit),
         )?;
@@ -364,6 +399,21 @@ impl Experiment {
             curation,
         })
     }
+}
+
+/// Sample weights for `real` real points followed by `synthetic` synthetic ones, the real
+/// points holding a share `w` of the total N = real + synthetic: w·N/real each, and
+/// (1 − w)·N/synthetic each (a part that is empty gets nothing to share).
+pub fn real_weights(real: usize, synthetic: usize, w: f64) -> Vec<f64> {
+    let n = (real + synthetic) as f64;
+    let (wr, ws) = match (real, synthetic) {
+        (0, _) => (0.0, 1.0),
+        (_, 0) => (1.0, 0.0),
+        (r, s) => (w * n / r as f64, (1.0 - w) * n / s as f64),
+    };
+    std::iter::repeat_n(wr, real)
+        .chain(std::iter::repeat_n(ws, synthetic))
+        .collect()
 }
 
 /// What observes each generation (see [`Experiment::run_seed`]); it runs beside the building

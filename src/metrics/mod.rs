@@ -558,7 +558,8 @@ impl MetricSet {
                                     "labelled samples: a target with class labels and a \
                                      class-conditional model (model.conditional = true)"
                                 }
-                                _ => "a target with a known density",
+                                Needs::Curation => "a loop with [loop.curate]",
+                                Needs::Density | Needs::Nothing => "a target with a known density",
                             };
                             return Err(Error::config(format!(
                                 "metrics.names: `{n}` needs {what}"

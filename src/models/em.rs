@@ -93,6 +93,7 @@ impl Learner for MixtureEm {
         Offers {
             warm_start: true,
             log_density: true,
+            weights: true,
             ..Offers::default()
         }
     }
@@ -103,7 +104,13 @@ impl Learner for MixtureEm {
         rng: &mut Stream,
     ) -> Result<Box<dyn Model>> {
         let init = super::downcast::<GaussianMixture>(previous);
-        Ok(Box::new(MixtureEm::fit(self, train.points, init, rng)?))
+        Ok(Box::new(MixtureEm::fit_weighted(
+            self,
+            train.points,
+            train.weights,
+            init,
+            rng,
+        )?))
     }
     fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>> {
         Ok(Box::new(load_mixture(file, "")?))
@@ -187,7 +194,38 @@ impl MixtureEm {
         init: Option<&GaussianMixture>,
         rng: &mut Stream,
     ) -> Result<GaussianMixture> {
+        self.fit_weighted(data, None, init, rng)
+    }
+
+    /// [`MixtureEm::fit`] with sample weights w_i ≥ 0 (not all 0): every M step maximises
+    /// Σ_i w_i Σ_k r_ik log(π_k N(x_i | μ_k, Σ_k)), i.e. each responsibility row is scaled by
+    /// w_i / mean(w). The k-means++ start ignores the weights.
+    pub fn fit_weighted(
+        &self,
+        data: ArrayView2<f32>,
+        weights: Option<&[f64]>,
+        init: Option<&GaussianMixture>,
+        rng: &mut Stream,
+    ) -> Result<GaussianMixture> {
         let x = data.mapv(|v| v as f64);
+        let scale: Option<Array1<f64>> = match weights {
+            None => None,
+            Some(w) => {
+                let total: f64 = w.iter().sum();
+                if w.len() != x.nrows()
+                    || w.iter().any(|v| !v.is_finite() || *v < 0.0)
+                    || total <= 0.0
+                {
+                    return Err(Error::Run(
+                        "sample weights: expected one finite weight ≥ 0 per point, not all 0"
+                            .into(),
+                    ));
+                }
+                Some(Array1::from_iter(
+                    w.iter().map(|v| v * x.nrows() as f64 / total),
+                ))
+            }
+        };
         let k = self.components;
         let mut params = match init {
             Some(m) if m.components().len() == k && m.components()[0].mu().len() == x.ncols() => {
@@ -207,6 +245,10 @@ impl MixtureEm {
                     self.reg_covar
                 ))
             })?;
+            let resp = match &scale {
+                Some(w) => resp * &w.view().insert_axis(Axis(1)),
+                None => resp,
+            };
             params = self.m_step(&x, &resp);
             if (ll - last).abs() < self.tol {
                 break;

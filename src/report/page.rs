@@ -313,6 +313,16 @@ fn reading(metric: &str) -> &'static str {
         "mi_excess" => {
             "About 0 when samples are drawn independently of the training set; large when the model copies."
         }
+        "curate_kept" => {
+            "1/K for a reward filter, the fraction for likelihood-rank, the acceptance rate for a verifier; undefined at generation 0."
+        }
+        "curate_reward_mean" => "It rises as the loop moves toward what the filter rewards.",
+        "curate_moved" => {
+            "Large while the correction pulls drifting samples back; small once the model is near the target."
+        }
+        "curate_accept" => {
+            "Near 1 for a step well below the target's scale; a low rate means the step is too large."
+        }
         _ => "",
     }
 }

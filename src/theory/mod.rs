@@ -133,6 +133,57 @@ pub fn accumulate_mle(n: usize, generations: usize) -> Vec<[f64; 2]> {
     out
 }
 
+/// Expected tr Σ_g / tr Σ and E‖μ_g − μ‖² / tr Σ for generations 0 … `generations` − 1 of the
+/// `fresh` loop with a (weighted) Gaussian MLE: generation 0 fits r + s real points; generation
+/// g ≥ 1 fits r fresh real points and s samples of model g − 1, the real ones holding a share w
+/// of the weight (`loop.real_weight`; unweighted: w = r/(r + s)). With the weighted MLE
+/// μ_g = w m_r + (1 − w) m_s and Σ_g = w S_r + (1 − w) S_s + w(1 − w)(m_r − m_s)(m_r − m_s)ᵀ, and
+/// c_g = E tr Σ_g / tr Σ, v_g = E‖μ_g − μ‖² / tr Σ:
+/// v_g = w²/r + (1 − w)² (v_{g−1} + c_{g−1}/s),
+/// c_g = w (r − 1)/r + (1 − w) c_{g−1} (s − 1)/s + w(1 − w)(1/r + c_{g−1}/s + v_{g−1}),
+/// with c_0 = (N − 1)/N and v_0 = 1/N, N = r + s. With c ≈ 1 the stationary error
+/// (w²/r + (1 − w)²/s)/(1 − (1 − w)²) is smallest at w* = (√(k² + 4k) − k)/2 for s = k r
+/// (He, Xu & Cheng 2025: the golden ratio 0.618 at k = 1).
+pub fn fresh_mle(r: usize, s: usize, w: f64, generations: usize) -> Vec<[f64; 2]> {
+    let (rf, sf) = (r as f64, s as f64);
+    let n = rf + sf;
+    let (mut c, mut v) = ((n - 1.0) / n, 1.0 / n);
+    let mut out = Vec::with_capacity(generations);
+    for g in 0..generations {
+        if g > 0 {
+            // A part with no points contributes nothing (its weight is then 0 or 1).
+            let real_v = if r > 0 { w * w / rf } else { 0.0 };
+            let syn_v = if s > 0 {
+                (1.0 - w).powi(2) * (v + c / sf)
+            } else {
+                0.0
+            };
+            let real_c = if r > 0 { w * (rf - 1.0) / rf } else { 0.0 };
+            let syn_c = if s > 0 {
+                (1.0 - w) * c * (sf - 1.0) / sf
+            } else {
+                0.0
+            };
+            let between = if r > 0 && s > 0 {
+                w * (1.0 - w) * (1.0 / rf + c / sf + v)
+            } else {
+                0.0
+            };
+            let c_next = real_c + syn_c + between;
+            v = real_v + syn_v;
+            c = c_next;
+        }
+        out.push([c, v]);
+    }
+    out
+}
+
+/// The real-data weight that minimises the stationary error of [`fresh_mle`] with s = k r
+/// synthetic points per real one: w* = (√(k² + 4k) − k)/2 (He, Xu & Cheng 2025).
+pub fn optimal_real_weight(k: f64) -> f64 {
+    ((k * k + 4.0 * k).sqrt() - k) / 2.0
+}
+
 /// Variance per coordinate of a reconstruction from noise level σ (Yamaguchi & Fukuda) of data
 /// N(m, s²) with the exact denoiser of a model N(m, s_m²), in σ-space (x_σ = x₀ + σ z): an exact
 /// reverse process draws x̂ from the model's posterior given x_σ, x̂ = m + K(x_σ − m) + √v ξ with

@@ -71,6 +71,12 @@ pub fn predictions(exp: &Experiment) -> Vec<Prediction> {
                 "((n-1)/n)^(g+1), replace + Gaussian MLE",
                 "tr S (1-((n-1)/n)^(g+1)), replace + Gaussian MLE",
             ),
+            // The augment and accumulate recursions are for unweighted fits.
+            Schedule::Augment { .. } | Schedule::Accumulate { .. }
+                if exp.config.schedule.real_weight.is_some() =>
+            {
+                (Vec::new(), "", "")
+            }
             Schedule::Augment {
                 real_size,
                 synthetic_size,
@@ -79,6 +85,22 @@ pub fn predictions(exp: &Experiment) -> Vec<Prediction> {
                 "exact recursion, augment + Gaussian MLE (Bertrand et al.)",
                 "tr S/n + AR(1) with coefficient m/(n+m), augment + Gaussian MLE (Bertrand et al.; Fu et al. at g = 1)",
             ),
+            Schedule::Fresh {
+                train_size,
+                fresh_size,
+            } => {
+                let synthetic = train_size - fresh_size;
+                let w = exp
+                    .config
+                    .schedule
+                    .real_weight
+                    .unwrap_or(fresh_size as f64 / train_size as f64);
+                (
+                    super::fresh_mle(fresh_size, synthetic, w, g),
+                    "exact recursion, fresh + (weighted) Gaussian MLE",
+                    "w^2/r + (1-w)^2 (v + c/s) a generation, fresh + (weighted) Gaussian MLE (He, Xu & Cheng)",
+                )
+            }
             Schedule::Accumulate { train_size } => (
                 super::accumulate_mle(train_size, g),
                 "exact recursion, accumulate + Gaussian MLE",
