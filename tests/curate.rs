@@ -380,8 +380,7 @@ fn every_curation_method_runs_on_every_kind_of_learner() {
             );
             let rows = rows(&experiment(&text));
             for seed in &rows {
-                for g in 1..3 {
-                    let r = &seed[g];
+                for (g, r) in seed.iter().enumerate().skip(1) {
                     let at = format!("{learner} / {curate}, generation {g}: {r:?}");
                     assert!(r[0].is_finite(), "{at}");
                     if kept.is_nan() {

@@ -246,7 +246,7 @@ impl MixtureEm {
                 ))
             })?;
             let resp = match &scale {
-                Some(w) => resp * &w.view().insert_axis(Axis(1)),
+                Some(w) => resp * w.view().insert_axis(Axis(1)),
                 None => resp,
             };
             params = self.m_step(&x, &resp);
