@@ -323,6 +323,8 @@ def collapse():
         ("likelihood-rank, least dense half (`keep = \"bottom\"`)", "examples/curate-rank.toml", []),
         ("expert correction γ = 0.5 (`correct`)", "examples/curate-correct.toml", []),
         ("expert correction γ = 1", "examples/curate-correct.toml", ["--set", "loop.curate.correct=1.0"]),
+        ("Neon, w = 0.3 (`[loop.neon]`)", "examples/curate-neon.toml", ["--set", "loop.neon.weight=0.3"]),
+        ("Neon, w = 1", "examples/curate-neon.toml", []),
     ]
     cols = ["modes_hit", "mode_tv", "cov_trace_ratio", "mmd2"]
     body, total = [], 0.0

@@ -300,6 +300,21 @@ pub struct LoopConfig {
     /// next generation (see `crate::curate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub curate: Option<CurateConfig>,
+    /// `[loop.neon]`: negative extrapolation of every generation's fitted parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neon: Option<NeonConfig>,
+}
+
+/// `[loop.neon]` (Alemohammad et al. 2025): after fitting θ₀, fit θ₁ on `samples` points drawn
+/// from θ₀ (warm-started from θ₀ where the learner can) and keep θ₀ + `weight`·(θ₀ − θ₁).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NeonConfig {
+    /// w ≥ 0 (0: the plain loop).
+    pub weight: f64,
+    /// Points drawn from θ₀ to fit θ₁ (default: the training set's size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
 }
 
 /// `[loop.curate]`: a filter (`filter`) and/or a correction (`correct`) of the synthetic points.

@@ -363,6 +363,20 @@ mod tests {
     }
 }
 
+/// The nearest (Frobenius) symmetric matrix to `a` with every eigenvalue at least `floor`:
+/// V max(Λ, floor) Vᵀ from the eigen-decomposition of the symmetric part; `a` itself (bitwise)
+/// when its smallest eigenvalue is already at least `floor`.
+pub fn eigenvalue_floor(a: &Array2<f64>, floor: f64) -> Array2<f64> {
+    let sym = symmetrize(&to_na(a));
+    let eig = sym.clone().symmetric_eigen();
+    if eig.eigenvalues.iter().all(|&l| l >= floor) {
+        return a.clone();
+    }
+    let lambda = eig.eigenvalues.map(|l| l.max(floor));
+    let v = &eig.eigenvectors;
+    from_na(&(v * DMatrix::from_diagonal(&lambda) * v.transpose()))
+}
+
 /// Eigenvalues (ascending) of the symmetric part of `a`: Householder reduction to tridiagonal form
 /// (Golub & Van Loan, Algorithm 8.3.1) on the upper triangle, then the square-root-free QL
 /// algorithm of Pal, Walker and Kahan with Wilkinson shifts on the tridiagonal matrix (LAPACK's

@@ -32,6 +32,10 @@ pub enum Role {
     Metrics = 9,
     /// Curation's own draws (`[loop.curate]`: random keeps, Bradley–Terry picks, Langevin noise).
     Curate = 10,
+    /// Neon's self-generated points drawn from the fitted model (`[loop.neon]`).
+    NeonSamples = 11,
+    /// Randomness inside Neon's second fit.
+    NeonFit = 12,
 }
 
 /// The project's random generator: ChaCha with 8 rounds (portable, fast, statistically sound).

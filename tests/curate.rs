@@ -398,3 +398,83 @@ fn every_curation_method_runs_on_every_kind_of_learner() {
         }
     }
 }
+
+/// Neon (Alemohammad et al. 2025) on the replace loop with a Gaussian MLE, n = m = 100 points,
+/// 300 seeds, 20 generations: E[Σ₁ | Σ₀] = (m − 1)/m Σ₀, so the extrapolated variance is
+/// (1 + w/m) Σ₀ in expectation and E tr Σ_g / tr Σ = ((n − 1)/n (1 + w/m))^(g+1). w = m/(n − 1)
+/// keeps the loop at the target's variance, w = 3 overshoots it; every generation within 4 se.
+/// w = 0 is the plain loop bit for bit, and a mixture learner extrapolates too.
+#[test]
+fn neon_extrapolation_follows_its_variance_law() {
+    let base = r#"
+seed = 0
+repeats = 300
+generations = 20
+samples_per_generation = 1000
+save_samples = false
+save_models = false
+[target]
+kind = "gaussian"
+dim = 2
+[model]
+kind = "gaussian"
+[loop]
+schedule = "replace"
+train_size = 100
+[metrics]
+names = ["cov_trace_ratio"]
+"#;
+    let plain = rows(&experiment(base));
+    let off = rows(&experiment(&format!("{base}\n[loop.neon]\nweight = 0.0\n")));
+    assert_eq!(plain, off, "w = 0 must be the plain loop");
+    for w in [100.0f64 / 99.0, 3.0] {
+        let runs = rows(&experiment(&format!("{base}\n[loop.neon]\nweight = {w}\n")));
+        let factor = 0.99 * (1.0 + w / 100.0);
+        for g in 0..20 {
+            let (m, se) = mean_se(&runs, g, 0);
+            let law = factor.powi(g as i32 + 1);
+            assert!(
+                (m - law).abs() < 4.0 * se,
+                "w = {w}, generation {g}: {m} ± {se} vs {law}"
+            );
+        }
+    }
+    let (p, pse) = mean_se(&plain, 19, 0);
+    assert!((p - 0.99f64.powi(20)).abs() < 4.0 * pse);
+    let gmm = base
+        .replace(
+            "kind = \"gaussian\"\n[loop]",
+            "kind = \"gmm\"\ncomponents = 2\n[loop]",
+        )
+        .replace("repeats = 300", "repeats = 2");
+    let runs = rows(&experiment(&format!(
+        "{gmm}\n[loop.neon]\nweight = 1.0\nsamples = 200\n"
+    )));
+    assert!(
+        runs.iter()
+            .flatten()
+            .all(|r| r[0].is_finite() && r[0] > 0.0)
+    );
+    let err = Config::parse(&format!("{base}\n[loop.neon]\nweight = -1.0\n"), &[])
+        .and_then(Experiment::new)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("loop.neon.weight = -1: expected w ≥ 0"),
+        "{err}"
+    );
+    let kde = base.replace(
+        "[model]\nkind = \"gaussian\"",
+        "[model]\nkind = \"kde\"\nbandwidth = 0.5",
+    );
+    let err = Config::parse(&format!("{kde}\n[loop.neon]\nweight = 1.0\n"), &[])
+        .and_then(Experiment::new)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("does not have in a form that extrapolates"),
+        "{err}"
+    );
+}

@@ -138,6 +138,27 @@ impl Experiment {
                 )));
             }
         }
+        if let Some(neon) = &config.schedule.neon {
+            if !(neon.weight.is_finite() && neon.weight >= 0.0) {
+                return Err(Error::config(format!(
+                    "loop.neon.weight = {}: expected w ≥ 0 (θ₀ + w(θ₀ − θ₁))",
+                    neon.weight
+                )));
+            }
+            if neon.samples.is_some_and(|m| m < learner.min_points()) {
+                return Err(Error::config(format!(
+                    "loop.neon.samples: expected at least {} points (what the learner fits)",
+                    learner.min_points()
+                )));
+            }
+            if !offers.extrapolate {
+                return Err(Error::config(format!(
+                    "loop.neon extrapolates fitted parameters, which model.kind = \"{}\" does not \
+                     have in a form that extrapolates (gaussian and gmm do)",
+                    learner.kind()
+                )));
+            }
+        }
         let curation = config
             .schedule
             .curate
@@ -388,6 +409,10 @@ impl Experiment {
             warm,
             &mut stream(seed, g as u64, Role::Fit),
         )?;
+        let model = match &self.config.schedule.neon {
+            Some(neon) if neon.weight > 0.0 => self.neon(seed, g, model, neon, train.len())?,
+            _ => model,
+        };
         let samples = model.sample(
             self.config.samples_per_generation,
             &mut stream(seed, g as u64, Role::Samples),
@@ -398,6 +423,38 @@ impl Experiment {
             samples,
             curation,
         })
+    }
+}
+
+impl Experiment {
+    /// Neon (Alemohammad et al. 2025): θ₁ fitted on `neon.samples` (default `train_len`) points
+    /// drawn from `base` (θ₀), warm-started from it where the learner can, and the model
+    /// θ₀ + w(θ₀ − θ₁).
+    fn neon(
+        &self,
+        seed: u64,
+        g: usize,
+        base: Box<dyn Model>,
+        neon: &crate::config::NeonConfig,
+        train_len: usize,
+    ) -> Result<Box<dyn Model>> {
+        let g64 = g as u64;
+        let m = neon.samples.unwrap_or(train_len);
+        let own = base.sample(m, &mut stream(seed, g64, Role::NeonSamples))?;
+        let warm = self.learner.offers().warm_start.then_some(&*base);
+        let theta1 = self.learner.fit_checked(
+            &TrainingSet::labeled(own.points.view(), own.labels.as_deref()),
+            warm,
+            &mut stream(seed, g64, Role::NeonFit),
+        )?;
+        self.learner
+            .extrapolate(&*base, &*theta1, neon.weight)
+            .unwrap_or_else(|| {
+                Err(Error::Run(
+                    "loop.neon: this learner's models do not extrapolate".into(),
+                ))
+            })
+            .map_err(|e| Error::Run(format!("generation {g}: {e}")))
     }
 }
 

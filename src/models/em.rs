@@ -94,6 +94,7 @@ impl Learner for MixtureEm {
             warm_start: true,
             log_density: true,
             weights: true,
+            extrapolate: true,
             ..Offers::default()
         }
     }
@@ -114,6 +115,37 @@ impl Learner for MixtureEm {
     }
     fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>> {
         Ok(Box::new(load_mixture(file, "")?))
+    }
+    /// Component by component (θ₁ is fitted from θ₀ as its start, so the components match):
+    /// π = π₀ + w(π₀ − π₁) (floored at 10⁻¹², renormalised), μ_k and Σ_k likewise, each Σ_k's
+    /// eigenvalues floored at `reg_covar`.
+    fn extrapolate(
+        &self,
+        base: &dyn Model,
+        self_trained: &dyn Model,
+        w: f64,
+    ) -> Option<Result<Box<dyn Model>>> {
+        let (a, b) = (
+            super::downcast::<GaussianMixture>(Some(base))?,
+            super::downcast::<GaussianMixture>(Some(self_trained))?,
+        );
+        if a.components().len() != b.components().len() {
+            return None;
+        }
+        let weights: Vec<f64> = a
+            .weights()
+            .iter()
+            .zip(b.weights())
+            .map(|(p, q)| (p + w * (p - q)).max(1e-12))
+            .collect();
+        let mut comps = Vec::with_capacity(weights.len());
+        for (ca, cb) in a.components().iter().zip(b.components()) {
+            let mu = ca.mu() + &((ca.mu() - cb.mu()) * w);
+            let cov = ca.sigma() + &((ca.sigma() - cb.sigma()) * w);
+            let cov = crate::linalg::eigenvalue_floor(&cov, self.reg_covar);
+            comps.push(Gaussian::new(mu, cov));
+        }
+        Some(Ok(Box::new(GaussianMixture::new(weights, comps))))
     }
 }
 

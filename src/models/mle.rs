@@ -93,6 +93,7 @@ impl Learner for GaussianMle {
             gaussian: true,
             weights: true,
             log_density: true,
+            extrapolate: true,
             ..Offers::default()
         }
     }
@@ -117,6 +118,26 @@ impl Learner for GaussianMle {
             }
             None => self.fit_points(train.points),
         }))
+    }
+    /// μ = μ₀ + w(μ₀ − μ₁), Σ = Σ₀ + w(Σ₀ − Σ₁) (then structured as the learner's covariance
+    /// kind). E[Σ₁ | Σ₀] = (m − 1)/m Σ₀ for m self-generated points, so E Σ = (1 + w/m) Σ₀: the
+    /// extrapolation undoes the MLE's shrinkage. Where Σ₁ exceeds (1 + w)/w Σ₀ along some
+    /// direction (rare for m ≫ d) Σ has a negative eigenvalue, which is set to 0.
+    fn extrapolate(
+        &self,
+        base: &dyn Model,
+        self_trained: &dyn Model,
+        w: f64,
+    ) -> Option<Result<Box<dyn Model>>> {
+        let (a, b) = (
+            super::downcast::<Gaussian>(Some(base))?,
+            super::downcast::<Gaussian>(Some(self_trained))?,
+        );
+        let mu = a.mu() + &((a.mu() - b.mu()) * w);
+        let cov = a.sigma() + &((a.sigma() - b.sigma()) * w);
+        Some(Ok(Box::new(
+            self.structured(mu, crate::linalg::eigenvalue_floor(&cov, 0.0)),
+        )))
     }
     fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>> {
         let (shape, mean) = file.take::<f64>("mean")?;

@@ -93,6 +93,8 @@ pub struct Offers {
     pub weights: bool,
     /// Every fitted model has its own log-density ([`Distribution::log_density`]).
     pub log_density: bool,
+    /// [`Learner::extrapolate`] is implemented (`[loop.neon]`).
+    pub extrapolate: bool,
 }
 
 /// What a learner is told about the data before the loop starts.
@@ -162,6 +164,19 @@ pub trait Learner: Send + Sync + std::fmt::Debug {
 
     /// The model [`Model::save`] wrote to `file`.
     fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>>;
+
+    /// Negative extrapolation in parameter space (Alemohammad et al. 2025, Neon): the model with
+    /// parameters θ₀ + w(θ₀ − θ₁), θ₀ those of `base` and θ₁ those of `self_trained` (fitted on
+    /// samples of `base`). `None` for learners whose parameters do not extrapolate.
+    fn extrapolate(
+        &self,
+        base: &dyn Model,
+        self_trained: &dyn Model,
+        w: f64,
+    ) -> Option<Result<Box<dyn Model>>> {
+        let _ = (base, self_trained, w);
+        None
+    }
 
     /// The learner as a diffusion learner, when it is one (for the reconstruction sweep).
     fn diffusion(&self) -> Option<&DiffusionLearner> {

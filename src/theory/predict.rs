@@ -36,7 +36,7 @@ pub struct Prediction {
 /// below assume the synthetic points are the model's samples as drawn, so a loop with
 /// `[loop.curate]` has none of them.
 pub fn predictions(exp: &Experiment) -> Vec<Prediction> {
-    if exp.curation.is_some() {
+    if exp.curation.is_some() || exp.config.schedule.neon.is_some() {
         return Vec::new();
     }
     let Some(dist) = exp.target.distribution() else {
