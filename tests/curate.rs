@@ -478,3 +478,55 @@ names = ["cov_trace_ratio"]
         "{err}"
     );
 }
+
+/// `loop.real_weight` with every learner that takes weights (w = 1 trains on the real points
+/// alone, so the fresh loop's mean shift stays at generation 0's scale; w = 0 on the synthetic
+/// ones alone); refused for learners without weights and schedules without real points.
+#[test]
+fn real_weight_runs_with_every_weighted_learner_and_is_refused_elsewhere() {
+    let text = |model: &str, schedule: &str, w: f64| {
+        format!(
+            "repeats = 2\ngenerations = 4\nsamples_per_generation = 500\n\
+             [target]\nkind = \"gaussian\"\ndim = 2\n[model]\n{model}\n[loop]\n{schedule}\n\
+             real_weight = {w}\n[metrics]\nnames = [\"mean_shift\", \"cov_trace_ratio\"]\n"
+        )
+    };
+    let fresh = "schedule = \"fresh\"\ntrain_size = 400\nfresh_fraction = 0.5";
+    for model in [
+        "kind = \"gaussian\"",
+        "kind = \"gmm\"\ncomponents = 2",
+        "kind = \"kde\"\nbandwidth = 0.2",
+    ] {
+        for w in [0.0, 0.618, 1.0] {
+            let runs = rows(&experiment(&text(model, fresh, w)));
+            assert!(
+                runs.iter().flatten().flatten().all(|v| v.is_finite()),
+                "{model}, w = {w}"
+            );
+        }
+    }
+    let refused = |model: &str, schedule: &str, expect: &str| {
+        let err = Config::parse(&text(model, schedule, 0.5), &[])
+            .and_then(Experiment::new)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(expect), "{err}");
+    };
+    refused(
+        "kind = \"histogram\"",
+        fresh,
+        "needs a learner that takes sample weights",
+    );
+    refused(
+        "kind = \"gaussian\"",
+        "schedule = \"replace\"\ntrain_size = 100",
+        "only augment, fresh and",
+    );
+    let err = Config::parse(&text("kind = \"gaussian\"", fresh, 1.5), &[])
+        .and_then(Experiment::new)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("loop.real_weight = 1.5: expected"), "{err}");
+}

@@ -132,7 +132,7 @@ impl Experiment {
             }
             if !offers.weights {
                 return Err(Error::config(format!(
-                    "loop.real_weight needs a learner that takes sample weights (gaussian, gmm); \
+                    "loop.real_weight needs a learner that takes sample weights (gaussian, gmm, kde); \
                      model.kind = \"{}\" does not",
                     learner.kind()
                 )));

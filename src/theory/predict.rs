@@ -128,6 +128,8 @@ pub fn predictions(exp: &Experiment) -> Vec<Prediction> {
         "diffusion" => exp.learner.diffusion().and_then(kernel_sampler_variance),
         _ => None,
     };
+    // The kernel laws below are for unweighted fits.
+    let kernel = kernel.filter(|_| exp.config.schedule.real_weight.is_none());
     if let Some((v, what)) = kernel {
         match exp.schedule {
             Schedule::Replace { .. } => out.push(Prediction {
