@@ -154,6 +154,23 @@ impl Classifier {
         self.map_rows(x, self.classes, |ws| ws.output())
     }
 
+    /// The number of classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Class probabilities (softmax of the logits, in f64), one row per row of `x`.
+    pub fn probabilities(&self, x: ArrayView2<f32>) -> Array2<f64> {
+        let mut p = self.logits(x).mapv(|v| v as f64);
+        for mut row in p.rows_mut() {
+            let top = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            row.mapv_inplace(|v| (v - top).exp());
+            let total = row.sum();
+            row /= total;
+        }
+        p
+    }
+
     /// The last hidden layer's activations (the penultimate layer: a feature space for image
     /// metrics, as Inception features are for FID); `None` for softmax regression.
     pub fn features(&self, x: ArrayView2<f32>) -> Option<Array2<f32>> {

@@ -386,6 +386,13 @@ pub enum ScoreConfig {
     Distance { point: Vec<f64> },
     /// w·x with `weights` (padded with zeros to the dimension).
     Linear { weights: Vec<f64> },
+    /// A classifier's probability of `class` (or, without `class`, of each sample's own label),
+    /// from a file written by `ouro classifier` (e.g. `data/features/digits-mlp.safetensors`).
+    Classifier {
+        file: std::path::PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class: Option<u32>,
+    },
 }
 
 /// `[metrics]`.

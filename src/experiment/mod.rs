@@ -163,7 +163,10 @@ impl Experiment {
             .schedule
             .curate
             .as_ref()
-            .map(|c| Curation::from_config(c, &target, offers.log_density, &learner.kind()))
+            .map(|c| {
+                let labelled = offers.labels && target.classes().is_some();
+                Curation::from_config(c, &target, offers.log_density, labelled, &learner.kind())
+            })
             .transpose()?;
         if let Some(pool) = target.pool_size() {
             let need = schedule.real_points_needed(config.generations);
