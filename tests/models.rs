@@ -109,8 +109,8 @@ fn a_file_that_is_not_a_model_is_one_clear_error() {
     assert!(e.contains("no tensor `covariance`"), "{e}");
 }
 
-/// Sample weights: the Gaussian MLE with integer weights is the MLE of the set with each point
-/// repeated that many times; a learner that does not take weights refuses them.
+/// Sample weights: the Gaussian MLE and the KDE with integer weights are those of the set with
+/// each point repeated that many times; a learner that does not take weights refuses them.
 #[test]
 fn sample_weights_count_points_and_are_refused_where_unsupported() {
     let (x, _) = data();
@@ -144,8 +144,32 @@ fn sample_weights_count_points_and_are_refused_where_unsupported() {
     for (u, v) in ga.sigma().iter().zip(gb.sigma()) {
         assert!((u - v).abs() < 1e-9, "{} vs {}", ga.sigma(), gb.sigma());
     }
+    // A weighted KDE is the KDE of the repeated points: the same mixture, moments and density.
     let kde = models::build(&"kind = \"kde\"\nbandwidth = 0.5".parse().unwrap()).unwrap();
-    let e = kde
+    let (ka, kb) = (
+        kde.fit_checked(&weighted, None, rng).unwrap(),
+        kde.fit_checked(&TrainingSet::points(repeated.view()), None, rng)
+            .unwrap(),
+    );
+    let (da, db) = (ka.distribution().unwrap(), kb.distribution().unwrap());
+    for (u, v) in da.mean().unwrap().iter().zip(&db.mean().unwrap()) {
+        assert!((u - v).abs() < 1e-12);
+    }
+    for (u, v) in da
+        .covariance()
+        .unwrap()
+        .iter()
+        .zip(&db.covariance().unwrap())
+    {
+        assert!((u - v).abs() < 1e-9);
+    }
+    let at = x.slice(ndarray::s![..5, ..]);
+    let (la, lb) = (da.log_density(at).unwrap(), db.log_density(at).unwrap());
+    for (u, v) in la.iter().zip(&lb) {
+        assert!((u - v).abs() < 1e-9, "{la} vs {lb}");
+    }
+    let histogram = models::build(&"kind = \"histogram\"".parse().unwrap()).unwrap();
+    let e = histogram
         .fit_checked(&weighted, None, rng)
         .err()
         .unwrap()
