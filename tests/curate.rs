@@ -496,6 +496,7 @@ fn real_weight_runs_with_every_weighted_learner_and_is_refused_elsewhere() {
         "kind = \"gaussian\"",
         "kind = \"gmm\"\ncomponents = 2",
         "kind = \"kde\"\nbandwidth = 0.2",
+        "kind = \"diffusion\"\ndenoiser = \"mlp\"\nhidden = [32, 32]\ntrain_steps = 100\nsample_steps = 20",
     ] {
         for w in [0.0, 0.618, 1.0] {
             let runs = rows(&experiment(&text(model, fresh, w)));

@@ -382,6 +382,25 @@ impl DiffusionLearner {
         previous: Option<&DiffusionModel>,
         rng: &mut Stream,
     ) -> Result<DiffusionModel> {
+        self.fit_weighted(data, labels, None, previous, rng)
+    }
+
+    /// [`DiffusionLearner::fit`] with sample weights (the MLP denoiser only: its mini-batches
+    /// draw rows with probability ∝ weight, see [`MlpDenoiser::train_weighted`]; the
+    /// standardisation stays unweighted).
+    pub fn fit_weighted(
+        &self,
+        data: ArrayView2<f32>,
+        labels: Option<&[u32]>,
+        weights: Option<&[f64]>,
+        previous: Option<&DiffusionModel>,
+        rng: &mut Stream,
+    ) -> Result<DiffusionModel> {
+        if weights.is_some() && !matches!(self.denoiser, DenoiserSpec::Mlp(_)) {
+            return Err(Error::Run(
+                "sample weights: only the mlp denoiser takes them".into(),
+            ));
+        }
         let d = data.ncols();
         let (shift, scale) = if self.standardize {
             let mu = crate::linalg::mean(data);
@@ -427,9 +446,10 @@ impl DiffusionLearner {
                         ((e * data.nrows() as f64 / t.batch_size as f64).ceil() as usize).max(1);
                 }
                 let init = previous.and_then(|p| p.network()).map(|n| n.params());
-                Fitted::Mlp(MlpDenoiser::train(
+                Fitted::Mlp(MlpDenoiser::train_weighted(
                     x.view(),
                     labels,
+                    weights,
                     &t,
                     &self.plan.schedule,
                     init,

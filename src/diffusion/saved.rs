@@ -65,6 +65,7 @@ impl Learner for DiffusionLearner {
         Offers {
             labels: self.is_conditional(),
             warm_start: matches!(self.denoiser, DenoiserSpec::Mlp(_)),
+            weights: matches!(self.denoiser, DenoiserSpec::Mlp(_)),
             ..Offers::default()
         }
     }
@@ -76,10 +77,11 @@ impl Learner for DiffusionLearner {
         rng: &mut Stream,
     ) -> Result<Box<dyn Model>> {
         let previous = crate::models::downcast::<DiffusionModel>(previous);
-        Ok(Box::new(DiffusionLearner::fit(
+        Ok(Box::new(DiffusionLearner::fit_weighted(
             self,
             train.points,
             train.labels,
+            train.weights,
             previous,
             rng,
         )?))

@@ -76,6 +76,32 @@ impl MlpDenoiser {
         init: Option<&[f32]>,
         rng: &mut Stream,
     ) -> Result<Self> {
+        Self::train_weighted(data, labels, None, cfg, schedule, init, rng)
+    }
+
+    /// [`MlpDenoiser::train`] with sample weights w_i ≥ 0 (not all 0): each mini-batch row is
+    /// drawn with replacement with probability w_i / Σ w over the training rows, so the expected
+    /// gradient is that of the weighted loss Σ_i w_i ℓ_i / Σ w (importance-sampled SGD; the
+    /// unweighted path keeps its epoch permutations). Weights of held-out early-stopping rows are
+    /// not used.
+    pub fn train_weighted(
+        data: ArrayView2<f32>,
+        labels: Option<&[u32]>,
+        weights: Option<&[f64]>,
+        cfg: &TrainConfig,
+        schedule: &NoiseSchedule,
+        init: Option<&[f32]>,
+        rng: &mut Stream,
+    ) -> Result<Self> {
+        if let Some(w) = weights
+            && (w.len() != data.nrows()
+                || w.iter().any(|v| !(v.is_finite() && *v >= 0.0))
+                || w.iter().sum::<f64>() <= 0.0)
+        {
+            return Err(Error::Run(
+                "sample weights: expected one finite weight ≥ 0 per point, not all 0".into(),
+            ));
+        }
         let dim = data.ncols();
         let labels =
             training_labels(cfg.conditioning.as_ref(), labels, data.nrows())?.map(|(_, l)| l);
@@ -97,6 +123,25 @@ impl MlpDenoiser {
             .unwrap_or(0);
         let (held_idx, train_idx) = order.split_at(held);
         let mut trainer = Trainer::new(&net, cfg, data, labels, train_idx.to_vec(), rng);
+        if let Some(w) = weights {
+            let mut acc = 0.0;
+            let cum: Vec<f64> = trainer
+                .train_idx
+                .iter()
+                .map(|&i| {
+                    acc += w[i];
+                    acc
+                })
+                .collect();
+            if acc <= 0.0 {
+                return Err(Error::Run(
+                    "sample weights: every training row (outside the early-stopping set) has weight 0"
+                        .into(),
+                ));
+            }
+            trainer.row_weights = Some(cum);
+            trainer.upcoming = trainer.draw_rows();
+        }
         let eval = (held > 0).then(|| EvalSet::new(&trainer, held_idx, rng));
         let mut params = std::mem::take(&mut net.params);
         let mut ema = cfg.ema.map(|_| params.clone());
@@ -165,6 +210,8 @@ struct Trainer<'a> {
     /// The next step's data rows, drawn one step ahead so that they can be prefetched.
     upcoming: Vec<usize>,
     order_rng: Stream,
+    /// Cumulative sample weights over `train_idx`, when rows are drawn by weight.
+    row_weights: Option<Vec<f64>>,
     workers: Vec<(Workspace, FillScratch, Stream)>,
     /// Time embeddings of the discrete steps (DiscreteVp), one row per step.
     emb_table: Option<Vec<f32>>,
@@ -218,6 +265,7 @@ impl<'a> Trainer<'a> {
             cursor: 0,
             upcoming: Vec::new(),
             order_rng,
+            row_weights: None,
             workers,
             emb_table,
             adam: Adam::new(net.params.len()),
@@ -253,6 +301,16 @@ impl<'a> Trainer<'a> {
 
     /// The next `batch_size` rows of the epoch permutation (reshuffling at every epoch end).
     fn draw_rows(&mut self) -> Vec<usize> {
+        if let Some(cum) = &self.row_weights {
+            let total = *cum.last().expect("training rows");
+            return (0..self.cfg.batch_size)
+                .map(|_| {
+                    let u = self.order_rng.random::<f64>() * total;
+                    let k = cum.partition_point(|&c| c <= u).min(cum.len() - 1);
+                    self.train_idx[k]
+                })
+                .collect();
+        }
         let mut rows = Vec::with_capacity(self.cfg.batch_size);
         while rows.len() < self.cfg.batch_size {
             if self.cursor == self.train_idx.len() {

@@ -132,7 +132,8 @@ impl Experiment {
             }
             if !offers.weights {
                 return Err(Error::config(format!(
-                    "loop.real_weight needs a learner that takes sample weights (gaussian, gmm, kde); \
+                    "loop.real_weight needs a learner that takes sample weights (gaussian, gmm, kde, diffusion \
+                     with denoiser = \"mlp\"); \
                      model.kind = \"{}\" does not",
                     learner.kind()
                 )));
