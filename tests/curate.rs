@@ -613,3 +613,87 @@ names = ["mean_shift"]
     .to_string();
     assert!(err.contains("give class = C"), "{err}");
 }
+
+/// Neon with the diffusion MLP: θ₁ is trained warm from θ₀ in θ₀'s standardised frame, and the
+/// model's network is θ₀ + w(θ₀ − θ₁) parameter by parameter (checked exactly); in the loop, w = 0
+/// is the plain loop bit for bit and w = 0.5 runs.
+#[test]
+fn neon_extrapolates_the_diffusion_mlps_weights() {
+    use ouro::diffusion::DiffusionLearner;
+    let cfg = ouro::diffusion::DiffusionConfig::from_table(
+        "denoiser = \"mlp\"\nhidden = [32, 32]\ntrain_steps = 100\nsample_steps = 20"
+            .parse()
+            .unwrap(),
+    )
+    .unwrap();
+    let learner = DiffusionLearner::from_config(&cfg).unwrap();
+    let x = ouro::distributions::Distribution::sample(
+        &ouro::distributions::Gaussian::isotropic(ndarray::array![3.0, -1.0], 2.0),
+        600,
+        &mut ouro::rng::stream(0, 0, ouro::rng::Role::RealInit),
+    );
+    let theta0 = learner
+        .fit(
+            x.view(),
+            None,
+            None,
+            &mut ouro::rng::stream(0, 0, ouro::rng::Role::Fit),
+        )
+        .unwrap();
+    let own = ouro::models::Model::sample(
+        &theta0,
+        600,
+        &mut ouro::rng::stream(0, 0, ouro::rng::Role::NeonSamples),
+    )
+    .unwrap();
+    let theta1 = learner
+        .fit_in_frame_of(
+            own.points.view(),
+            None,
+            &theta0,
+            &mut ouro::rng::stream(0, 0, ouro::rng::Role::NeonFit),
+        )
+        .unwrap();
+    assert_eq!(theta1.shift, theta0.shift);
+    assert_eq!(theta1.scale, theta0.scale);
+    let neon = learner
+        .extrapolate_networks(&theta0, &theta1, 0.7)
+        .unwrap()
+        .unwrap();
+    let (a, b, c) = (
+        theta0.network().unwrap().params(),
+        theta1.network().unwrap().params(),
+        neon.network().unwrap().params(),
+    );
+    assert!(a != b, "θ₁ moved away from θ₀");
+    for ((&p, &q), &r) in a.iter().zip(b).zip(c) {
+        assert_eq!(r, p + 0.7 * (p - q));
+    }
+    let base = r#"
+repeats = 2
+generations = 3
+samples_per_generation = 500
+[target]
+kind = "gaussian"
+dim = 2
+[model]
+kind = "diffusion"
+denoiser = "mlp"
+hidden = [32, 32]
+train_steps = 100
+sample_steps = 20
+[loop]
+schedule = "replace"
+train_size = 400
+[metrics]
+names = ["mean_shift", "cov_trace_ratio"]
+"#;
+    let plain = rows(&experiment(base));
+    assert_eq!(
+        plain,
+        rows(&experiment(&format!("{base}\n[loop.neon]\nweight = 0.0\n")))
+    );
+    let runs = rows(&experiment(&format!("{base}\n[loop.neon]\nweight = 0.5\n")));
+    assert!(runs.iter().flatten().flatten().all(|v| v.is_finite()));
+    assert_ne!(plain, runs);
+}

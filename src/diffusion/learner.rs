@@ -396,18 +396,86 @@ impl DiffusionLearner {
         previous: Option<&DiffusionModel>,
         rng: &mut Stream,
     ) -> Result<DiffusionModel> {
+        self.fit_in(data, labels, weights, previous, None, rng)
+    }
+
+    /// Fits `data` warm-started from `base` and in `base`'s standardised coordinates (its shift
+    /// and scale rather than those of `data`), so that the two networks' parameters are
+    /// comparable: Neon's self-trained θ₁.
+    pub fn fit_in_frame_of(
+        &self,
+        data: ArrayView2<f32>,
+        labels: Option<&[u32]>,
+        base: &DiffusionModel,
+        rng: &mut Stream,
+    ) -> Result<DiffusionModel> {
+        let frame = (base.shift.clone(), base.scale);
+        self.fit_in(data, labels, None, Some(base), Some(frame), rng)
+    }
+
+    /// θ₀ + w(θ₀ − θ₁) over every network parameter, for two MLP models in the same frame (see
+    /// [`DiffusionLearner::fit_in_frame_of`]); `None` for other denoisers or other frames.
+    pub fn extrapolate_networks(
+        &self,
+        base: &DiffusionModel,
+        other: &DiffusionModel,
+        w: f64,
+    ) -> Option<Result<DiffusionModel>> {
+        let (DenoiserSpec::Mlp(t), Some(a), Some(b)) =
+            (&self.denoiser, base.network(), other.network())
+        else {
+            return None;
+        };
+        if a.params().len() != b.params().len()
+            || base.shift != other.shift
+            || base.scale != other.scale
+        {
+            return None;
+        }
+        let w = w as f32;
+        let params: Vec<f32> = a
+            .params()
+            .iter()
+            .zip(b.params())
+            .map(|(&p, &q)| p + w * (p - q))
+            .collect();
+        let d = base.shift.len();
+        Some(
+            MlpDenoiser::from_params(d, t, self.plan.schedule.clone(), params).map(|net| {
+                self.assemble(
+                    Fitted::Mlp(net),
+                    base.shift.clone(),
+                    base.scale,
+                    base.class_counts.clone(),
+                    base.field.clone(),
+                )
+            }),
+        )
+    }
+
+    fn fit_in(
+        &self,
+        data: ArrayView2<f32>,
+        labels: Option<&[u32]>,
+        weights: Option<&[f64]>,
+        previous: Option<&DiffusionModel>,
+        frame: Option<(Array1<f64>, f64)>,
+        rng: &mut Stream,
+    ) -> Result<DiffusionModel> {
         if weights.is_some() && !matches!(self.denoiser, DenoiserSpec::Mlp(_)) {
             return Err(Error::Run(
                 "sample weights: only the mlp denoiser takes them".into(),
             ));
         }
         let d = data.ncols();
-        let (shift, scale) = if self.standardize {
-            let mu = crate::linalg::mean(data);
-            let var = crate::linalg::covariance(data, 0).diag().sum() / d as f64;
-            (mu, var.sqrt().max(1e-12))
-        } else {
-            (Array1::zeros(d), 1.0)
+        let (shift, scale) = match frame {
+            Some(f) => f,
+            None if self.standardize => {
+                let mu = crate::linalg::mean(data);
+                let var = crate::linalg::covariance(data, 0).diag().sum() / d as f64;
+                (mu, var.sqrt().max(1e-12))
+            }
+            None => (Array1::zeros(d), 1.0),
         };
         let x = standardize(data, &shift, scale);
         let class_labels = training_labels(self.conditioning.as_ref(), labels, data.nrows())?;

@@ -66,6 +66,7 @@ impl Learner for DiffusionLearner {
             labels: self.is_conditional(),
             warm_start: matches!(self.denoiser, DenoiserSpec::Mlp(_)),
             weights: matches!(self.denoiser, DenoiserSpec::Mlp(_)),
+            extrapolate: matches!(self.denoiser, DenoiserSpec::Mlp(_)),
             ..Offers::default()
         }
     }
@@ -89,6 +90,39 @@ impl Learner for DiffusionLearner {
 
     fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>> {
         Ok(Box::new(self.load_model(file)?))
+    }
+
+    fn fit_from(
+        &self,
+        train: &TrainingSet,
+        base: &dyn Model,
+        rng: &mut Stream,
+    ) -> Result<Box<dyn Model>> {
+        match crate::models::downcast::<DiffusionModel>(Some(base)) {
+            Some(b) => Ok(Box::new(self.fit_in_frame_of(
+                train.points,
+                train.labels,
+                b,
+                rng,
+            )?)),
+            None => Learner::fit(self, train, Some(base), rng),
+        }
+    }
+
+    fn extrapolate(
+        &self,
+        base: &dyn Model,
+        self_trained: &dyn Model,
+        w: f64,
+    ) -> Option<Result<Box<dyn Model>>> {
+        let (a, b) = (
+            crate::models::downcast::<DiffusionModel>(Some(base))?,
+            crate::models::downcast::<DiffusionModel>(Some(self_trained))?,
+        );
+        Some(
+            self.extrapolate_networks(a, b, w)?
+                .map(|m| Box::new(m) as Box<dyn Model>),
+        )
     }
 
     fn diffusion(&self) -> Option<&DiffusionLearner> {

@@ -155,7 +155,7 @@ impl Experiment {
             if !offers.extrapolate {
                 return Err(Error::config(format!(
                     "loop.neon extrapolates fitted parameters, which model.kind = \"{}\" does not \
-                     have in a form that extrapolates (gaussian and gmm do)",
+                     have in a form that extrapolates (gaussian, gmm and diffusion with denoiser = \"mlp\" do)",
                     learner.kind()
                 )));
             }
@@ -432,7 +432,7 @@ impl Experiment {
 
 impl Experiment {
     /// Neon (Alemohammad et al. 2025): θ₁ fitted on `neon.samples` (default `train_len`) points
-    /// drawn from `base` (θ₀), warm-started from it where the learner can, and the model
+    /// drawn from `base` (θ₀) as a perturbation of it ([`Learner::fit_from`]), and the model
     /// θ₀ + w(θ₀ − θ₁).
     fn neon(
         &self,
@@ -445,10 +445,9 @@ impl Experiment {
         let g64 = g as u64;
         let m = neon.samples.unwrap_or(train_len);
         let own = base.sample(m, &mut stream(seed, g64, Role::NeonSamples))?;
-        let warm = self.learner.offers().warm_start.then_some(&*base);
-        let theta1 = self.learner.fit_checked(
+        let theta1 = self.learner.fit_from(
             &TrainingSet::labeled(own.points.view(), own.labels.as_deref()),
-            warm,
+            &*base,
             &mut stream(seed, g64, Role::NeonFit),
         )?;
         self.learner

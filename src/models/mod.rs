@@ -165,6 +165,17 @@ pub trait Learner: Send + Sync + std::fmt::Debug {
     /// The model [`Model::save`] wrote to `file`.
     fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>>;
 
+    /// Fits `train`, a sample of `base`, as a perturbation of `base` (Neon's θ₁): warm-started
+    /// from it where the learner can, and in its coordinates where the learner has any.
+    fn fit_from(
+        &self,
+        train: &TrainingSet,
+        base: &dyn Model,
+        rng: &mut Stream,
+    ) -> Result<Box<dyn Model>> {
+        self.fit(train, self.offers().warm_start.then_some(base), rng)
+    }
+
     /// Negative extrapolation in parameter space (Alemohammad et al. 2025, Neon): the model with
     /// parameters θ₀ + w(θ₀ − θ₁), θ₀ those of `base` and θ₁ those of `self_trained` (fitted on
     /// samples of `base`). `None` for learners whose parameters do not extrapolate.
