@@ -221,39 +221,32 @@ impl Curation {
             FilterKind::Reward => "reward",
             FilterKind::Verifier => "verifier",
         };
+        // The filter keys given, and which filter uses each.
+        let given = [
+            ("keep", cfg.keep.is_some()),
+            ("fraction", cfg.fraction.is_some()),
+            ("choices", cfg.choices.is_some()),
+            ("temperature", cfg.temperature.is_some()),
+            ("reward", cfg.reward.is_some()),
+            ("verifier", cfg.verifier.is_some()),
+            ("threshold", cfg.threshold.is_some()),
+        ];
+        let only = |allowed: &[&str], why: &str| -> Result<()> {
+            for (k, present) in given {
+                if !allowed.contains(&k) {
+                    unused(k, present, why)?;
+                }
+            }
+            Ok(())
+        };
         let filter = match cfg.filter {
             None => {
-                for (k, present) in [
-                    ("keep", cfg.keep.is_some()),
-                    ("fraction", cfg.fraction.is_some()),
-                    ("choices", cfg.choices.is_some()),
-                    ("temperature", cfg.temperature.is_some()),
-                    ("reward", cfg.reward.is_some()),
-                    ("verifier", cfg.verifier.is_some()),
-                    ("threshold", cfg.threshold.is_some()),
-                ] {
-                    unused(k, present, "without a filter")?;
-                }
+                only(&[], "without a filter")?;
                 None
             }
             Some(f) => {
                 let why = format!("by filter = \"{}\"", name(f));
-                let only = |allowed: &[&str]| -> Result<()> {
-                    for (k, present) in [
-                        ("keep", cfg.keep.is_some()),
-                        ("fraction", cfg.fraction.is_some()),
-                        ("choices", cfg.choices.is_some()),
-                        ("temperature", cfg.temperature.is_some()),
-                        ("reward", cfg.reward.is_some()),
-                        ("verifier", cfg.verifier.is_some()),
-                        ("threshold", cfg.threshold.is_some()),
-                    ] {
-                        if !allowed.contains(&k) {
-                            unused(k, present, &why)?;
-                        }
-                    }
-                    Ok(())
-                };
+                let only = |allowed: &[&str]| only(allowed, &why);
                 Some(match f {
                     FilterKind::LikelihoodRank => {
                         only(&["keep", "fraction"])?;
