@@ -114,6 +114,10 @@ window.addEventListener('load', function () {
   r.sections = Array.prototype.map.call(document.querySelectorAll('section'), function (s) { return s.id; });
   r.captions = Array.prototype.map.call(document.querySelectorAll('figcaption, caption'), function (c) { return c.textContent; });
   r.charts = document.querySelectorAll('svg.chart').length;
+  r.ragged = Array.prototype.filter.call(document.querySelectorAll('table'), function (t) {
+    var head = t.querySelectorAll('thead th').length;
+    return Array.prototype.some.call(t.querySelectorAll('tbody tr'), function (tr) { return tr.children.length !== head; });
+  }).map(function (t) { var c = t.querySelector('caption'); return c ? c.textContent.slice(0, 60) : '?'; });
   r.height = document.documentElement.scrollHeight;
   r.overflow = document.documentElement.scrollWidth - window.innerWidth;
   var box = document.querySelector('input[data-switch]');
@@ -230,6 +234,11 @@ fn check_in_browser(
             assert!(all.contains(c), "{at}: no caption with {c:?}");
         }
         assert!(r["charts"].as_u64().unwrap() > 0, "{at}: no chart");
+        assert_eq!(
+            r["ragged"],
+            Value::Array(vec![]),
+            "{at}: tables whose rows and header differ in length"
+        );
         assert!(
             r["overflow"].as_i64().unwrap() <= 1,
             "{at}: the page scrolls sideways by {} px",

@@ -999,17 +999,10 @@ fn per_metric_table(g: &Group) -> String {
     let Some(last) = g.summary.last() else {
         return String::new();
     };
-    let header: Vec<String> = [
-        "metric",
-        "mean ± se",
-        "10%",
-        "90%",
-        "seeds",
-        "what it measures",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let header: Vec<String> = ["metric", "mean ± se", "10%", "90%", "seeds"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let rows: Vec<Vec<String>> = g
         .run
         .names
