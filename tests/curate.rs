@@ -21,13 +21,17 @@ fn rows(exp: &Experiment) -> Vec<Vec<Vec<f64>>> {
         .collect()
 }
 
-/// Mean and standard error over seeds of column `m` at generation `g`.
-fn mean_se(rows: &[Vec<Vec<f64>>], g: usize, m: usize) -> (f64, f64) {
-    let v: Vec<f64> = rows.iter().map(|r| r[g][m]).collect();
+/// Mean and standard error of `v`.
+fn stat(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (mean, (var / n).sqrt())
+}
+
+/// Mean and standard error over seeds of column `m` at generation `g`.
+fn mean_se(rows: &[Vec<Vec<f64>>], g: usize, m: usize) -> (f64, f64) {
+    stat(&rows.iter().map(|r| r[g][m]).collect::<Vec<f64>>())
 }
 
 const GAUSSIAN_REPLACE: &str = r#"
@@ -208,12 +212,6 @@ names = ["curate_kept"]
                 share
             })
             .collect()
-    };
-    let stat = |v: &[f64]| {
-        let n = v.len() as f64;
-        let m = v.iter().sum::<f64>() / n;
-        let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
-        (m, (var / n).sqrt())
     };
     let (b, bse) = stat(&minority("bottom"));
     let (r, rse) = stat(&minority("random"));
@@ -579,14 +577,6 @@ names = ["mean_shift"]
                 share
             })
             .collect()
-    };
-    let stat = |v: &[f64]| {
-        let n = v.len() as f64;
-        let m = v.iter().sum::<f64>() / n;
-        (
-            m,
-            (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt(),
-        )
     };
     let (plain, pse) = stat(&threes(base));
     let curated = format!(

@@ -93,14 +93,8 @@ impl MlpDenoiser {
         init: Option<&[f32]>,
         rng: &mut Stream,
     ) -> Result<Self> {
-        if let Some(w) = weights
-            && (w.len() != data.nrows()
-                || w.iter().any(|v| !(v.is_finite() && *v >= 0.0))
-                || w.iter().sum::<f64>() <= 0.0)
-        {
-            return Err(Error::Run(
-                "sample weights: expected one finite weight ≥ 0 per point, not all 0".into(),
-            ));
+        if let Some(w) = weights {
+            crate::models::check_weights(w, data.nrows())?;
         }
         let dim = data.ncols();
         let labels =

@@ -243,16 +243,8 @@ impl MixtureEm {
         let scale: Option<Array1<f64>> = match weights {
             None => None,
             Some(w) => {
+                super::check_weights(w, x.nrows())?;
                 let total: f64 = w.iter().sum();
-                if w.len() != x.nrows()
-                    || w.iter().any(|v| !v.is_finite() || *v < 0.0)
-                    || total <= 0.0
-                {
-                    return Err(Error::Run(
-                        "sample weights: expected one finite weight ≥ 0 per point, not all 0"
-                            .into(),
-                    ));
-                }
                 Some(Array1::from_iter(
                     w.iter().map(|v| v * x.nrows() as f64 / total),
                 ))

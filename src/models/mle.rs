@@ -4,7 +4,7 @@ use super::{Learner, LearnerConfig, Model, Offers, TrainingSet};
 use crate::data::Dataset;
 use crate::data::tensors::TensorFile;
 use crate::distributions::{Distribution, Gaussian};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::linalg;
 use crate::rng::Stream;
 use ndarray::{Array1, Array2, ArrayView2};
@@ -105,15 +105,7 @@ impl Learner for GaussianMle {
     ) -> Result<Box<dyn Model>> {
         Ok(Box::new(match train.weights {
             Some(w) => {
-                if w.len() != train.points.nrows()
-                    || w.iter().any(|&v| !(v.is_finite() && v >= 0.0))
-                    || w.iter().sum::<f64>() <= 0.0
-                {
-                    return Err(Error::Run(
-                        "sample weights: expected one finite weight ≥ 0 per point, not all 0"
-                            .into(),
-                    ));
-                }
+                super::check_weights(w, train.points.nrows())?;
                 self.fit_weighted(train.points, w)
             }
             None => self.fit_points(train.points),

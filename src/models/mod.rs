@@ -358,6 +358,20 @@ pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(Box<dyn Learner>, Box<dy
 }
 
 /// `previous` as the concrete model type `M`, when it is one (for warm starts).
+/// Checks sample weights against `points` training points: one finite weight ≥ 0 per point,
+/// not all 0 (what every learner that takes weights needs).
+pub fn check_weights(weights: &[f64], points: usize) -> Result<()> {
+    if weights.len() != points
+        || weights.iter().any(|v| !(v.is_finite() && *v >= 0.0))
+        || weights.iter().sum::<f64>() <= 0.0
+    {
+        return Err(Error::Run(
+            "sample weights: expected one finite weight ≥ 0 per point, not all 0".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn downcast<M: Model>(previous: Option<&dyn Model>) -> Option<&M> {
     previous.and_then(|m| (m as &dyn std::any::Any).downcast_ref::<M>())
 }

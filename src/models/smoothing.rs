@@ -116,15 +116,7 @@ impl Learner for KdeLearner {
         Ok(Box::new(match train.weights {
             None => self.fit_points(train.points),
             Some(w) => {
-                if w.len() != train.points.nrows()
-                    || w.iter().any(|&v| !(v.is_finite() && v >= 0.0))
-                    || w.iter().sum::<f64>() <= 0.0
-                {
-                    return Err(crate::error::Error::Run(
-                        "sample weights: expected one finite weight ≥ 0 per point, not all 0"
-                            .into(),
-                    ));
-                }
+                super::check_weights(w, train.points.nrows())?;
                 Kde::weighted(train.points.to_owned(), self.bandwidth_for(train.points), w)
             }
         }))
