@@ -12,6 +12,14 @@ fn experiment(text: &str) -> Experiment {
     Experiment::new(Config::parse(text, &[]).unwrap()).unwrap()
 }
 
+/// The one-line error of a config that must be refused (a failure if it is accepted).
+fn config_error(text: &str) -> String {
+    match Config::parse(text, &[]).and_then(Experiment::new) {
+        Ok(_) => panic!("accepted: {text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Per seed, per generation, the metric row.
 fn rows(exp: &Experiment) -> Vec<Vec<Vec<f64>>> {
     exp.seeds()
@@ -312,10 +320,7 @@ fn bad_curation_keys_are_one_clear_error_each() {
     ];
     for (model, target, curate, expect) in cases {
         let text = base(model, target, curate);
-        let err = match Config::parse(&text, &[]).and_then(Experiment::new) {
-            Ok(_) => panic!("accepted: {text}"),
-            Err(e) => e.to_string(),
-        };
+        let err = config_error(&text);
         assert!(
             err.contains(expect),
             "{text}\n→ {err}\n(expected {expect:?})"
@@ -323,18 +328,11 @@ fn bad_curation_keys_are_one_clear_error_each() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
     // An unknown key inside [loop.curate] is refused by the schema.
-    let err = Config::parse(
-        &base(
-            "kind = \"gaussian\"",
-            gaussian,
-            "correct = 0.5\nstrength = 1",
-        ),
-        &[],
-    )
-    .and_then(Experiment::new)
-    .err()
-    .unwrap()
-    .to_string();
+    let err = config_error(&base(
+        "kind = \"gaussian\"",
+        gaussian,
+        "correct = 0.5\nstrength = 1",
+    ));
     assert!(err.contains("strength"), "{err}");
 }
 
@@ -453,11 +451,7 @@ names = ["cov_trace_ratio"]
             .flatten()
             .all(|r| r[0].is_finite() && r[0] > 0.0)
     );
-    let err = Config::parse(&format!("{base}\n[loop.neon]\nweight = -1.0\n"), &[])
-        .and_then(Experiment::new)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = config_error(&format!("{base}\n[loop.neon]\nweight = -1.0\n"));
     assert!(
         err.contains("loop.neon.weight = -1: expected w ≥ 0"),
         "{err}"
@@ -466,11 +460,7 @@ names = ["cov_trace_ratio"]
         "[model]\nkind = \"gaussian\"",
         "[model]\nkind = \"kde\"\nbandwidth = 0.5",
     );
-    let err = Config::parse(&format!("{kde}\n[loop.neon]\nweight = 1.0\n"), &[])
-        .and_then(Experiment::new)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = config_error(&format!("{kde}\n[loop.neon]\nweight = 1.0\n"));
     assert!(
         err.contains("does not have in a form that extrapolates"),
         "{err}"
@@ -505,11 +495,7 @@ fn real_weight_runs_with_every_weighted_learner_and_is_refused_elsewhere() {
         }
     }
     let refused = |model: &str, schedule: &str, expect: &str| {
-        let err = Config::parse(&text(model, schedule, 0.5), &[])
-            .and_then(Experiment::new)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = config_error(&text(model, schedule, 0.5));
         assert!(err.contains(expect), "{err}");
     };
     refused(
@@ -522,11 +508,7 @@ fn real_weight_runs_with_every_weighted_learner_and_is_refused_elsewhere() {
         "schedule = \"replace\"\ntrain_size = 100",
         "only augment, fresh and",
     );
-    let err = Config::parse(&text("kind = \"gaussian\"", fresh, 1.5), &[])
-        .and_then(Experiment::new)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = config_error(&text("kind = \"gaussian\"", fresh, 1.5));
     assert!(err.contains("loop.real_weight = 1.5: expected"), "{err}");
 }
 
@@ -590,17 +572,10 @@ names = ["mean_shift"]
         "{cur} ± {cse} vs {plain} ± {pse}"
     );
     // Without `class`, the classifier checks each sample's own label, which a GMM's samples lack.
-    let err = Config::parse(
-        &format!(
-            "{base}\n[loop.curate]\nfilter = \"verifier\"\nthreshold = 0.9\n\
+    let err = config_error(&format!(
+        "{base}\n[loop.curate]\nfilter = \"verifier\"\nthreshold = 0.9\n\
              verifier = {{ kind = \"classifier\", file = \"data/features/digits-mlp.safetensors\" }}\n"
-        ),
-        &[],
-    )
-    .and_then(Experiment::new)
-    .err()
-    .unwrap()
-    .to_string();
+    ));
     assert!(err.contains("give class = C"), "{err}");
 }
 

@@ -48,6 +48,14 @@ impl Gaussian {
         Some(y.map_axis(ndarray::Axis(1), |r| c - 0.5 * r.dot(&r)))
     }
 
+    /// Neon's extrapolation away from `other`: μ + w(μ − μ₁) and Σ + w(Σ − Σ₁) with the
+    /// covariance's eigenvalues floored at `floor` (it need not stay positive semi-definite).
+    pub fn extrapolated(&self, other: &Gaussian, w: f64, floor: f64) -> (Array1<f64>, Array2<f64>) {
+        let mu = &self.mean + &((&self.mean - &other.mean) * w);
+        let cov = &self.cov + &((&self.cov - &other.cov) * w);
+        (mu, crate::linalg::eigenvalue_floor(&cov, floor))
+    }
+
     /// Log density and score −Σ⁻¹(x − μ) of each row of `x`; `None` when Σ is singular.
     pub fn log_density_and_score(&self, x: ArrayView2<f32>) -> Option<(Array1<f64>, Array2<f64>)> {
         let (linv_t, c) = gaussian_whitener(&self.cov)?;

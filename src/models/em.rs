@@ -140,9 +140,7 @@ impl Learner for MixtureEm {
             .collect();
         let mut comps = Vec::with_capacity(weights.len());
         for (ca, cb) in a.components().iter().zip(b.components()) {
-            let mu = ca.mu() + &((ca.mu() - cb.mu()) * w);
-            let cov = ca.sigma() + &((ca.sigma() - cb.sigma()) * w);
-            let cov = crate::linalg::eigenvalue_floor(&cov, self.reg_covar);
+            let (mu, cov) = ca.extrapolated(cb, w, self.reg_covar);
             comps.push(Gaussian::new(mu, cov));
         }
         Some(Ok(Box::new(GaussianMixture::new(weights, comps))))

@@ -125,11 +125,8 @@ impl Learner for GaussianMle {
             super::downcast::<Gaussian>(Some(base))?,
             super::downcast::<Gaussian>(Some(self_trained))?,
         );
-        let mu = a.mu() + &((a.mu() - b.mu()) * w);
-        let cov = a.sigma() + &((a.sigma() - b.sigma()) * w);
-        Some(Ok(Box::new(
-            self.structured(mu, crate::linalg::eigenvalue_floor(&cov, 0.0)),
-        )))
+        let (mu, cov) = a.extrapolated(b, w, 0.0);
+        Some(Ok(Box::new(self.structured(mu, cov))))
     }
     fn load(&self, file: &TensorFile) -> Result<Box<dyn Model>> {
         let (shape, mean) = file.take::<f64>("mean")?;
