@@ -377,3 +377,39 @@ fn an_unwritable_folder_is_one_error() {
         );
     }
 }
+
+/// A run or a study cell killed after creating its partial folder but before writing its
+/// `config.toml`, or a sweep killed before writing its `cells.csv`, left nothing to continue:
+/// `--resume` starts it afresh instead of taking the empty folder for another experiment's.
+#[test]
+fn a_partial_folder_killed_before_its_config_is_started_over() {
+    let dir = setup(STUDY);
+    let d = dir.path();
+    // a process id above Linux's pid_max (2^22) is never alive
+    let dead = 4_000_000_000u32;
+    std::fs::create_dir(d.join(format!(".run.partial-{dead}"))).unwrap();
+    let (code, _, err) = ouro(&["run", "base.toml", "--out", "run", "--resume"], d);
+    assert_eq!(code, 0, "{err}");
+    assert!(d.join("run/metrics.csv").exists());
+    // a sweep killed before it wrote cells.csv
+    std::fs::create_dir_all(d.join("study/cells")).unwrap();
+    std::fs::write(d.join("study/study.toml"), STUDY).unwrap();
+    let (code, _, err) = ouro(
+        &[
+            "sweep",
+            "study.toml",
+            "--out",
+            "study",
+            "--cells",
+            "0",
+            "--resume",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::create_dir(d.join(format!("study/cells/.001.partial-{dead}"))).unwrap();
+    let (code, _, err) = ouro(&["sweep", "study.toml", "--out", "study", "--resume"], d);
+    assert_eq!(code, 0, "{err}");
+    assert!(d.join("study/cells/001/metrics.csv").exists());
+    assert!(hidden(d).is_empty() && hidden(&d.join("study/cells")).is_empty());
+}

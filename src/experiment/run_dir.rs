@@ -115,7 +115,8 @@ fn same_config(exp: &Experiment, dir: &Path) -> Result<()> {
 }
 
 /// The hidden partial folder of a killed run into `out` (`.NAME.partial-PID` whose process is
-/// gone), checked to hold `exp`'s config; `None` when there is none.
+/// gone), checked to hold `exp`'s config; `None` when there is none, or when the run was killed
+/// before it wrote its `config.toml` (nothing to continue: the folder is removed as a leftover).
 fn interrupted(exp: &Experiment, out: &Path) -> Result<Option<PathBuf>> {
     let (parent, name) = partial_prefix(out);
     let Ok(entries) = std::fs::read_dir(&parent) else {
@@ -135,7 +136,9 @@ fn interrupted(exp: &Experiment, out: &Path) -> Result<Option<PathBuf>> {
                 out.display()
             )));
         }
-        found = Some(e.path());
+        if e.path().join("config.toml").exists() {
+            found = Some(e.path());
+        }
     }
     if let Some(p) = &found {
         same_config(exp, p)?;

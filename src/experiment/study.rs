@@ -353,7 +353,8 @@ pub fn prepare(
                  choose another --out",
                 out.display()
             )));
-        } else {
+        } else if out.join("cells.csv").exists() || (cells_dir.exists() && !is_empty(&cells_dir)) {
+            // (a sweep killed before it wrote `cells.csv` ran no cell: nothing to check)
             check_same_study(study, out)?;
         }
     }
