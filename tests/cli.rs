@@ -458,6 +458,21 @@ fn diffusion_keys_that_do_not_apply_are_rejected() {
         &["--set", "model.t_min=5000"],
         &["model.t_min", "1000"],
     );
+    assert_rejected(
+        DIFFUSION,
+        &["--set", "model.grid_rho=5"],
+        &["model.grid_rho", "sigma_grid = \"karras\""],
+    );
+    assert_rejected(
+        DIFFUSION,
+        &[
+            "--set",
+            "model.sigma_grid=\"karras\"",
+            "--set",
+            "model.grid_rho=0",
+        ],
+        &["model.grid_rho", "> 0"],
+    );
 }
 
 #[test]

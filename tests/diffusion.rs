@@ -135,6 +135,7 @@ fn reconstruction_of_a_gaussian_follows_the_closed_form() {
         steps: 1000,
         t_min: 1.0,
         denoise_final: true,
+        spacing: ouro::diffusion::Spacing::Schedule,
     };
     let den = MixtureDenoiser::gaussian(Gaussian::isotropic(ndarray::array![0.0], sm2.sqrt()));
     let model = DiffusionModel::from_parts(Fitted::Mixture(den), plan);

@@ -1,6 +1,6 @@
 //! The keys of `[model] kind = "diffusion"`, typed. They are flat in TOML; the denoiser, the noise
-//! schedule and the sampler are tagged enums (`denoiser = "mlp"`, `noise = "ou"`, `sampler =
-//! "ddim"`) whose variants carry the keys that only they use, with their defaults. Each key is
+//! schedule, the sampler and the grid spacing are tagged enums (`denoiser = "mlp"`, `noise =
+//! "ou"`, `sampler = "ddim"`, `sigma_grid = "karras"`) whose variants carry the keys that only they use, with their defaults. Each key is
 //! declared once, here, with its default; [`DiffusionConfig::from_table`] fills in the defaults
 //! that depend on other keys, and a key the chosen options do not use is an error because it is
 //! missing from the resolved config, which is exactly what `config.toml` records.
@@ -21,6 +21,9 @@ pub struct DiffusionConfig {
     /// The sampler, with its keys (default ddpm).
     #[serde(flatten)]
     pub sampler: SamplerKind,
+    /// How the sampling grid is spaced (default: uniform in the schedule's time).
+    #[serde(flatten)]
+    pub sigma_grid: SigmaGridKind,
     /// Sampling steps of a full generation (default: the schedule's T for VP, else 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_steps: Option<usize>,
@@ -240,6 +243,23 @@ pub enum SamplerKind {
     Euler,
     /// Heun on the probability-flow ODE.
     Heun,
+    /// DPM-Solver++(2M), multistep, one evaluation per step.
+    #[serde(rename = "dpmpp-2m")]
+    DpmSolver2M,
+}
+
+/// `sigma_grid = ...`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "sigma_grid", rename_all = "kebab-case")]
+pub enum SigmaGridKind {
+    /// Uniform in the schedule's time.
+    Schedule,
+    /// Karras et al.'s spacing, uniform in σ^{1/ρ}.
+    Karras {
+        /// ρ (default 7).
+        #[serde(default = "default_rho")]
+        grid_rho: f64,
+    },
 }
 
 /// `[model.error]`: D'(x, σ) = x + scale·(D − x) + bias + noise·f(x) with f a fixed random field.
@@ -265,7 +285,7 @@ fn unit() -> f64 {
 }
 
 /// The values each tag takes, in the order error messages list them.
-const TAGS: [(&str, &[&str], Option<&str>); 3] = [
+const TAGS: [(&str, &[&str], Option<&str>); 4] = [
     ("denoiser", &["mlp", "empirical", "kde", "gmm-exact"], None),
     (
         "noise",
@@ -274,9 +294,17 @@ const TAGS: [(&str, &[&str], Option<&str>); 3] = [
     ),
     (
         "sampler",
-        &["ddpm", "ddim", "euler-maruyama", "euler", "heun"],
+        &[
+            "ddpm",
+            "ddim",
+            "euler-maruyama",
+            "euler",
+            "heun",
+            "dpmpp-2m",
+        ],
         Some("ddpm"),
     ),
+    ("sigma_grid", &["schedule", "karras"], Some("schedule")),
 ];
 
 impl DiffusionConfig {
@@ -403,7 +431,8 @@ fn why_unused(key: &str, value: &toml::Value, cfg: &DiffusionConfig) -> String {
             .filter(|name| match tag {
                 "denoiser" => keeps::<DenoiserKind>(tag, name, key, value),
                 "noise" => keeps::<NoiseKind>(tag, name, key, value),
-                _ => keeps::<SamplerKind>(tag, name, key, value),
+                "sampler" => keeps::<SamplerKind>(tag, name, key, value),
+                _ => keeps::<SigmaGridKind>(tag, name, key, value),
             })
             .collect();
         if !users.is_empty() {
@@ -421,7 +450,10 @@ fn why_unused(key: &str, value: &toml::Value, cfg: &DiffusionConfig) -> String {
 fn locate(table: &toml::Table, e: toml::de::Error) -> Error {
     let message = e.message().trim().to_string();
     for key in table.keys() {
-        if matches!(key.as_str(), "denoiser" | "noise" | "sampler") {
+        if matches!(
+            key.as_str(),
+            "denoiser" | "noise" | "sampler" | "sigma_grid"
+        ) {
             continue;
         }
         let mut t = table.clone();

@@ -4,6 +4,7 @@
 use super::closed_form::{KernelDenoiser, MixtureDenoiser, PerClass};
 use super::config::{
     DenoiserErrorConfig, DenoiserKind, DiffusionConfig, MlpConfig, NoiseKind, SamplerKind,
+    SigmaGridKind,
 };
 use super::denoiser::ErrorField;
 use super::denoiser::{Clipped, Denoiser, Imperfect};
@@ -11,7 +12,7 @@ use super::denoiser::{Conditioning, training_labels};
 use super::mlp::MlpDenoiser;
 use super::noise::NoiseSchedule;
 use super::precondition::Objective;
-use super::sampler::{Sampler, SamplingPlan};
+use super::sampler::{Sampler, SamplingPlan, Spacing};
 use super::trainer::{EarlyStopping, TrainConfig};
 use crate::error::{Error, Result};
 use crate::models::MixtureEm;
@@ -153,6 +154,13 @@ impl DiffusionLearner {
             SamplerKind::EulerMaruyama => Sampler::EulerMaruyama,
             SamplerKind::Euler => Sampler::Euler,
             SamplerKind::Heun => Sampler::Heun,
+            SamplerKind::DpmSolver2M => Sampler::DpmSolver2M,
+        };
+        let spacing = match cfg.sigma_grid {
+            SigmaGridKind::Schedule => Spacing::Schedule,
+            SigmaGridKind::Karras { grid_rho } => Spacing::Karras {
+                rho: positive("grid_rho", grid_rho)?,
+            },
         };
         let steps = cfg.sample_steps.expect("resolved");
         count_in("sample_steps", steps, 1, MAX_SAMPLE_STEPS)?;
@@ -174,6 +182,7 @@ impl DiffusionLearner {
             steps,
             t_min,
             denoise_final: cfg.denoise_final,
+            spacing,
         };
         let denoiser = match &cfg.denoiser {
             DenoiserKind::Empirical => DenoiserSpec::Empirical,

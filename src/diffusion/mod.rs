@@ -2,7 +2,8 @@
 //! ([`Denoiser`]), a noise schedule ([`NoiseSchedule`]) and a sampler ([`Sampler`]).
 //!
 //! - `noise`: VP linear/cosine (DDPM), OU, VE and EDM schedules, all mapped to σ.
-//! - `sampler`: DDPM ancestral, DDIM(η), Euler–Maruyama, probability-flow Euler and Heun.
+//! - `sampler`: DDPM ancestral, DDIM(η), Euler–Maruyama, probability-flow Euler and Heun,
+//!   DPM-Solver++(2M); grids uniform in the schedule's time or Karras-spaced.
 //! - `config`: the `[model]` keys of a diffusion learner, typed.
 //! - `closed_form`: the empirical-optimal (Yi et al.), KDE and Gaussian-mixture denoisers.
 //! - `denoiser`: the trait, class conditioning and guidance, the imperfect-score wrapper
@@ -31,5 +32,5 @@ pub use learner::{DiffusionLearner, DiffusionModel};
 pub use mlp::MlpDenoiser;
 pub use noise::NoiseSchedule;
 pub use precondition::Objective;
-pub use sampler::{Sampler, SamplingPlan};
+pub use sampler::{Sampler, SamplingPlan, Spacing};
 pub use trainer::TrainConfig;
