@@ -1,0 +1,1286 @@
+//! A U-Net for images (Ronneberger et al. 2015, in the form DDPM uses, Ho et al. 2020), with
+//! its forward pass, backward pass and parameters in PyTorch's module layout (`bench/unet.py`
+//! is the same network in PyTorch, parameter for parameter).
+//!
+//! channels[i] feature maps at side/2^i; `blocks` residual blocks per level down and up, a
+//! stride-2 3×3 convolution between levels down, nearest ×2 and a 3×3 convolution up, the
+//! level's last activation down concatenated to the first block up; a middle of block,
+//! [attention], block; GroupNorm, SiLU and a 3×3 convolution out. A residual block is
+//! x + conv2(silu(norm2(conv1(silu(norm1(x))) + Linear(e)))) (a 1×1 convolution on the skip
+//! when the channel count changes), with e = silu(Linear(silu(Linear(time embedding))) +
+//! class embedding).
+//!
+//! The network is a fixed program of [`Op`]s over numbered activations, so the backward pass
+//! walks it in reverse and a skip connection's gradient is the sum of its two consumers'.
+
+use super::conv::{
+    Conv2d, ConvScratch, Dims, GroupNorm, PackedConv, add_image_bias, concat, concat_backward,
+    image_bias_backward, upsample2, upsample2_backward,
+};
+use super::simd::exp_f32;
+use rand::RngExt;
+use rand_distr::Distribution as _;
+
+/// The architecture of a U-Net.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnetShape {
+    /// Image side in pixels (the images are square).
+    pub side: usize,
+    /// Image channels (1 for greyscale).
+    pub in_ch: usize,
+    /// Feature maps per level, from full resolution down.
+    pub channels: Vec<usize>,
+    /// Residual blocks per level (down and up).
+    pub blocks: usize,
+    /// GroupNorm groups (dividing every channel count).
+    pub groups: usize,
+    /// Classes of a class-conditional network (0: unconditional); the class embedding has
+    /// classes + 1 rows, the last one "no class".
+    pub classes: usize,
+    /// Self-attention between the middle blocks.
+    pub attention: bool,
+}
+
+impl UnetShape {
+    /// Width of the sinusoidal time embedding the network takes (channels[0]).
+    pub fn time_width(&self) -> usize {
+        self.channels[0]
+    }
+
+    /// Width of the embedding every block receives (4·channels[0]).
+    pub fn emb_width(&self) -> usize {
+        4 * self.channels[0]
+    }
+
+    /// Values per image (side²·in_ch).
+    pub fn image_len(&self) -> usize {
+        self.side * self.side * self.in_ch
+    }
+
+    /// Why this shape cannot be built, if it cannot: the side must halve exactly at every level
+    /// but the last, and the groups must divide every channel count.
+    pub fn check(&self) -> Result<(), String> {
+        let levels = self.channels.len();
+        if levels == 0 || self.channels.contains(&0) {
+            return Err("channels: expected one or more positive widths".into());
+        }
+        if self.blocks == 0 {
+            return Err("blocks: expected at least 1".into());
+        }
+        let div = 1usize << (levels - 1);
+        if self.side == 0 || !self.side.is_multiple_of(div) {
+            return Err(format!(
+                "{levels} levels halve the image {} times; its side {} is not a multiple of {div}",
+                levels - 1,
+                self.side
+            ));
+        }
+        if self.groups == 0 {
+            return Err("groups: expected at least 1".into());
+        }
+        if let Some(c) = self
+            .channels
+            .iter()
+            .find(|&&c| !c.is_multiple_of(self.groups))
+        {
+            return Err(format!(
+                "groups = {} does not divide the {c} channels of a level",
+                self.groups
+            ));
+        }
+        if !self.channels[0].is_multiple_of(2) {
+            return Err(
+                "channels[0] must be even (it is the sinusoidal time embedding's width)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A linear layer y = W x + b with W (out × in) row-major at `off` and b after it.
+#[derive(Clone, Copy, Debug)]
+struct Linear {
+    i: usize,
+    o: usize,
+    off: usize,
+}
+
+/// A residual block's modules (indices into [`Unet`]'s convolutions and norms).
+#[derive(Clone, Debug)]
+struct Block {
+    norm1: usize,
+    conv1: usize,
+    emb: Linear,
+    norm2: usize,
+    conv2: usize,
+    skip: Option<usize>,
+}
+
+/// Self-attention's modules.
+#[derive(Clone, Debug)]
+struct Attention {
+    norm: usize,
+    qkv: usize,
+    proj: usize,
+}
+
+/// One step of the network's program: reads activations, writes one.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Conv { conv: usize, input: usize },
+    Block { block: usize, input: usize },
+    Concat { a: usize, b: usize },
+    Upsample { input: usize },
+    Attention { input: usize },
+    NormSilu { norm: usize, input: usize },
+}
+
+/// A U-Net: its shape, where each module's parameters lie in the flat buffer, and its program.
+#[derive(Clone, Debug)]
+pub struct Unet {
+    shape: UnetShape,
+    /// (name, shape, offset) of every tensor, in PyTorch's `state_dict` order.
+    tensors: Vec<(String, Vec<usize>, usize)>,
+    params: usize,
+    time0: Linear,
+    time2: Linear,
+    label: Option<usize>,
+    convs: Vec<(Conv2d, usize)>,
+    norms: Vec<(GroupNorm, usize)>,
+    blocks: Vec<Block>,
+    attention: Option<Attention>,
+    /// The program; op i writes activation i + 1 (activation 0 is the input image).
+    ops: Vec<Op>,
+    /// Size of every activation for one image (n = 1).
+    dims: Vec<Dims>,
+}
+
+/// Assigns parameter offsets in PyTorch's registration order.
+struct Builder {
+    tensors: Vec<(String, Vec<usize>, usize)>,
+    off: usize,
+    convs: Vec<(Conv2d, usize)>,
+    norms: Vec<(GroupNorm, usize)>,
+}
+
+impl Builder {
+    fn tensor(&mut self, name: String, shape: Vec<usize>) -> usize {
+        let off = self.off;
+        self.off += shape.iter().product::<usize>();
+        self.tensors.push((name, shape, off));
+        off
+    }
+
+    fn linear(&mut self, name: &str, i: usize, o: usize) -> Linear {
+        let off = self.tensor(format!("{name}.weight"), vec![o, i]);
+        self.tensor(format!("{name}.bias"), vec![o]);
+        Linear { i, o, off }
+    }
+
+    fn conv(&mut self, name: &str, conv: Conv2d) -> usize {
+        let k = conv.k;
+        let off = self.tensor(format!("{name}.weight"), vec![conv.cout, conv.cin, k, k]);
+        self.tensor(format!("{name}.bias"), vec![conv.cout]);
+        self.convs.push((conv, off));
+        self.convs.len() - 1
+    }
+
+    fn norm(&mut self, name: &str, c: usize, groups: usize) -> usize {
+        let off = self.tensor(format!("{name}.weight"), vec![c]);
+        self.tensor(format!("{name}.bias"), vec![c]);
+        self.norms.push((GroupNorm { c, groups }, off));
+        self.norms.len() - 1
+    }
+
+    fn block(&mut self, name: &str, cin: usize, cout: usize, emb: usize, groups: usize) -> Block {
+        Block {
+            norm1: self.norm(&format!("{name}.norm1"), cin, groups),
+            conv1: self.conv(&format!("{name}.conv1"), Conv2d::new(cin, cout, 3)),
+            emb: self.linear(&format!("{name}.emb"), emb, cout),
+            norm2: self.norm(&format!("{name}.norm2"), cout, groups),
+            conv2: self.conv(&format!("{name}.conv2"), Conv2d::new(cout, cout, 3)),
+            skip: (cin != cout)
+                .then(|| self.conv(&format!("{name}.skip"), Conv2d::new(cin, cout, 1))),
+        }
+    }
+}
+
+impl Unet {
+    /// The network of `shape` (which must pass [`UnetShape::check`]).
+    pub fn new(shape: &UnetShape) -> Self {
+        assert_eq!(shape.check(), Ok(()), "U-Net shape");
+        let (c0, e, g) = (shape.channels[0], shape.emb_width(), shape.groups);
+        let mut b = Builder {
+            tensors: Vec::new(),
+            off: 0,
+            convs: Vec::new(),
+            norms: Vec::new(),
+        };
+        let time0 = b.linear("time.0", c0, e);
+        let time2 = b.linear("time.2", e, e);
+        let label = (shape.classes > 0)
+            .then(|| b.tensor("label.weight".into(), vec![shape.classes + 1, e]));
+        let mut ops = Vec::new();
+        let mut blocks = Vec::new();
+        let conv_in = b.conv("conv_in", Conv2d::new(shape.in_ch, c0, 3));
+        ops.push(Op::Conv {
+            conv: conv_in,
+            input: 0,
+        });
+        let levels = shape.channels.len();
+        let mut c = c0;
+        let mut skips = Vec::new();
+        let mut down_blocks = Vec::new();
+        for (i, &ch) in shape.channels.iter().enumerate() {
+            for j in 0..shape.blocks {
+                let cin = if j == 0 { c } else { ch };
+                down_blocks.push(b.block(&format!("down.{i}.{j}"), cin, ch, e, g));
+            }
+            c = ch;
+        }
+        let downsample: Vec<usize> = (0..levels - 1)
+            .map(|i| {
+                let ch = shape.channels[i];
+                let conv = Conv2d {
+                    stride: 2,
+                    ..Conv2d::new(ch, ch, 3)
+                };
+                b.conv(&format!("downsample.{i}"), conv)
+            })
+            .collect();
+        for i in 0..levels {
+            for j in 0..shape.blocks {
+                blocks.push(down_blocks[i * shape.blocks + j].clone());
+                ops.push(Op::Block {
+                    block: blocks.len() - 1,
+                    input: ops.len(),
+                });
+            }
+            skips.push(ops.len());
+            if i + 1 < levels {
+                ops.push(Op::Conv {
+                    conv: downsample[i],
+                    input: ops.len(),
+                });
+            }
+        }
+        blocks.push(b.block("mid1", c, c, e, g));
+        ops.push(Op::Block {
+            block: blocks.len() - 1,
+            input: ops.len(),
+        });
+        let attention = shape.attention.then(|| Attention {
+            norm: b.norm("attn.norm", c, g),
+            qkv: b.conv("attn.qkv", Conv2d::new(c, 3 * c, 1)),
+            proj: b.conv("attn.proj", Conv2d::new(c, c, 1)),
+        });
+        if attention.is_some() {
+            ops.push(Op::Attention { input: ops.len() });
+        }
+        blocks.push(b.block("mid2", c, c, e, g));
+        ops.push(Op::Block {
+            block: blocks.len() - 1,
+            input: ops.len(),
+        });
+        let mut up_blocks = Vec::new();
+        let mut upsample = Vec::new();
+        for (j, i) in (0..levels).rev().enumerate() {
+            let ch = shape.channels[i];
+            for k in 0..shape.blocks {
+                let cin = if k == 0 { c + ch } else { ch };
+                up_blocks.push(b.block(&format!("up.{j}.{k}"), cin, ch, e, g));
+            }
+            c = ch;
+            if i > 0 {
+                let prev = shape.channels[i - 1];
+                upsample.push(b.conv(&format!("upsample.{j}"), Conv2d::new(ch, prev, 3)));
+                c = prev;
+            }
+        }
+        for (j, i) in (0..levels).rev().enumerate() {
+            ops.push(Op::Concat {
+                a: ops.len(),
+                b: skips[i],
+            });
+            for k in 0..shape.blocks {
+                blocks.push(up_blocks[j * shape.blocks + k].clone());
+                ops.push(Op::Block {
+                    block: blocks.len() - 1,
+                    input: ops.len(),
+                });
+            }
+            if i > 0 {
+                ops.push(Op::Upsample { input: ops.len() });
+                ops.push(Op::Conv {
+                    conv: upsample[j],
+                    input: ops.len(),
+                });
+            }
+        }
+        let norm_out = b.norm("norm_out", c0, g);
+        ops.push(Op::NormSilu {
+            norm: norm_out,
+            input: ops.len(),
+        });
+        let conv_out = b.conv("conv_out", Conv2d::new(c0, shape.in_ch, 3));
+        ops.push(Op::Conv {
+            conv: conv_out,
+            input: ops.len(),
+        });
+        let mut net = Unet {
+            shape: shape.clone(),
+            tensors: b.tensors,
+            params: b.off,
+            time0,
+            time2,
+            label,
+            convs: b.convs,
+            norms: b.norms,
+            blocks,
+            attention,
+            ops,
+            dims: Vec::new(),
+        };
+        net.dims = net.activation_dims(1);
+        net
+    }
+
+    /// The shape this network was built from.
+    pub fn shape(&self) -> &UnetShape {
+        &self.shape
+    }
+
+    /// Number of parameters.
+    pub fn params(&self) -> usize {
+        self.params
+    }
+
+    /// (name, shape, offset) of every parameter tensor, in PyTorch's `state_dict` order.
+    pub fn tensors(&self) -> &[(String, Vec<usize>, usize)] {
+        &self.tensors
+    }
+
+    /// The size of every activation for a batch of `n` images.
+    fn activation_dims(&self, n: usize) -> Vec<Dims> {
+        let s = &self.shape;
+        let mut dims = vec![Dims {
+            n,
+            h: s.side,
+            w: s.side,
+            c: s.in_ch,
+        }];
+        for op in &self.ops {
+            let d = match *op {
+                Op::Conv { conv, input } => self.convs[conv].0.out_dims(dims[input]),
+                Op::Block { block, input } => {
+                    let cout = self.convs[self.blocks[block].conv2].0.cout;
+                    dims[input].with_c(cout)
+                }
+                Op::Concat { a, b } => dims[a].with_c(dims[a].c + dims[b].c),
+                Op::Upsample { input } => Dims {
+                    h: 2 * dims[input].h,
+                    w: 2 * dims[input].w,
+                    ..dims[input]
+                },
+                Op::Attention { input } | Op::NormSilu { input, .. } => dims[input],
+            };
+            dims.push(d);
+        }
+        dims
+    }
+
+    /// Multiply-adds of one forward pass per image (convolutions and attention; the norms and
+    /// the embedding MLP are a small fraction), for GFLOP/s figures: FLOPs = 2 × this.
+    pub fn macs_per_image(&self) -> f64 {
+        let mut macs = 0.0;
+        for (op, d) in self.ops.iter().zip(&self.dims[1..]) {
+            let conv = |i: usize, d: Dims| {
+                let c = self.convs[i].0;
+                (d.h * d.w * c.cout * c.cin * c.k * c.k) as f64
+            };
+            macs += match *op {
+                Op::Conv { conv: i, .. } => conv(i, *d),
+                Op::Block { block, .. } => {
+                    let b = &self.blocks[block];
+                    conv(b.conv1, *d) + conv(b.conv2, *d) + b.skip.map_or(0.0, |s| conv(s, *d))
+                }
+                Op::Attention { .. } => {
+                    let a = self.attention.as_ref().expect("attention");
+                    let hw = (d.h * d.w) as f64;
+                    conv(a.qkv, *d) + conv(a.proj, *d) + 2.0 * hw * hw * d.c as f64
+                }
+                _ => 0.0,
+            };
+        }
+        macs
+    }
+
+    /// PyTorch's default initialisation: a convolution's or linear layer's weights and bias
+    /// U(−1/√fan_in, 1/√fan_in) (kaiming_uniform with a = √5), GroupNorm γ = 1 and β = 0, the
+    /// class embedding N(0, 1).
+    pub fn init(&self, rng: &mut crate::rng::Stream) -> Vec<f32> {
+        let mut p = vec![0.0f32; self.params];
+        for (name, shape, off) in &self.tensors {
+            let len: usize = shape.iter().product();
+            let dst = &mut p[*off..off + len];
+            let fan_in = |w: &str| {
+                self.tensors
+                    .iter()
+                    .find(|(n, _, _)| n == w)
+                    .map(|(_, s, _)| s[1..].iter().product::<usize>())
+                    .expect("weight of a bias")
+            };
+            if name.starts_with("label") {
+                for v in dst {
+                    *v = rand_distr::StandardNormal.sample(rng);
+                }
+            } else if name.contains("norm") {
+                dst.fill(if name.ends_with("weight") { 1.0 } else { 0.0 });
+            } else {
+                let weight = name.replace(".bias", ".weight");
+                let bound = 1.0 / (fan_in(&weight) as f32).sqrt();
+                for v in dst {
+                    *v = rng.random_range(-bound..bound);
+                }
+            }
+        }
+        p
+    }
+
+    /// Packs every convolution's weights (with the transposes a backward pass needs when
+    /// `backward`).
+    pub fn pack(&self, params: &[f32], backward: bool) -> Packed {
+        let mut packed = Packed {
+            convs: vec![PackedConv::default(); self.convs.len()],
+            scratch: Vec::new(),
+        };
+        self.repack(params, &mut packed, backward);
+        packed
+    }
+
+    /// [`Unet::pack`] into an existing packing.
+    pub fn repack(&self, params: &[f32], packed: &mut Packed, backward: bool) {
+        for ((conv, off), pc) in self.convs.iter().zip(&mut packed.convs) {
+            conv.pack(
+                &params[*off..off + conv.weights()],
+                pc,
+                backward,
+                &mut packed.scratch,
+            );
+        }
+    }
+}
+
+/// The convolutions' packed weights.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    convs: Vec<PackedConv>,
+    scratch: Vec<f32>,
+}
+
+/// A residual block's saved activations.
+#[derive(Default)]
+struct BlockCache {
+    xhat1: Vec<f32>,
+    rstd1: Vec<f32>,
+    a1: Vec<f32>,
+    h1: Vec<f32>,
+    xhat2: Vec<f32>,
+    rstd2: Vec<f32>,
+    a2: Vec<f32>,
+    /// The block's embedding projection, n × cout.
+    e: Vec<f32>,
+}
+
+/// Self-attention's saved activations.
+#[derive(Default)]
+struct AttnCache {
+    xhat: Vec<f32>,
+    rstd: Vec<f32>,
+    y: Vec<f32>,
+    qkv: Vec<f32>,
+    /// Softmax weights, n × hw × hw.
+    weights: Vec<f32>,
+    /// Attention output before the projection.
+    out: Vec<f32>,
+}
+
+/// The buffers of a forward and backward pass over up to a given number of images (one per
+/// worker), reused between calls.
+#[derive(Default)]
+pub struct Workspace {
+    acts: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+    /// Per op: saved GroupNorm x̂ and 1/σ of a `NormSilu` op.
+    norm_cache: Vec<(Vec<f32>, Vec<f32>)>,
+    blocks: Vec<BlockCache>,
+    attn: AttnCache,
+    /// Time path: the embedding input, Linear 0's output, its SiLU, Linear 2's output plus the
+    /// class embedding, and e = silu of that (n × width each).
+    temb: Vec<f32>,
+    t0: Vec<f32>,
+    s0: Vec<f32>,
+    t2: Vec<f32>,
+    e: Vec<f32>,
+    /// Class index per image (classes = ∅) for a class-conditional network.
+    labels: Vec<u32>,
+    conv: ConvScratch,
+    /// Scratch of the backward pass.
+    tmp: Vec<f32>,
+    tmp2: Vec<f32>,
+    de: Vec<f32>,
+    n: usize,
+}
+
+impl Workspace {
+    /// The network's output of the last forward pass (n × image_len).
+    pub fn output(&self) -> &[f32] {
+        self.acts.last().map_or(&[], |v| &v[..])
+    }
+}
+
+fn silu(v: f32) -> f32 {
+    v / (1.0 + exp_f32(-v))
+}
+
+fn silu_grad(v: f32) -> f32 {
+    let s = 1.0 / (1.0 + exp_f32(-v));
+    s + v * s * (1.0 - s)
+}
+
+/// y (n × o) = x (n × i) Wᵀ + b for the linear layer at `l` (small: plain loops, f32).
+fn linear_forward(l: Linear, p: &[f32], x: &[f32], n: usize, y: &mut Vec<f32>) {
+    y.resize(n * l.o, 0.0);
+    let (w, b) = (
+        &p[l.off..l.off + l.i * l.o],
+        &p[l.off + l.i * l.o..l.off + (l.i + 1) * l.o],
+    );
+    for r in 0..n {
+        let xr = &x[r * l.i..(r + 1) * l.i];
+        for o in 0..l.o {
+            let wr = &w[o * l.i..(o + 1) * l.i];
+            y[r * l.o + o] = b[o] + wr.iter().zip(xr).map(|(a, b)| a * b).sum::<f32>();
+        }
+    }
+}
+
+/// Backward pass of [`linear_forward`]: adds dW, db to `g` and, when given, dx to `dx`.
+fn linear_backward(
+    l: Linear,
+    p: &[f32],
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    g: &mut [f32],
+    dx: Option<&mut [f32]>,
+) {
+    let (gw, gb) = g[l.off..l.off + (l.i + 1) * l.o].split_at_mut(l.i * l.o);
+    for r in 0..n {
+        let xr = &x[r * l.i..(r + 1) * l.i];
+        for o in 0..l.o {
+            let d = dy[r * l.o + o];
+            gb[o] += d;
+            for (gv, &xv) in gw[o * l.i..(o + 1) * l.i].iter_mut().zip(xr) {
+                *gv += d * xv;
+            }
+        }
+    }
+    if let Some(dx) = dx {
+        let w = &p[l.off..l.off + l.i * l.o];
+        for r in 0..n {
+            for o in 0..l.o {
+                let d = dy[r * l.o + o];
+                for (dv, &wv) in dx[r * l.i..(r + 1) * l.i]
+                    .iter_mut()
+                    .zip(&w[o * l.i..(o + 1) * l.i])
+                {
+                    *dv += d * wv;
+                }
+            }
+        }
+    }
+}
+
+fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    v.resize(len, 0.0);
+    &mut v[..len]
+}
+
+impl Unet {
+    /// Forward pass for `n` images: `x` (n × image_len, (y, x, channel) order), each image's
+    /// sinusoidal time embedding `temb` (n × time_width) and, for a class-conditional network,
+    /// its class (`classes` for "no class"). The output is [`Workspace::output`]; the activations
+    /// stay in `ws` for [`Unet::backward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        p: &[f32],
+        packed: &Packed,
+        x: &[f32],
+        temb: &[f32],
+        labels: Option<&[u32]>,
+        n: usize,
+        ws: &mut Workspace,
+    ) {
+        let dims = self.activation_dims(n);
+        ws.n = n;
+        ws.acts.resize_with(dims.len(), Vec::new);
+        ws.blocks
+            .resize_with(self.blocks.len(), BlockCache::default);
+        ws.norm_cache.resize_with(self.ops.len(), Default::default);
+        ws.acts[0].clear();
+        ws.acts[0].extend_from_slice(&x[..dims[0].len()]);
+        // e = silu(W2 silu(W0 temb + b0) + b2 + label)
+        let e = self.shape.emb_width();
+        ws.temb.clear();
+        ws.temb
+            .extend_from_slice(&temb[..n * self.shape.time_width()]);
+        linear_forward(self.time0, p, &ws.temb, n, &mut ws.t0);
+        ws.s0.clear();
+        ws.s0.extend(ws.t0.iter().map(|&v| silu(v)));
+        linear_forward(self.time2, p, &ws.s0, n, &mut ws.t2);
+        ws.labels.clear();
+        if let Some(off) = self.label {
+            let labels = labels.expect("a class-conditional U-Net needs labels");
+            ws.labels.extend_from_slice(&labels[..n]);
+            for (r, &y) in ws.labels.iter().enumerate() {
+                assert!(y as usize <= self.shape.classes, "label {y} out of range");
+                let row = &p[off + y as usize * e..off + (y as usize + 1) * e];
+                for (v, &l) in ws.t2[r * e..(r + 1) * e].iter_mut().zip(row) {
+                    *v += l;
+                }
+            }
+        }
+        ws.e.clear();
+        ws.e.extend(ws.t2.iter().map(|&v| silu(v)));
+        for (i, op) in self.ops.iter().enumerate() {
+            let (done, rest) = ws.acts.split_at_mut(i + 1);
+            let out = sized(&mut rest[0], dims[i + 1].len());
+            match *op {
+                Op::Conv { conv, input } => {
+                    let (c, off) = self.convs[conv];
+                    let bias = &p[off + c.weights()..off + c.params()];
+                    c.forward(
+                        &done[input],
+                        dims[input],
+                        &packed.convs[conv],
+                        bias,
+                        out,
+                        false,
+                        &mut ws.conv,
+                    );
+                }
+                Op::Block { block, input } => {
+                    let cache = &mut ws.blocks[block];
+                    self.block_forward(
+                        block,
+                        p,
+                        packed,
+                        &done[input],
+                        dims[input],
+                        &ws.e,
+                        cache,
+                        out,
+                        &mut ws.conv,
+                    );
+                }
+                Op::Concat { a, b } => concat(&done[a], dims[a].c, &done[b], dims[b].c, out),
+                Op::Upsample { input } => upsample2(&done[input], dims[input], out),
+                Op::Attention { input } => self.attention_forward(
+                    p,
+                    packed,
+                    &done[input],
+                    dims[input],
+                    &mut ws.attn,
+                    out,
+                    &mut ws.conv,
+                ),
+                Op::NormSilu { norm, input } => {
+                    let (gn, off) = self.norms[norm];
+                    let d = dims[input];
+                    let (xhat, rstd) = &mut ws.norm_cache[i];
+                    gn.forward(
+                        &done[input],
+                        d,
+                        &p[off..off + gn.params()],
+                        sized(xhat, d.len()),
+                        sized(rstd, d.n * gn.groups),
+                        out,
+                        true,
+                    );
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_forward(
+        &self,
+        block: usize,
+        p: &[f32],
+        packed: &Packed,
+        x: &[f32],
+        d: Dims,
+        e: &[f32],
+        cache: &mut BlockCache,
+        out: &mut [f32],
+        conv_scratch: &mut ConvScratch,
+    ) {
+        let b = &self.blocks[block];
+        let (n1, o1) = self.norms[b.norm1];
+        let (c1, w1) = self.convs[b.conv1];
+        let (n2, o2) = self.norms[b.norm2];
+        let (c2, w2) = self.convs[b.conv2];
+        let dout = d.with_c(c1.cout);
+        n1.forward(
+            x,
+            d,
+            &p[o1..o1 + n1.params()],
+            sized(&mut cache.xhat1, d.len()),
+            sized(&mut cache.rstd1, d.n * n1.groups),
+            sized(&mut cache.a1, d.len()),
+            true,
+        );
+        let bias = |c: Conv2d, off: usize| &p[off + c.weights()..off + c.params()];
+        let h1 = sized(&mut cache.h1, dout.len());
+        c1.forward(
+            &cache.a1,
+            d,
+            &packed.convs[b.conv1],
+            bias(c1, w1),
+            h1,
+            false,
+            conv_scratch,
+        );
+        linear_forward(b.emb, p, e, d.n, &mut cache.e);
+        add_image_bias(&mut cache.h1, dout, &cache.e);
+        n2.forward(
+            &cache.h1,
+            dout,
+            &p[o2..o2 + n2.params()],
+            sized(&mut cache.xhat2, dout.len()),
+            sized(&mut cache.rstd2, d.n * n2.groups),
+            sized(&mut cache.a2, dout.len()),
+            true,
+        );
+        c2.forward(
+            &cache.a2,
+            dout,
+            &packed.convs[b.conv2],
+            bias(c2, w2),
+            out,
+            false,
+            conv_scratch,
+        );
+        match b.skip {
+            Some(s) => {
+                let (cs, ws) = self.convs[s];
+                cs.forward(x, d, &packed.convs[s], &[], out, true, conv_scratch);
+                let bs = bias(cs, ws);
+                for row in out.chunks_exact_mut(cs.cout) {
+                    for (v, &b) in row.iter_mut().zip(bs) {
+                        *v += b;
+                    }
+                }
+            }
+            None => {
+                for (v, &xv) in out.iter_mut().zip(x) {
+                    *v += xv;
+                }
+            }
+        }
+    }
+
+    /// One-head self-attention over each image's pixels (see `bench/unet.py`'s `Attention`).
+    #[allow(clippy::too_many_arguments)]
+    fn attention_forward(
+        &self,
+        p: &[f32],
+        packed: &Packed,
+        x: &[f32],
+        d: Dims,
+        cache: &mut AttnCache,
+        out: &mut [f32],
+        conv_scratch: &mut ConvScratch,
+    ) {
+        let a = self.attention.as_ref().expect("attention");
+        let (gn, go) = self.norms[a.norm];
+        let (cq, qo) = self.convs[a.qkv];
+        let (cp, po) = self.convs[a.proj];
+        let (c, hw) = (d.c, d.h * d.w);
+        gn.forward(
+            x,
+            d,
+            &p[go..go + gn.params()],
+            sized(&mut cache.xhat, d.len()),
+            sized(&mut cache.rstd, d.n * gn.groups),
+            sized(&mut cache.y, d.len()),
+            false,
+        );
+        let qkv = sized(&mut cache.qkv, d.len() * 3);
+        cq.forward(
+            &cache.y,
+            d,
+            &packed.convs[a.qkv],
+            &p[qo + cq.weights()..qo + cq.params()],
+            qkv,
+            false,
+            conv_scratch,
+        );
+        let scale = 1.0 / (c as f32).sqrt();
+        let weights = sized(&mut cache.weights, d.n * hw * hw);
+        let att = sized(&mut cache.out, d.len());
+        for img in 0..d.n {
+            let q = &cache.qkv[img * hw * 3 * c..(img + 1) * hw * 3 * c];
+            for i in 0..hw {
+                let qi = &q[i * 3 * c..i * 3 * c + c];
+                let w = &mut weights[(img * hw + i) * hw..(img * hw + i + 1) * hw];
+                let mut max = f32::NEG_INFINITY;
+                for (j, wj) in w.iter_mut().enumerate() {
+                    let kj = &q[j * 3 * c + c..j * 3 * c + 2 * c];
+                    *wj = scale * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>();
+                    max = max.max(*wj);
+                }
+                let mut sum = 0.0f32;
+                for wj in w.iter_mut() {
+                    *wj = exp_f32(*wj - max);
+                    sum += *wj;
+                }
+                let o = &mut att[(img * hw + i) * c..(img * hw + i + 1) * c];
+                o.fill(0.0);
+                for (j, wj) in w.iter_mut().enumerate() {
+                    *wj /= sum;
+                    let vj = &q[j * 3 * c + 2 * c..(j + 1) * 3 * c];
+                    for (ov, &vv) in o.iter_mut().zip(vj) {
+                        *ov += *wj * vv;
+                    }
+                }
+            }
+        }
+        cp.forward(
+            &cache.out,
+            d,
+            &packed.convs[a.proj],
+            &p[po + cp.weights()..po + cp.params()],
+            out,
+            false,
+            conv_scratch,
+        );
+        for (v, &xv) in out.iter_mut().zip(x) {
+            *v += xv;
+        }
+    }
+
+    /// Backward pass of the last [`Unet::forward`] in `ws` for the output gradient `dout`
+    /// (n × image_len): adds every parameter's gradient to `grads` (the layout of the
+    /// parameters).
+    pub fn backward(
+        &self,
+        p: &[f32],
+        packed: &Packed,
+        dout: &[f32],
+        ws: &mut Workspace,
+        grads: &mut [f32],
+    ) {
+        let n = ws.n;
+        let dims = self.activation_dims(n);
+        ws.grads.resize_with(dims.len(), Vec::new);
+        for (g, d) in ws.grads.iter_mut().zip(&dims) {
+            g.clear();
+            g.resize(d.len(), 0.0);
+        }
+        ws.grads
+            .last_mut()
+            .expect("output")
+            .copy_from_slice(&dout[..dims.last().expect("dims").len()]);
+        let e = self.shape.emb_width();
+        ws.de.clear();
+        ws.de.resize(n * e, 0.0);
+        for (i, op) in self.ops.iter().enumerate().rev() {
+            let (before, after) = ws.grads.split_at_mut(i + 1);
+            let dy = &after[0];
+            match *op {
+                Op::Conv { conv, input } => {
+                    let (c, off) = self.convs[conv];
+                    let dx = (input > 0).then_some(&mut before[input][..]);
+                    c.backward(
+                        &ws.acts[input],
+                        dims[input],
+                        dy,
+                        &packed.convs[conv],
+                        &mut grads[off..off + c.params()],
+                        dx,
+                        &mut ws.conv,
+                    );
+                }
+                Op::Block { block, input } => {
+                    self.block_backward(
+                        block,
+                        p,
+                        packed,
+                        &ws.acts[input],
+                        dims[input],
+                        &ws.e,
+                        &ws.blocks[block],
+                        dy,
+                        &mut before[input],
+                        &mut ws.de,
+                        grads,
+                        &mut ws.conv,
+                        (&mut ws.tmp, &mut ws.tmp2),
+                    );
+                }
+                Op::Concat { a, b } => {
+                    let (ca, cb) = (dims[a].c, dims[b].c);
+                    // a > b: split the borrow
+                    let (lo, hi) = before.split_at_mut(a);
+                    concat_backward(dy, ca, &mut hi[0], cb, &mut lo[b]);
+                }
+                Op::Upsample { input } => {
+                    upsample2_backward(dy, dims[input], &mut ws.tmp);
+                    let len = dims[input].len();
+                    let tmp = &ws.tmp;
+                    for (o, &v) in before[input].iter_mut().zip(&tmp[..len]) {
+                        *o += v;
+                    }
+                }
+                Op::Attention { input } => {
+                    self.attention_backward(
+                        p,
+                        packed,
+                        dims[input],
+                        &ws.attn,
+                        dy,
+                        &mut before[input],
+                        grads,
+                        &mut ws.conv,
+                        (&mut ws.tmp, &mut ws.tmp2),
+                    );
+                }
+                Op::NormSilu { norm, input } => {
+                    let (gn, off) = self.norms[norm];
+                    let (xhat, rstd) = &ws.norm_cache[i];
+                    let (pg, gg) = (
+                        &p[off..off + gn.params()],
+                        &mut grads[off..off + gn.params()],
+                    );
+                    gn.backward(
+                        xhat,
+                        rstd,
+                        dims[input],
+                        pg,
+                        dy,
+                        gg,
+                        &mut before[input],
+                        true,
+                    );
+                }
+            }
+        }
+        // the time path: de → dt2 → (label, W2) → ds0 → dt0 → W0
+        let dt2: Vec<f32> = ws
+            .de
+            .iter()
+            .zip(&ws.t2)
+            .map(|(&g, &v)| g * silu_grad(v))
+            .collect();
+        if let Some(off) = self.label {
+            for (r, &y) in ws.labels.iter().enumerate() {
+                let row = &mut grads[off + y as usize * e..off + (y as usize + 1) * e];
+                for (g, &d) in row.iter_mut().zip(&dt2[r * e..(r + 1) * e]) {
+                    *g += d;
+                }
+            }
+        }
+        let mut ds0 = vec![0.0f32; n * e];
+        linear_backward(self.time2, p, &ws.s0, &dt2, n, grads, Some(&mut ds0));
+        let dt0: Vec<f32> = ds0
+            .iter()
+            .zip(&ws.t0)
+            .map(|(&g, &v)| g * silu_grad(v))
+            .collect();
+        linear_backward(self.time0, p, &ws.temb, &dt0, n, grads, None);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_backward(
+        &self,
+        block: usize,
+        p: &[f32],
+        packed: &Packed,
+        x: &[f32],
+        d: Dims,
+        e: &[f32],
+        cache: &BlockCache,
+        dy: &[f32],
+        dx: &mut [f32],
+        de: &mut [f32],
+        grads: &mut [f32],
+        conv_scratch: &mut ConvScratch,
+        (tmp, tmp2): (&mut Vec<f32>, &mut Vec<f32>),
+    ) {
+        let b = &self.blocks[block];
+        let (n1, o1) = self.norms[b.norm1];
+        let (c1, w1) = self.convs[b.conv1];
+        let (n2, o2) = self.norms[b.norm2];
+        let (c2, w2) = self.convs[b.conv2];
+        let dout = d.with_c(c1.cout);
+        match b.skip {
+            Some(s) => {
+                let (cs, so) = self.convs[s];
+                cs.backward(
+                    x,
+                    d,
+                    dy,
+                    &packed.convs[s],
+                    &mut grads[so..so + cs.params()],
+                    Some(dx),
+                    conv_scratch,
+                );
+            }
+            None => {
+                for (o, &g) in dx.iter_mut().zip(dy) {
+                    *o += g;
+                }
+            }
+        }
+        // conv2: d a2
+        let da2 = sized(tmp, dout.len());
+        da2.fill(0.0);
+        c2.backward(
+            &cache.a2,
+            dout,
+            dy,
+            &packed.convs[b.conv2],
+            &mut grads[w2..w2 + c2.params()],
+            Some(da2),
+            conv_scratch,
+        );
+        // norm2 + silu: d h1
+        let dh1 = sized(tmp2, dout.len());
+        dh1.fill(0.0);
+        n2.backward(
+            &cache.xhat2,
+            &cache.rstd2,
+            dout,
+            &p[o2..o2 + n2.params()],
+            tmp,
+            &mut grads[o2..o2 + n2.params()],
+            dh1,
+            true,
+        );
+        // the embedding projection
+        let mut dproj = vec![0.0f32; d.n * c1.cout];
+        image_bias_backward(tmp2, dout, &mut dproj);
+        linear_backward(b.emb, p, e, &dproj, d.n, grads, Some(de));
+        // conv1: d a1
+        let da1 = sized(tmp, d.len());
+        da1.fill(0.0);
+        c1.backward(
+            &cache.a1,
+            d,
+            tmp2,
+            &packed.convs[b.conv1],
+            &mut grads[w1..w1 + c1.params()],
+            Some(da1),
+            conv_scratch,
+        );
+        n1.backward(
+            &cache.xhat1,
+            &cache.rstd1,
+            d,
+            &p[o1..o1 + n1.params()],
+            tmp,
+            &mut grads[o1..o1 + n1.params()],
+            dx,
+            true,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        &self,
+        p: &[f32],
+        packed: &Packed,
+        d: Dims,
+        cache: &AttnCache,
+        dy: &[f32],
+        dx: &mut [f32],
+        grads: &mut [f32],
+        conv_scratch: &mut ConvScratch,
+        (tmp, tmp2): (&mut Vec<f32>, &mut Vec<f32>),
+    ) {
+        let a = self.attention.as_ref().expect("attention");
+        let (gn, go) = self.norms[a.norm];
+        let (cq, qo) = self.convs[a.qkv];
+        let (cp, po) = self.convs[a.proj];
+        let (c, hw) = (d.c, d.h * d.w);
+        for (o, &g) in dx.iter_mut().zip(dy) {
+            *o += g;
+        }
+        // proj: d out
+        let dout = sized(tmp, d.len());
+        dout.fill(0.0);
+        cp.backward(
+            &cache.out,
+            d,
+            dy,
+            &packed.convs[a.proj],
+            &mut grads[po..po + cp.params()],
+            Some(dout),
+            conv_scratch,
+        );
+        // attention: o_i = Σ_j w_ij v_j, w_i = softmax(s_i), s_ij = scale q_i·k_j
+        let scale = 1.0 / (c as f32).sqrt();
+        let dqkv = sized(tmp2, 3 * d.len());
+        dqkv.fill(0.0);
+        let mut ds = vec![0.0f32; hw];
+        for img in 0..d.n {
+            let q = &cache.qkv[img * hw * 3 * c..(img + 1) * hw * 3 * c];
+            let dq = &mut dqkv[img * hw * 3 * c..(img + 1) * hw * 3 * c];
+            for i in 0..hw {
+                let w = &cache.weights[(img * hw + i) * hw..(img * hw + i + 1) * hw];
+                let go = &tmp[(img * hw + i) * c..(img * hw + i + 1) * c];
+                // dw_ij = go·v_j; dv_j += w_ij go
+                let mut dot = 0.0f32;
+                for j in 0..hw {
+                    let vj = &q[j * 3 * c + 2 * c..(j + 1) * 3 * c];
+                    let dw = go.iter().zip(vj).map(|(a, b)| a * b).sum::<f32>();
+                    ds[j] = dw;
+                    dot += w[j] * dw;
+                    for (dv, &g) in dq[j * 3 * c + 2 * c..(j + 1) * 3 * c].iter_mut().zip(go) {
+                        *dv += w[j] * g;
+                    }
+                }
+                // ds_ij = w_ij (dw_ij − Σ_k w_ik dw_ik); dq_i += scale ds_ij k_j; dk_j += scale ds_ij q_i
+                for j in 0..hw {
+                    let s = scale * w[j] * (ds[j] - dot);
+                    for ch in 0..c {
+                        let (qi, kj) = (q[i * 3 * c + ch], q[j * 3 * c + c + ch]);
+                        dq[i * 3 * c + ch] += s * kj;
+                        dq[j * 3 * c + c + ch] += s * qi;
+                    }
+                }
+            }
+        }
+        // qkv: d y
+        let dyn_ = sized(tmp, d.len());
+        dyn_.fill(0.0);
+        cq.backward(
+            &cache.y,
+            d,
+            tmp2,
+            &packed.convs[a.qkv],
+            &mut grads[qo..qo + cq.params()],
+            Some(dyn_),
+            conv_scratch,
+        );
+        gn.backward(
+            &cache.xhat,
+            &cache.rstd,
+            d,
+            &p[go..go + gn.params()],
+            tmp,
+            &mut grads[go..go + gn.params()],
+            dx,
+            false,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{Role, stream};
+
+    fn small(attention: bool, classes: usize) -> UnetShape {
+        UnetShape {
+            side: 8,
+            in_ch: 2,
+            channels: vec![8, 12],
+            blocks: 2,
+            groups: 4,
+            classes,
+            attention,
+        }
+    }
+
+    /// L = Σ r ⊙ U(x) for fixed random r, in f64.
+    fn loss(
+        net: &Unet,
+        p: &[f32],
+        x: &[f32],
+        temb: &[f32],
+        labels: Option<&[u32]>,
+        n: usize,
+        r: &[f32],
+    ) -> f64 {
+        let packed = net.pack(p, false);
+        let mut ws = Workspace::default();
+        net.forward(p, &packed, x, temb, labels, n, &mut ws);
+        ws.output()
+            .iter()
+            .zip(r)
+            .map(|(&o, &r)| o as f64 * r as f64)
+            .sum()
+    }
+
+    /// The gradient of every parameter tensor, projected on a random direction, against the
+    /// central difference (L(p + εv) − L(p − εv))/2ε of the f32 network.
+    #[test]
+    fn gradients_match_finite_differences() {
+        for (attention, classes) in [(false, 0), (true, 3)] {
+            let shape = small(attention, classes);
+            let net = Unet::new(&shape);
+            let mut rng = stream(7, 0, Role::Fit);
+            let mut p = net.init(&mut rng);
+            // non-trivial norms: γ, β away from 1, 0
+            for v in p.iter_mut() {
+                *v += 0.05 * rng.random_range(-1.0f32..1.0);
+            }
+            let n = 3;
+            let normal = |rng: &mut crate::rng::Stream, len: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|_| rand_distr::StandardNormal.sample(rng))
+                    .collect()
+            };
+            let x = normal(&mut rng, n * shape.image_len());
+            let temb = normal(&mut rng, n * shape.time_width());
+            let r = normal(&mut rng, n * shape.image_len());
+            let labels = [0u32, 3, 2];
+            let labels = (classes > 0).then_some(&labels[..]);
+            let packed = net.pack(&p, true);
+            let mut ws = Workspace::default();
+            net.forward(&p, &packed, &x, &temb, labels, n, &mut ws);
+            let mut g = vec![0.0f32; net.params()];
+            net.backward(&p, &packed, &r, &mut ws, &mut g);
+            for (name, tshape, off) in net.tensors() {
+                let len: usize = tshape.iter().product();
+                let v = normal(&mut rng, len);
+                let analytic: f64 = g[*off..off + len]
+                    .iter()
+                    .zip(&v)
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum();
+                let shifted = |step: f32| {
+                    let mut q = p.clone();
+                    for (w, &d) in q[*off..off + len].iter_mut().zip(&v) {
+                        *w += step * d;
+                    }
+                    loss(&net, &q, &x, &temb, labels, n, &r)
+                };
+                // Richardson: the central differences at ε and ε/2 combined so that the ε² term
+                // cancels (the convolutions' is ~5% at ε = 10⁻² here); at ε = 4·10⁻³ what is
+                // left is the f32 forward pass's rounding, ~5·10⁻³ absolute.
+                let eps = 4e-3f32;
+                let central = |e: f32| (shifted(e) - shifted(-e)) / (2.0 * e as f64);
+                let numeric = (4.0 * central(eps / 2.0) - central(eps)) / 3.0;
+                let tol = 2e-3 * analytic.abs().max(numeric.abs()) + 5e-3;
+                assert!(
+                    (analytic - numeric).abs() <= tol,
+                    "{name} (attention {attention}): backward {analytic}, finite difference {numeric}"
+                );
+            }
+        }
+    }
+}
