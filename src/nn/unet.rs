@@ -360,6 +360,31 @@ impl Unet {
         &self.tensors
     }
 
+    /// Adds the parameters to `file` under their PyTorch names and shapes (`bench/unet.py`'s
+    /// `state_dict`).
+    pub fn put(&self, file: &mut crate::data::tensors::TensorFile, params: &[f32]) {
+        for (name, shape, off) in &self.tensors {
+            let len: usize = shape.iter().product();
+            file.put(name, shape, &params[*off..off + len]);
+        }
+    }
+
+    /// The parameters [`Unet::put`] (or PyTorch's `save_file(net.state_dict())`) wrote to
+    /// `file`, each tensor checked to be there with this network's shape.
+    pub fn take(&self, file: &crate::data::tensors::TensorFile) -> crate::error::Result<Vec<f32>> {
+        let mut p = vec![0.0f32; self.params];
+        for (name, shape, off) in &self.tensors {
+            if !file.has(name) {
+                return Err(file.error(format!(
+                    "no tensor {name}: the U-Net's architecture differs from the file's"
+                )));
+            }
+            let v = file.shaped::<f32>(name, shape)?;
+            p[*off..off + v.len()].copy_from_slice(&v);
+        }
+        Ok(p)
+    }
+
     /// The size of every activation for a batch of `n` images.
     fn activation_dims(&self, n: usize) -> Vec<Dims> {
         let s = &self.shape;
