@@ -10,6 +10,7 @@
 
 use super::gemm::{Epilogue, PackedB, matmul};
 use super::simd::exp_f32;
+use super::simd_dispatch;
 
 /// Output pixels per im2col block: the block's columns (up to 512 × 9·c values) stay in L2
 /// while the GEMM reads them.
@@ -327,7 +328,9 @@ impl Conv2d {
 
 /// Group normalisation over `groups` groups of channels followed by SiLU, per image:
 /// x̂ = (x − μ_g)/√(σ²_g + ε) over the group's pixels and channels (ε = 10⁻⁵, the biased
-/// variance, as PyTorch's `GroupNorm`), y = γ_c x̂ + β_c, a = y·sigmoid(y).
+/// variance, as PyTorch's `GroupNorm`), y = γ_c x̂ + β_c, a = y·sigmoid(y). The statistics are
+/// summed in f64 per channel, then per group; the elementwise passes are written per channel
+/// (x̂ = r_c x + s_c with r_c, s_c from the channel's group) so that they vectorise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupNorm {
     /// Channels.
@@ -345,16 +348,29 @@ impl GroupNorm {
         2 * self.c
     }
 
-    /// Forward pass on the batch `d`: writes x̂ to `xhat`, 1/√(σ² + ε) per (image, group) to
-    /// `rstd`, and a = silu(γ x̂ + β) to `a` (or y = γ x̂ + β without SiLU when `silu` is false).
-    #[allow(clippy::too_many_arguments)]
+    /// Values of the statistics a forward pass saves per image (μ and 1/σ per group).
+    pub fn stats_len(&self) -> usize {
+        2 * self.groups
+    }
+
+    /// Per channel of one image: (r_c, s_c) with x̂ = r_c x + s_c, from its saved statistics.
+    fn channel_coefficients(&self, stats: &[f32], r: &mut [f32], s: &mut [f32]) {
+        let cg = self.c / self.groups;
+        for ch in 0..self.c {
+            let (mean, rstd) = (stats[2 * (ch / cg)], stats[2 * (ch / cg) + 1]);
+            r[ch] = rstd;
+            s[ch] = -mean * rstd;
+        }
+    }
+
+    /// Forward pass on the batch `d`: writes μ and 1/√(σ² + ε) per (image, group) to `stats`
+    /// and a = silu(γ x̂ + β) to `a` (y = γ x̂ + β when `silu` is false).
     pub fn forward(
         &self,
         x: &[f32],
         d: Dims,
         params: &[f32],
-        xhat: &mut [f32],
-        rstd: &mut [f32],
+        stats: &mut [f32],
         a: &mut [f32],
         silu: bool,
     ) {
@@ -362,51 +378,41 @@ impl GroupNorm {
         let cg = c / g;
         let hw = d.h * d.w;
         let (gamma, beta) = params.split_at(c);
+        let (mut sum, mut sq) = (vec![0.0f64; c], vec![0.0f64; c]);
+        let (mut r, mut s) = (vec![0.0f32; c], vec![0.0f32; c]);
+        let (mut scale, mut shift) = (vec![0.0f32; c], vec![0.0f32; c]);
         for img in 0..d.n {
-            let xs = &x[img * hw * c..(img + 1) * hw * c];
-            let mut sum = vec![0.0f64; g];
-            let mut sq = vec![0.0f64; g];
-            for px in xs.chunks_exact(c) {
-                for (j, grp) in px.chunks_exact(cg).enumerate() {
-                    for &v in grp {
-                        sum[j] += v as f64;
-                        sq[j] += v as f64 * v as f64;
-                    }
-                }
-            }
+            let range = img * hw * c..(img + 1) * hw * c;
+            sum.fill(0.0);
+            sq.fill(0.0);
+            channel_sums(&x[range.clone()], &mut sum, &mut sq);
             let count = (hw * cg) as f64;
-            let stats: Vec<(f32, f32)> = (0..g)
-                .map(|j| {
-                    let mean = sum[j] / count;
-                    let var = (sq[j] / count - mean * mean).max(0.0);
-                    (mean as f32, (1.0 / (var + GN_EPS).sqrt()) as f32)
-                })
-                .collect();
-            for (j, &(_, r)) in stats.iter().enumerate() {
-                rstd[img * g + j] = r;
+            for j in 0..g {
+                let s1: f64 = sum[j * cg..(j + 1) * cg].iter().sum();
+                let s2: f64 = sq[j * cg..(j + 1) * cg].iter().sum();
+                let mean = s1 / count;
+                let var = (s2 / count - mean * mean).max(0.0);
+                stats[(img * g + j) * 2] = mean as f32;
+                stats[(img * g + j) * 2 + 1] = (1.0 / (var + GN_EPS).sqrt()) as f32;
             }
-            let base = img * hw * c;
-            for (p, px) in xs.chunks_exact(c).enumerate() {
-                let o = base + p * c;
-                for ch in 0..c {
-                    let (mean, r) = stats[ch / cg];
-                    let xh = (px[ch] - mean) * r;
-                    xhat[o + ch] = xh;
-                    let y = gamma[ch] * xh + beta[ch];
-                    a[o + ch] = if silu { y / (1.0 + exp_f32(-y)) } else { y };
-                }
+            self.channel_coefficients(&stats[img * 2 * g..(img + 1) * 2 * g], &mut r, &mut s);
+            for ch in 0..c {
+                scale[ch] = gamma[ch] * r[ch];
+                shift[ch] = gamma[ch] * s[ch] + beta[ch];
             }
+            affine(&x[range.clone()], &scale, &shift, &mut a[range], silu);
         }
     }
 
-    /// Backward pass of [`GroupNorm::forward`]: `da` is dL/da; adds dL/dγ, dL/dβ to `grads`
-    /// and dL/dx to `dx`: with g = dL/dy·γ (g ← g·silu'(y) first when `silu`),
-    /// dx = rstd·(g − mean(g) − x̂·mean(g x̂)) over each group.
+    /// Backward pass of [`GroupNorm::forward`] (given its input `x` and `stats`): `da` is
+    /// dL/da; adds dL/dγ, dL/dβ to `grads` and dL/dx to `dx`. With u = dL/dy (u = da·silu'(y)
+    /// when `silu`), dx = r (γu − mean(γu) − x̂·mean(γu x̂)) over each group, written per channel
+    /// as dx += A_c u + B_c x + C_c.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
-        xhat: &[f32],
-        rstd: &[f32],
+        x: &[f32],
+        stats: &[f32],
         d: Dims,
         params: &[f32],
         da: &[f32],
@@ -419,50 +425,132 @@ impl GroupNorm {
         let hw = d.h * d.w;
         let (gamma, beta) = params.split_at(c);
         let (dgamma, dbeta) = grads.split_at_mut(c);
-        let mut dg = vec![0.0f64; c];
-        let mut db = vec![0.0f64; c];
-        let mut dy = vec![0.0f32; hw * c];
+        let (mut dg, mut db) = (vec![0.0f64; c], vec![0.0f64; c]);
+        let (mut s1, mut s2) = (vec![0.0f64; c], vec![0.0f64; c]);
+        let (mut r, mut s) = (vec![0.0f32; c], vec![0.0f32; c]);
+        let (mut ca, mut cb, mut cc) = (vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; c]);
+        let mut u = vec![0.0f32; hw * c];
         for img in 0..d.n {
-            let base = img * hw * c;
-            let (xh, das) = (&xhat[base..base + hw * c], &da[base..base + hw * c]);
-            let mut m1 = vec![0.0f64; g];
-            let mut m2 = vec![0.0f64; g];
-            for ((dyv, (&x, &dav)), ch) in dy.iter_mut().zip(xh.iter().zip(das)).zip((0..c).cycle())
-            {
-                let dyy = if silu {
-                    let y = gamma[ch] * x + beta[ch];
-                    let s = 1.0 / (1.0 + exp_f32(-y));
-                    dav * (s + y * s * (1.0 - s))
-                } else {
-                    dav
-                };
-                dg[ch] += (dyy * x) as f64;
-                db[ch] += dyy as f64;
-                let gv = dyy * gamma[ch];
-                *dyv = gv;
-                m1[ch / cg] += gv as f64;
-                m2[ch / cg] += (gv * x) as f64;
-            }
+            let range = img * hw * c..(img + 1) * hw * c;
+            self.channel_coefficients(&stats[img * 2 * g..(img + 1) * 2 * g], &mut r, &mut s);
+            s1.fill(0.0);
+            s2.fill(0.0);
+            let coef = Coefficients {
+                r: &r,
+                s: &s,
+                gamma,
+                beta,
+            };
+            norm_grad(
+                &x[range.clone()],
+                &da[range.clone()],
+                coef,
+                &mut u,
+                &mut s1,
+                &mut s2,
+                silu,
+            );
             let count = (hw * cg) as f64;
-            let means: Vec<(f32, f32)> = (0..g)
-                .map(|j| ((m1[j] / count) as f32, (m2[j] / count) as f32))
-                .collect();
-            for (((o, &gv), &x), ch) in dx[base..base + hw * c]
-                .iter_mut()
-                .zip(&dy)
-                .zip(xh)
-                .zip((0..c).cycle())
-            {
-                let j = ch / cg;
-                let (a, b) = means[j];
-                *o += rstd[img * g + j] * (gv - a - x * b);
+            for j in 0..g {
+                let chans = j * cg..(j + 1) * cg;
+                let m1 = chans
+                    .clone()
+                    .map(|ch| gamma[ch] as f64 * s1[ch])
+                    .sum::<f64>()
+                    / count;
+                let m2 = chans
+                    .clone()
+                    .map(|ch| gamma[ch] as f64 * s2[ch])
+                    .sum::<f64>()
+                    / count;
+                for ch in chans {
+                    let (rc, sc) = (r[ch] as f64, s[ch] as f64);
+                    ca[ch] = (rc * gamma[ch] as f64) as f32;
+                    cb[ch] = (-rc * rc * m2) as f32;
+                    cc[ch] = (-rc * m1 - rc * sc * m2) as f32;
+                }
             }
+            for ch in 0..c {
+                db[ch] += s1[ch];
+                dg[ch] += s2[ch];
+            }
+            norm_input_grad(&u, &x[range.clone()], &ca, &cb, &cc, &mut dx[range]);
         }
         for ch in 0..c {
             dgamma[ch] += dg[ch] as f32;
             dbeta[ch] += db[ch] as f32;
         }
     }
+}
+
+/// Per-channel coefficients of one image's normalisation: x̂ = r x + s, y = γ x̂ + β.
+#[derive(Clone, Copy)]
+struct Coefficients<'a> {
+    r: &'a [f32],
+    s: &'a [f32],
+    gamma: &'a [f32],
+    beta: &'a [f32],
+}
+
+simd_dispatch! {
+/// Adds Σ_p x[p, ch] and Σ_p x[p, ch]² over the pixels (rows of sum.len() channels) in f64.
+fn channel_sums(x: &[f32], sum: &mut [f64], sq: &mut [f64]) {
+    for row in x.chunks_exact(sum.len()) {
+        for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(row) {
+            let v = v as f64;
+            *s += v;
+            *q += v * v;
+        }
+    }
+}
+}
+
+simd_dispatch! {
+/// a = silu(scale_c x + shift_c) (or the affine map alone), row by row of scale.len() channels.
+fn affine(x: &[f32], scale: &[f32], shift: &[f32], a: &mut [f32], silu: bool) {
+    let c = scale.len();
+    for (row, out) in x.chunks_exact(c).zip(a.chunks_exact_mut(c)) {
+        for (((o, &v), &k), &b) in out.iter_mut().zip(row).zip(scale).zip(shift) {
+            let y = k * v + b;
+            *o = if silu { y / (1.0 + exp_f32(-y)) } else { y };
+        }
+    }
+}
+}
+
+simd_dispatch! {
+/// The first backward pass of GroupNorm + SiLU over one image: u = da·silu'(y) (u = da without
+/// SiLU) with x̂ = r x + s, y = γ x̂ + β; adds Σ u and Σ u x̂ per channel to s1 and s2.
+fn norm_grad(x: &[f32], da: &[f32], k: Coefficients, u: &mut [f32], s1: &mut [f64], s2: &mut [f64], silu: bool) {
+    let c = k.r.len();
+    for ((row, drow), urow) in x.chunks_exact(c).zip(da.chunks_exact(c)).zip(u.chunks_exact_mut(c)) {
+        for ch in 0..c {
+            let xh = k.r[ch] * row[ch] + k.s[ch];
+            let uv = if silu {
+                let y = k.gamma[ch] * xh + k.beta[ch];
+                let sg = 1.0 / (1.0 + exp_f32(-y));
+                drow[ch] * (sg + y * sg * (1.0 - sg))
+            } else {
+                drow[ch]
+            };
+            urow[ch] = uv;
+            s1[ch] += uv as f64;
+            s2[ch] += (uv * xh) as f64;
+        }
+    }
+}
+}
+
+simd_dispatch! {
+/// dx += A_c u + B_c x + C_c, row by row of a.len() channels.
+fn norm_input_grad(u: &[f32], x: &[f32], a: &[f32], b: &[f32], cc: &[f32], dx: &mut [f32]) {
+    let c = a.len();
+    for ((urow, xrow), drow) in u.chunks_exact(c).zip(x.chunks_exact(c)).zip(dx.chunks_exact_mut(c)) {
+        for ch in 0..c {
+            drow[ch] += a[ch] * urow[ch] + b[ch] * xrow[ch] + cc[ch];
+        }
+    }
+}
 }
 
 /// Nearest-neighbour ×2 upsampling of the batch `d` into `y` (2h × 2w pixels).

@@ -506,12 +506,10 @@ pub struct Packed {
 /// A residual block's saved activations.
 #[derive(Default)]
 struct BlockCache {
-    xhat1: Vec<f32>,
-    rstd1: Vec<f32>,
+    stats1: Vec<f32>,
     a1: Vec<f32>,
     h1: Vec<f32>,
-    xhat2: Vec<f32>,
-    rstd2: Vec<f32>,
+    stats2: Vec<f32>,
     a2: Vec<f32>,
     /// The block's embedding projection, n × cout.
     e: Vec<f32>,
@@ -520,8 +518,7 @@ struct BlockCache {
 /// Self-attention's saved activations.
 #[derive(Default)]
 struct AttnCache {
-    xhat: Vec<f32>,
-    rstd: Vec<f32>,
+    stats: Vec<f32>,
     y: Vec<f32>,
     qkv: Vec<f32>,
     /// Softmax weights, n × hw × hw.
@@ -536,8 +533,8 @@ struct AttnCache {
 pub struct Workspace {
     acts: Vec<Vec<f32>>,
     grads: Vec<Vec<f32>>,
-    /// Per op: saved GroupNorm x̂ and 1/σ of a `NormSilu` op.
-    norm_cache: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Per op: the saved GroupNorm statistics of a `NormSilu` op.
+    norm_cache: Vec<Vec<f32>>,
     blocks: Vec<BlockCache>,
     attn: AttnCache,
     /// Time path: the embedding input, Linear 0's output, its SiLU, Linear 2's output plus the
@@ -723,13 +720,12 @@ impl Unet {
                 Op::NormSilu { norm, input } => {
                     let (gn, off) = self.norms[norm];
                     let d = dims[input];
-                    let (xhat, rstd) = &mut ws.norm_cache[i];
+                    let stats = sized(&mut ws.norm_cache[i], d.n * gn.stats_len());
                     gn.forward(
                         &done[input],
                         d,
                         &p[off..off + gn.params()],
-                        sized(xhat, d.len()),
-                        sized(rstd, d.n * gn.groups),
+                        stats,
                         out,
                         true,
                     );
@@ -761,8 +757,7 @@ impl Unet {
             x,
             d,
             &p[o1..o1 + n1.params()],
-            sized(&mut cache.xhat1, d.len()),
-            sized(&mut cache.rstd1, d.n * n1.groups),
+            sized(&mut cache.stats1, d.n * n1.stats_len()),
             sized(&mut cache.a1, d.len()),
             true,
         );
@@ -783,8 +778,7 @@ impl Unet {
             &cache.h1,
             dout,
             &p[o2..o2 + n2.params()],
-            sized(&mut cache.xhat2, dout.len()),
-            sized(&mut cache.rstd2, d.n * n2.groups),
+            sized(&mut cache.stats2, d.n * n2.stats_len()),
             sized(&mut cache.a2, dout.len()),
             true,
         );
@@ -837,8 +831,7 @@ impl Unet {
             x,
             d,
             &p[go..go + gn.params()],
-            sized(&mut cache.xhat, d.len()),
-            sized(&mut cache.rstd, d.n * gn.groups),
+            sized(&mut cache.stats, d.n * gn.stats_len()),
             sized(&mut cache.y, d.len()),
             false,
         );
@@ -973,6 +966,7 @@ impl Unet {
                     self.attention_backward(
                         p,
                         packed,
+                        &ws.acts[input],
                         dims[input],
                         &ws.attn,
                         dy,
@@ -984,14 +978,14 @@ impl Unet {
                 }
                 Op::NormSilu { norm, input } => {
                     let (gn, off) = self.norms[norm];
-                    let (xhat, rstd) = &ws.norm_cache[i];
+                    let stats = &ws.norm_cache[i];
                     let (pg, gg) = (
                         &p[off..off + gn.params()],
                         &mut grads[off..off + gn.params()],
                     );
                     gn.backward(
-                        xhat,
-                        rstd,
+                        &ws.acts[input],
+                        stats,
                         dims[input],
                         pg,
                         dy,
@@ -1085,8 +1079,8 @@ impl Unet {
         let dh1 = sized(tmp2, dout.len());
         dh1.fill(0.0);
         n2.backward(
-            &cache.xhat2,
-            &cache.rstd2,
+            &cache.h1,
+            &cache.stats2,
             dout,
             &p[o2..o2 + n2.params()],
             tmp,
@@ -1111,8 +1105,8 @@ impl Unet {
             conv_scratch,
         );
         n1.backward(
-            &cache.xhat1,
-            &cache.rstd1,
+            x,
+            &cache.stats1,
             d,
             &p[o1..o1 + n1.params()],
             tmp,
@@ -1127,6 +1121,7 @@ impl Unet {
         &self,
         p: &[f32],
         packed: &Packed,
+        x: &[f32],
         d: Dims,
         cache: &AttnCache,
         dy: &[f32],
@@ -1201,8 +1196,8 @@ impl Unet {
             conv_scratch,
         );
         gn.backward(
-            &cache.xhat,
-            &cache.rstd,
+            x,
+            &cache.stats,
             d,
             &p[go..go + gn.params()],
             tmp,
