@@ -205,7 +205,10 @@ fn config_mistakes_name_the_key() {
             "--set",
             "model.label_dropout=0.2",
         ],
-        &["model.label_dropout", "unless denoiser = \"mlp\""],
+        &[
+            "model.label_dropout",
+            "unless denoiser is \"mlp\" or \"unet\"",
+        ],
     );
     assert_rejected(
         &diffusion.replace("\"digits\"", "\"gaussian\"\ndim = 2"),

@@ -63,6 +63,8 @@ fn yes() -> bool {
 pub enum DenoiserKind {
     /// A trained MLP.
     Mlp(MlpConfig),
+    /// A trained U-Net (image targets).
+    Unet(UnetConfig),
     /// Yi et al.'s empirical optimum (the KDE denoiser with h = 0).
     Empirical,
     /// The exact denoiser of the training set's KDE.
@@ -92,6 +94,34 @@ pub struct MlpConfig {
     /// Size of the sinusoidal time embedding (even).
     #[serde(default = "default_time_embedding")]
     pub time_embedding: usize,
+    /// The training keys.
+    #[serde(flatten)]
+    pub train: TrainKeys,
+}
+
+/// `denoiser = "unet"`: the network (images only) and its training.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct UnetConfig {
+    /// Feature maps per resolution, from the full image down (each level halves the side).
+    #[serde(default = "default_channels")]
+    pub channels: Vec<usize>,
+    /// Residual blocks per level, down and up.
+    #[serde(default = "one")]
+    pub blocks: usize,
+    /// GroupNorm groups (dividing every channel count).
+    #[serde(default = "default_groups")]
+    pub groups: usize,
+    /// Self-attention at the lowest resolution.
+    #[serde(default)]
+    pub attention: bool,
+    /// The training keys.
+    #[serde(flatten)]
+    pub train: TrainKeys,
+}
+
+/// The keys of a trained denoiser's Adam training (the MLP's and the U-Net's).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct TrainKeys {
     /// "eps", "x0", "v" or "one-step" (Yi et al.; discrete VP only).
     #[serde(default = "default_objective")]
     pub objective: Objective,
@@ -101,12 +131,12 @@ pub struct MlpConfig {
     /// Training budget in passes over the training set instead of `train_steps`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<f64>,
-    /// Mini-batch size.
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    /// Adam learning rate.
-    #[serde(default = "default_lr")]
-    pub lr: f64,
+    /// Mini-batch size (default 512 for mlp, 64 for unet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate (default 10⁻³ for mlp, 5·10⁻⁴ for unet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
     /// Linear learning-rate warm-up steps.
     #[serde(default)]
     pub warmup_steps: usize,
@@ -130,6 +160,30 @@ pub struct MlpConfig {
     pub label_dropout: Option<f64>,
 }
 
+impl TrainKeys {
+    /// Fills in the defaults: `batch_size` and `lr` as given, 2000 steps unless `epochs`, the
+    /// early-stopping keys only with a held-out fraction, label dropout only when `conditional`.
+    fn resolve(&mut self, batch_size: usize, lr: f64, conditional: bool) {
+        self.batch_size.get_or_insert(batch_size);
+        self.lr.get_or_insert(lr);
+        if self.epochs.is_none() {
+            self.train_steps.get_or_insert(2000);
+        }
+        if self.early_stopping_fraction.is_some() {
+            self.patience = Some(self.patience.unwrap_or(5).max(1));
+            self.eval_every.get_or_insert(100);
+        } else {
+            self.patience = None;
+            self.eval_every = None;
+        }
+        if conditional {
+            self.label_dropout.get_or_insert(0.1);
+        } else {
+            self.label_dropout = None;
+        }
+    }
+}
+
 fn default_hidden() -> Vec<usize> {
     vec![256, 256, 256]
 }
@@ -139,11 +193,11 @@ fn default_time_embedding() -> usize {
 fn default_objective() -> Objective {
     Objective::Eps
 }
-fn default_batch_size() -> usize {
-    512
+fn default_channels() -> Vec<usize> {
+    vec![32, 64, 64]
 }
-fn default_lr() -> f64 {
-    1e-3
+fn default_groups() -> usize {
+    8
 }
 
 /// `noise = ...`: the noise schedule.
@@ -286,7 +340,11 @@ fn unit() -> f64 {
 
 /// The values each tag takes, in the order error messages list them.
 const TAGS: [(&str, &[&str], Option<&str>); 4] = [
-    ("denoiser", &["mlp", "empirical", "kde", "gmm-exact"], None),
+    (
+        "denoiser",
+        &["mlp", "unet", "empirical", "kde", "gmm-exact"],
+        None,
+    ),
     (
         "noise",
         &["vp-linear", "vp-cosine", "ou", "ve", "edm"],
@@ -364,29 +422,17 @@ impl DiffusionConfig {
         };
         self.sample_steps.get_or_insert(steps);
         self.t_min.get_or_insert(if discrete { 1.0 } else { 0.0 });
-        let mlp = matches!(self.denoiser, DenoiserKind::Mlp(_));
-        self.standardize.get_or_insert(mlp);
+        let trained = matches!(self.denoiser, DenoiserKind::Mlp(_) | DenoiserKind::Unet(_));
+        self.standardize.get_or_insert(trained);
         if self.conditional {
             self.guidance.get_or_insert(0.0);
         } else {
             self.guidance = None;
         }
-        if let DenoiserKind::Mlp(m) = &mut self.denoiser {
-            if m.epochs.is_none() {
-                m.train_steps.get_or_insert(2000);
-            }
-            if m.early_stopping_fraction.is_some() {
-                m.patience = Some(m.patience.unwrap_or(5).max(1));
-                m.eval_every.get_or_insert(100);
-            } else {
-                m.patience = None;
-                m.eval_every = None;
-            }
-            if self.conditional {
-                m.label_dropout.get_or_insert(0.1);
-            } else {
-                m.label_dropout = None;
-            }
+        match &mut self.denoiser {
+            DenoiserKind::Mlp(m) => m.train.resolve(512, 1e-3, self.conditional),
+            DenoiserKind::Unet(u) => u.train.resolve(64, 5e-4, self.conditional),
+            _ => {}
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use super::closed_form::{KernelDenoiser, MixtureDenoiser, PerClass};
 use super::config::{
-    DenoiserErrorConfig, DenoiserKind, DiffusionConfig, MlpConfig, NoiseKind, SamplerKind,
-    SigmaGridKind,
+    DenoiserErrorConfig, DenoiserKind, DiffusionConfig, NoiseKind, SamplerKind, SigmaGridKind,
+    TrainKeys,
 };
 use super::denoiser::ErrorField;
 use super::denoiser::{Clipped, Denoiser, Imperfect};
@@ -14,6 +14,7 @@ use super::noise::NoiseSchedule;
 use super::precondition::Objective;
 use super::sampler::{Sampler, SamplingPlan, Spacing};
 use super::trainer::{EarlyStopping, TrainConfig};
+use super::unet::{UnetArch, UnetDenoiser};
 use crate::error::{Error, Result};
 use crate::models::MixtureEm;
 use crate::rng::Stream;
@@ -34,6 +35,8 @@ pub enum DenoiserSpec {
     GmmExact(MixtureEm),
     /// A trained MLP.
     Mlp(TrainConfig),
+    /// A trained U-Net.
+    Unet(TrainConfig, UnetArch),
 }
 
 /// A checked diffusion learner.
@@ -84,6 +87,10 @@ const MAX_SAMPLE_STEPS: usize = 1_000_000;
 const MAX_WIDTH: usize = 1 << 16;
 const MAX_LAYERS: usize = 64;
 const MAX_BATCH: usize = 1 << 20;
+/// Most resolutions of a U-Net (each halves the image side).
+const MAX_LEVELS: usize = 6;
+/// Most feature maps of a U-Net level.
+const MAX_CHANNELS: usize = 1024;
 
 impl DiffusionLearner {
     /// Checks the values of `[model]` (kind = "diffusion", parsed and resolved by
@@ -199,7 +206,59 @@ impl DiffusionLearner {
                 }
                 DenoiserSpec::GmmExact(MixtureEm::with_components(*components))
             }
-            DenoiserKind::Mlp(m) => DenoiserSpec::Mlp(Self::train_config(m, &plan)?),
+            DenoiserKind::Mlp(m) => {
+                if m.hidden.is_empty() || m.hidden.len() > MAX_LAYERS || m.hidden.contains(&0) {
+                    return Err(Error::config(format!(
+                        "model.hidden: expected a list of 1 … {MAX_LAYERS} widths ≥ 1"
+                    )));
+                }
+                for &w in &m.hidden {
+                    count_in("hidden", w, 1, MAX_WIDTH)?;
+                }
+                let temb = m.time_embedding;
+                if temb == 0 || temb % 2 == 1 || temb > MAX_WIDTH {
+                    return Err(Error::config(format!(
+                        "model.time_embedding = {temb}: expected an even number from 2 to {MAX_WIDTH}"
+                    )));
+                }
+                let mut t = Self::train_config(&m.train, &plan)?;
+                t.hidden = m.hidden.clone();
+                t.time_embedding = temb;
+                DenoiserSpec::Mlp(t)
+            }
+            DenoiserKind::Unet(u) => {
+                if u.channels.is_empty() || u.channels.len() > MAX_LEVELS {
+                    return Err(Error::config(format!(
+                        "model.channels: expected a list of 1 … {MAX_LEVELS} widths (one per resolution)"
+                    )));
+                }
+                for &c in &u.channels {
+                    count_in("channels", c, 1, MAX_CHANNELS)?;
+                }
+                count_in("blocks", u.blocks, 1, 4)?;
+                count_in("groups", u.groups, 1, MAX_CHANNELS)?;
+                if let Some(c) = u.channels.iter().find(|&&c| c % u.groups != 0) {
+                    return Err(Error::config(format!(
+                        "model.groups = {}: expected a divisor of every width in model.channels ({c} is not a multiple)",
+                        u.groups
+                    )));
+                }
+                if u.channels[0] % 2 == 1 {
+                    return Err(Error::config(format!(
+                        "model.channels[0] = {}: expected an even width (it is also the time embedding's)",
+                        u.channels[0]
+                    )));
+                }
+                let mut t = Self::train_config(&u.train, &plan)?;
+                t.time_embedding = u.channels[0];
+                let arch = UnetArch {
+                    channels: u.channels.clone(),
+                    blocks: u.blocks,
+                    groups: u.groups,
+                    attention: u.attention,
+                };
+                DenoiserSpec::Unet(t, arch)
+            }
         };
         if let Some(e) = &cfg.error {
             if !(e.scale.is_finite() && e.noise.is_finite() && e.noise >= 0.0) {
@@ -219,12 +278,13 @@ impl DiffusionLearner {
                 "model.clip = [{lo}, {hi}]: expected [lo, hi] with lo < hi (data units)"
             )));
         }
-        let is_mlp = matches!(cfg.denoiser, DenoiserKind::Mlp(_));
+        let trained = matches!(cfg.denoiser, DenoiserKind::Mlp(_) | DenoiserKind::Unet(_));
         let conditioning = if cfg.conditional {
             // The closed-form denoisers need no dropout: their unconditional denoiser is that of
             // all training points.
             let p = match &cfg.denoiser {
-                DenoiserKind::Mlp(m) => m.label_dropout.expect("resolved"),
+                DenoiserKind::Mlp(m) => m.train.label_dropout.expect("resolved"),
+                DenoiserKind::Unet(u) => u.train.label_dropout.expect("resolved"),
                 _ => 0.0,
             };
             if !(0.0..1.0).contains(&p) {
@@ -238,7 +298,7 @@ impl DiffusionLearner {
                     "model.guidance = {w}: expected a number ≥ 0 (0: purely conditional)"
                 )));
             }
-            if w > 0.0 && p == 0.0 && is_mlp {
+            if w > 0.0 && p == 0.0 && trained {
                 return Err(Error::config(
                     "model.guidance > 0 needs label_dropout > 0 (the unconditional model it \
                      extrapolates from is learnt from the dropped labels)",
@@ -281,27 +341,14 @@ impl DiffusionLearner {
             ));
         };
         conditioning.classes = classes;
-        if let DenoiserSpec::Mlp(t) = &mut self.denoiser {
+        if let DenoiserSpec::Mlp(t) | DenoiserSpec::Unet(t, _) = &mut self.denoiser {
             t.conditioning = Some(conditioning.clone());
         }
         Ok(())
     }
 
-    fn train_config(m: &MlpConfig, plan: &SamplingPlan) -> Result<TrainConfig> {
-        if m.hidden.is_empty() || m.hidden.len() > MAX_LAYERS || m.hidden.contains(&0) {
-            return Err(Error::config(format!(
-                "model.hidden: expected a list of 1 … {MAX_LAYERS} widths ≥ 1"
-            )));
-        }
-        for &w in &m.hidden {
-            count_in("hidden", w, 1, MAX_WIDTH)?;
-        }
-        let temb = m.time_embedding;
-        if temb == 0 || temb % 2 == 1 || temb > MAX_WIDTH {
-            return Err(Error::config(format!(
-                "model.time_embedding = {temb}: expected an even number from 2 to {MAX_WIDTH}"
-            )));
-        }
+    /// The training keys `m` checked (a network's own keys are added by the caller).
+    fn train_config(m: &TrainKeys, plan: &SamplingPlan) -> Result<TrainConfig> {
         if m.objective == Objective::OneStep && plan.schedule.step_beta(1.0).is_none() {
             return Err(Error::config(
                 "model.objective = \"one-step\" needs a discrete schedule (noise = \"vp-linear\" or \"vp-cosine\")",
@@ -323,8 +370,9 @@ impl DiffusionLearner {
             (Some(s), None) => s,
             (None, None) => unreachable!("resolved"),
         };
-        count_in("batch_size", m.batch_size, 1, MAX_BATCH)?;
-        let lr = positive("lr", m.lr)?;
+        let batch_size = m.batch_size.expect("resolved");
+        count_in("batch_size", batch_size, 1, MAX_BATCH)?;
+        let lr = positive("lr", m.lr.expect("resolved"))?;
         let grad_clip = m.grad_clip.map(|c| positive("grad_clip", c)).transpose()?;
         if let Some(e) = m.ema
             && !(0.0..1.0).contains(&e)
@@ -353,12 +401,12 @@ impl DiffusionLearner {
             }
         };
         Ok(TrainConfig {
-            hidden: m.hidden.clone(),
-            time_embedding: temb,
+            hidden: Vec::new(),
+            time_embedding: 0,
             objective: m.objective,
             steps,
             epochs: m.epochs,
-            batch_size: m.batch_size,
+            batch_size,
             lr,
             warmup_steps: m.warmup_steps,
             grad_clip,
@@ -377,7 +425,7 @@ impl DiffusionLearner {
     pub fn min_points(&self) -> usize {
         match &self.denoiser {
             DenoiserSpec::GmmExact(em) => em.components.max(2),
-            DenoiserSpec::Mlp(t) if t.early_stopping.is_some() => 4,
+            DenoiserSpec::Mlp(t) | DenoiserSpec::Unet(t, _) if t.early_stopping.is_some() => 4,
             _ => 2,
         }
     }
@@ -471,9 +519,11 @@ impl DiffusionLearner {
         frame: Option<(Array1<f64>, f64)>,
         rng: &mut Stream,
     ) -> Result<DiffusionModel> {
-        if weights.is_some() && !matches!(self.denoiser, DenoiserSpec::Mlp(_)) {
+        if weights.is_some()
+            && !matches!(self.denoiser, DenoiserSpec::Mlp(_) | DenoiserSpec::Unet(..))
+        {
             return Err(Error::Run(
-                "sample weights: only the mlp denoiser takes them".into(),
+                "sample weights: only the mlp and unet denoisers take them".into(),
             ));
         }
         let d = data.ncols();
@@ -517,11 +567,7 @@ impl DiffusionLearner {
                 }
             }
             DenoiserSpec::Mlp(t) => {
-                let mut t = t.clone();
-                if let Some(e) = t.epochs {
-                    t.steps =
-                        ((e * data.nrows() as f64 / t.batch_size as f64).ceil() as usize).max(1);
-                }
+                let t = t.budget(data.nrows());
                 let init = previous.and_then(|p| p.network()).map(|n| n.params());
                 Fitted::Mlp(MlpDenoiser::train_weighted(
                     x.view(),
@@ -532,6 +578,23 @@ impl DiffusionLearner {
                     init,
                     rng,
                 )?)
+            }
+            DenoiserSpec::Unet(t, arch) => {
+                let t = t.budget(data.nrows());
+                let init = previous.and_then(|p| match &*p.fitted {
+                    Fitted::Unet(u) => Some(u.params()),
+                    _ => None,
+                });
+                Fitted::Unet(Box::new(UnetDenoiser::train_weighted(
+                    x.view(),
+                    labels,
+                    weights,
+                    &t,
+                    arch,
+                    &self.plan.schedule,
+                    init,
+                    rng,
+                )?))
             }
         };
         let class_counts =
@@ -611,6 +674,8 @@ pub enum Fitted {
     Mixture(MixtureDenoiser),
     /// Trained MLP.
     Mlp(MlpDenoiser),
+    /// Trained U-Net.
+    Unet(Box<UnetDenoiser>),
 }
 
 impl Denoiser for Fitted {
@@ -621,6 +686,7 @@ impl Denoiser for Fitted {
             Fitted::ClassMixtures(m) => m.dim(),
             Fitted::Mixture(m) => m.dim(),
             Fitted::Mlp(n) => n.dim(),
+            Fitted::Unet(n) => n.dim(),
         }
     }
     fn denoise(
@@ -636,6 +702,7 @@ impl Denoiser for Fitted {
             Fitted::ClassMixtures(m) => m.denoise(x, sigma, labels, out),
             Fitted::Mixture(m) => m.denoise(x, sigma, labels, out),
             Fitted::Mlp(n) => n.denoise(x, sigma, labels, out),
+            Fitted::Unet(n) => n.denoise(x, sigma, labels, out),
         }
     }
 }

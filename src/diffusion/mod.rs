@@ -8,8 +8,9 @@
 //! - `closed_form`: the empirical-optimal (Yi et al.), KDE and Gaussian-mixture denoisers.
 //! - `denoiser`: the trait, class conditioning and guidance, the imperfect-score wrapper
 //!   (Khelifa et al.) and the clip.
-//! - `mlp`: the MLP denoiser (network in [`crate::nn`]); `precondition`: its objectives and
-//!   c_in, c_skip, c_out; `trainer`: its Adam training.
+//! - `mlp`: the MLP denoiser and `unet`: the U-Net denoiser for images (networks in
+//!   [`crate::nn`]); `precondition`: their objectives and c_in, c_skip, c_out; `trainer`: their
+//!   Adam training.
 //! - `learner`: the diffusion learner and the fitted model; `saved`: both behind the
 //!   [`crate::models`] traits, and saved diffusion models.
 
@@ -24,6 +25,7 @@ pub mod precondition;
 pub mod sampler;
 pub mod saved;
 pub mod trainer;
+pub mod unet;
 
 pub use closed_form::{KernelDenoiser, MixtureDenoiser};
 pub use config::{DenoiserErrorConfig, DiffusionConfig};
@@ -34,3 +36,4 @@ pub use noise::NoiseSchedule;
 pub use precondition::Objective;
 pub use sampler::{Sampler, SamplingPlan, Spacing};
 pub use trainer::TrainConfig;
+pub use unet::{UnetArch, UnetDenoiser};

@@ -2,7 +2,8 @@
 //!
 //! A saved diffusion model holds the fitted denoiser in standardised units (metadata
 //! `denoiser`): an MLP (`net.*` tensors in PyTorch's `nn.Sequential` layout, see
-//! [`MlpDenoiser::save`]), the training points of a kernel denoiser (`points`, with `labels`
+//! [`MlpDenoiser::save`]), a U-Net (`bench/unet.py`'s parameter names, see
+//! [`UnetDenoiser::save`]), the training points of a kernel denoiser (`points`, with `labels`
 //! when class-conditional, and `bandwidth`), or the Gaussian mixtures of `gmm-exact` (`mixture.*`,
 //! or `all.*` and `class-C.*` per class); the map back to data units (`shift`, `scale`), the
 //! class counts of a class-conditional model, and the random field of `[model.error]`
@@ -12,9 +13,11 @@
 use super::closed_form::{KernelDenoiser, MixtureDenoiser, PerClass};
 use super::config::DiffusionConfig;
 use super::denoiser::Conditioning;
+use super::denoiser::Denoiser;
 use super::denoiser::ErrorField;
 use super::learner::{DenoiserSpec, DiffusionLearner, DiffusionModel, Fitted};
 use super::mlp::MlpDenoiser;
+use super::unet::UnetDenoiser;
 use crate::data::Dataset;
 use crate::data::tensors::TensorFile;
 use crate::error::Result;
@@ -27,7 +30,7 @@ const MAX_CLASSES: usize = 1 << 16;
 
 impl LearnerConfig for DiffusionConfig {
     const KIND: &'static str = "diffusion";
-    const ABOUT: &'static str = "diffusion model: a denoiser (mlp, empirical, kde, gmm-exact), a noise schedule and a sampler";
+    const ABOUT: &'static str = "diffusion model: a denoiser (mlp, unet, empirical, kde, gmm-exact), a noise schedule and a sampler";
     fn from_table(table: toml::Table) -> Result<Self> {
         DiffusionConfig::from_table(table)
     }
@@ -64,8 +67,8 @@ impl Learner for DiffusionLearner {
     fn offers(&self) -> Offers {
         Offers {
             labels: self.is_conditional(),
-            warm_start: matches!(self.denoiser, DenoiserSpec::Mlp(_)),
-            weights: matches!(self.denoiser, DenoiserSpec::Mlp(_)),
+            warm_start: matches!(self.denoiser, DenoiserSpec::Mlp(_) | DenoiserSpec::Unet(..)),
+            weights: matches!(self.denoiser, DenoiserSpec::Mlp(_) | DenoiserSpec::Unet(..)),
             extrapolate: matches!(self.denoiser, DenoiserSpec::Mlp(_)),
             ..Offers::default()
         }
@@ -175,6 +178,10 @@ impl Model for DiffusionModel {
                 file.set("denoiser", "mlp");
                 net.save(file);
             }
+            Fitted::Unet(net) => {
+                file.set("denoiser", "unet");
+                net.save(file);
+            }
             Fitted::Kernel(k) => {
                 file.set("denoiser", "kernel");
                 put_points(file, k, None);
@@ -278,6 +285,13 @@ impl DiffusionLearner {
                     return Err(file.error("the network's output width does not match `shift`"));
                 }
                 Fitted::Mlp(net)
+            }
+            "unet" => {
+                let net = UnetDenoiser::load(file, self.plan.schedule.clone())?;
+                if net.dim() != d {
+                    return Err(file.error("the U-Net's image size does not match `shift`"));
+                }
+                Fitted::Unet(Box::new(net))
             }
             "kernel" => {
                 let (p, h) = kernel_points()?;

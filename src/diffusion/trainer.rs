@@ -48,6 +48,18 @@ pub struct TrainConfig {
     pub conditioning: Option<Conditioning>,
 }
 
+impl TrainConfig {
+    /// The config with `steps` = ⌈epochs·n/batch⌉ for a training set of `n` rows when the
+    /// budget is given in epochs.
+    pub fn budget(&self, n: usize) -> TrainConfig {
+        let mut t = self.clone();
+        if let Some(e) = t.epochs {
+            t.steps = ((e * n as f64 / t.batch_size as f64).ceil() as usize).max(1);
+        }
+        t
+    }
+}
+
 /// Early stopping: hold out `fraction` of the training set and stop after `patience`
 /// evaluations (every `every` steps) without a lower held-out loss; the best weights are kept.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +76,258 @@ pub struct EarlyStopping {
 /// there are two. Fixed, so the gradient (a sum over chunks in order) does not depend on threads.
 const TRAIN_CHUNK: usize = 256;
 
+/// A network the trainer fits (the MLP and the U-Net): per-chunk buffers that [`BatchContext::fill`]
+/// writes a mini-batch into, one forward, loss and backward pass over a chunk, and the Adam step
+/// that keeps its packed weights current.
+pub(crate) trait Network: Sync {
+    /// One chunk's buffers.
+    type Buffers: Send;
+    /// The weights packed for the passes.
+    type Packed: Send + Sync;
+    /// Rows per chunk of a mini-batch (fixed, so that the gradient, summed over chunks in
+    /// order, does not depend on the thread count).
+    fn chunk(&self) -> usize;
+    /// Buffers for a chunk of `rows` rows.
+    fn buffers(&self, rows: usize) -> Self::Buffers;
+    /// Rows of a chunk's buffers.
+    fn rows(buf: &Self::Buffers) -> usize;
+    /// Where a mini-batch is written.
+    fn slots<'b>(&self, buf: &'b mut Self::Buffers) -> Slots<'b>;
+    /// The weights packed for forward passes (and backward ones with `backward`).
+    fn pack(&self, params: &[f32], backward: bool) -> Self::Packed;
+    /// Forward pass and squared-error loss Σ (F − target)² (returned); with `backward`, the
+    /// gradient of `scale` times it is written to the chunk's gradient (`Some(false)`) or added
+    /// to it (`Some(true)`, the same bits as adding a separately computed gradient).
+    fn pass(
+        &self,
+        params: &[f32],
+        packed: &Self::Packed,
+        buf: &mut Self::Buffers,
+        scale: f32,
+        backward: Option<bool>,
+    ) -> f64;
+    /// The chunk's gradient.
+    fn grads(buf: &Self::Buffers) -> &[f32];
+    /// One Adam update with g = scale·Σ grads, repacking `packed`.
+    #[allow(clippy::too_many_arguments)]
+    fn adam(
+        &self,
+        adam: &mut Adam,
+        params: &mut [f32],
+        grads: &[&[f32]],
+        scale: f32,
+        lr: f32,
+        packed: &mut Self::Packed,
+    );
+}
+
+/// Where [`BatchContext::fill`] writes one chunk of a mini-batch.
+pub(crate) struct Slots<'b> {
+    /// rows × `width`: c_in·x_σ in the first d values, the time embedding after it.
+    pub input: &'b mut [f32],
+    /// Values per input row.
+    pub width: usize,
+    /// rows × d regression targets.
+    pub target: &'b mut [f32],
+    /// A class-conditional network's classes: a one-hot block after the time embedding (the
+    /// MLP), or one index per row (the U-Net); ∅ is the index `classes`.
+    pub classes: Option<&'b mut [u32]>,
+}
+
+impl Network for MlpShape {
+    type Buffers = Workspace;
+    type Packed = PackedWeights;
+
+    fn chunk(&self) -> usize {
+        TRAIN_CHUNK
+    }
+
+    fn buffers(&self, rows: usize) -> Workspace {
+        Workspace::new(self, rows)
+    }
+
+    fn rows(buf: &Workspace) -> usize {
+        buf.rows()
+    }
+
+    fn slots<'b>(&self, buf: &'b mut Workspace) -> Slots<'b> {
+        Slots {
+            input: &mut buf.input,
+            width: self.widths[0],
+            target: &mut buf.target,
+            classes: None,
+        }
+    }
+
+    fn pack(&self, params: &[f32], backward: bool) -> PackedWeights {
+        PackedWeights::new(self, params, backward)
+    }
+
+    fn pass(
+        &self,
+        params: &[f32],
+        packed: &PackedWeights,
+        ws: &mut Workspace,
+        scale: f32,
+        grad: Option<bool>,
+    ) -> f64 {
+        forward_train(self, params, packed, ws);
+        let l = loss_grad(ws, scale);
+        match grad {
+            Some(true) => backward_add(self, packed, ws),
+            Some(false) => backward(self, packed, ws),
+            None => {}
+        }
+        l
+    }
+
+    fn grads(buf: &Workspace) -> &[f32] {
+        &buf.grads
+    }
+
+    fn adam(
+        &self,
+        adam: &mut Adam,
+        params: &mut [f32],
+        grads: &[&[f32]],
+        scale: f32,
+        lr: f32,
+        packed: &mut PackedWeights,
+    ) {
+        adam.step_packed(self, params, grads, scale, lr, packed);
+    }
+}
+
+/// What [`fit`] returns: the weights and how training went.
+pub(crate) struct Trained {
+    /// The trained weights (EMA or early-stopping best when set).
+    pub params: Vec<f32>,
+    /// Adam steps run.
+    pub steps_run: usize,
+    /// Mean training loss over the last 100 steps.
+    pub final_loss: f64,
+    /// Best held-out loss when early stopping was on.
+    pub best_eval_loss: Option<f64>,
+}
+
+/// Trains `net` from `params` on `data` (rows, standardised units) with Adam: mini-batches of
+/// (x₀, σ, ε) with σ from `schedule`'s training distribution and `cfg`'s objective, the chunks of
+/// a batch summed in a fixed order. With `weights` w_i ≥ 0 (not all 0), each mini-batch row is
+/// drawn with replacement with probability w_i / Σ w over the training rows, so the expected
+/// gradient is that of the weighted loss Σ_i w_i ℓ_i / Σ w (importance-sampled SGD; the
+/// unweighted path keeps its epoch permutations). Weights of held-out early-stopping rows are
+/// not used. `time_embedding` is the width of the time input, `labels` a class-conditional
+/// network's (checked).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit<N: Network>(
+    net: &N,
+    mut params: Vec<f32>,
+    data: ArrayView2<f32>,
+    labels: Option<&[u32]>,
+    weights: Option<&[f64]>,
+    cfg: &TrainConfig,
+    schedule: &NoiseSchedule,
+    rng: &mut Stream,
+) -> Result<Trained> {
+    if let Some(w) = weights {
+        crate::models::check_weights(w, data.nrows())?;
+    }
+    let labels = training_labels(cfg.conditioning.as_ref(), labels, data.nrows())?.map(|(_, l)| l);
+    // Split off the early-stopping set.
+    let mut order: Vec<usize> = (0..data.nrows()).collect();
+    order.shuffle(rng);
+    let held = cfg
+        .early_stopping
+        .as_ref()
+        .map(|e| ((data.nrows() as f64 * e.fraction).round() as usize).clamp(1, data.nrows() - 1))
+        .unwrap_or(0);
+    let (held_idx, train_idx) = order.split_at(held);
+    let mut trainer = Trainer::new(
+        net,
+        &params,
+        cfg,
+        schedule,
+        data,
+        labels,
+        train_idx.to_vec(),
+        rng,
+    );
+    if let Some(w) = weights {
+        let mut acc = 0.0;
+        let cum: Vec<f64> = trainer
+            .train_idx
+            .iter()
+            .map(|&i| {
+                acc += w[i];
+                acc
+            })
+            .collect();
+        if acc <= 0.0 {
+            return Err(Error::Run(
+                "sample weights: every training row (outside the early-stopping set) has weight 0"
+                    .into(),
+            ));
+        }
+        trainer.row_weights = Some(cum);
+        trainer.upcoming = trainer.draw_rows();
+    }
+    let eval = (held > 0).then(|| EvalSet::new(&trainer, held_idx, rng));
+    let mut ema = cfg.ema.map(|_| params.clone());
+    let mut best: Option<(f64, Vec<f32>)> = None;
+    let mut since_best = 0;
+    let mut recent = std::collections::VecDeque::with_capacity(100);
+    let mut steps_run = 0;
+    for step in 0..cfg.steps {
+        let loss = trainer.step(&mut params, step);
+        if recent.len() == 100 {
+            recent.pop_front();
+        }
+        recent.push_back(loss);
+        if let (Some(e), Some(decay)) = (ema.as_mut(), cfg.ema) {
+            let (a, b) = (decay as f32, 1.0 - decay as f32);
+            for (e, &p) in e.iter_mut().zip(&params) {
+                *e = a * *e + b * p;
+            }
+        }
+        steps_run = step + 1;
+        if let (Some(ev), Some(es)) = (&eval, &cfg.early_stopping)
+            && ((step + 1) % es.every == 0 || step + 1 == cfg.steps)
+        {
+            let current = ema.as_deref().unwrap_or(&params);
+            let l = ev.loss(net, current);
+            if best.as_ref().is_none_or(|(b, _)| l < *b) {
+                best = Some((l, current.to_vec()));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= es.patience {
+                    break;
+                }
+            }
+        }
+    }
+    if !recent.iter().all(|l: &f64| l.is_finite()) {
+        return Err(Error::Run(
+            "denoiser training diverged (non-finite loss); lower model.lr or set model.grad_clip"
+                .into(),
+        ));
+    }
+    let final_loss = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
+    let mut best_eval_loss = None;
+    if let Some((l, p)) = best {
+        best_eval_loss = Some(l);
+        params = p;
+    } else if let Some(e) = ema {
+        params = e;
+    }
+    Ok(Trained {
+        params,
+        steps_run,
+        final_loss,
+        best_eval_loss,
+    })
+}
+
 impl MlpDenoiser {
     /// Trains on `data` (rows, standardised units), starting from `init` weights when given
     /// (warm start) and from PyTorch's default initialisation otherwise. A class-conditional
@@ -79,11 +343,7 @@ impl MlpDenoiser {
         Self::train_weighted(data, labels, None, cfg, schedule, init, rng)
     }
 
-    /// [`MlpDenoiser::train`] with sample weights w_i ≥ 0 (not all 0): each mini-batch row is
-    /// drawn with replacement with probability w_i / Σ w over the training rows, so the expected
-    /// gradient is that of the weighted loss Σ_i w_i ℓ_i / Σ w (importance-sampled SGD; the
-    /// unweighted path keeps its epoch permutations). Weights of held-out early-stopping rows are
-    /// not used.
+    /// [`MlpDenoiser::train`] with sample weights (see [`fit`]).
     pub fn train_weighted(
         data: ArrayView2<f32>,
         labels: Option<&[u32]>,
@@ -93,106 +353,24 @@ impl MlpDenoiser {
         init: Option<&[f32]>,
         rng: &mut Stream,
     ) -> Result<Self> {
-        if let Some(w) = weights {
-            crate::models::check_weights(w, data.nrows())?;
-        }
         let dim = data.ncols();
-        let labels =
-            training_labels(cfg.conditioning.as_ref(), labels, data.nrows())?.map(|(_, l)| l);
         let shape = MlpShape::new(input_width(dim, cfg), &cfg.hidden, dim);
         let params = match init {
             Some(p) if p.len() == shape.params() => p.to_vec(),
             _ => init_params(&shape, rng),
         };
-        let mut net = MlpDenoiser::from_params(dim, cfg, schedule.clone(), params)?;
-        // Split off the early-stopping set.
-        let mut order: Vec<usize> = (0..data.nrows()).collect();
-        order.shuffle(rng);
-        let held = cfg
-            .early_stopping
-            .as_ref()
-            .map(|e| {
-                ((data.nrows() as f64 * e.fraction).round() as usize).clamp(1, data.nrows() - 1)
-            })
-            .unwrap_or(0);
-        let (held_idx, train_idx) = order.split_at(held);
-        let mut trainer = Trainer::new(&net, cfg, data, labels, train_idx.to_vec(), rng);
-        if let Some(w) = weights {
-            let mut acc = 0.0;
-            let cum: Vec<f64> = trainer
-                .train_idx
-                .iter()
-                .map(|&i| {
-                    acc += w[i];
-                    acc
-                })
-                .collect();
-            if acc <= 0.0 {
-                return Err(Error::Run(
-                    "sample weights: every training row (outside the early-stopping set) has weight 0"
-                        .into(),
-                ));
-            }
-            trainer.row_weights = Some(cum);
-            trainer.upcoming = trainer.draw_rows();
-        }
-        let eval = (held > 0).then(|| EvalSet::new(&trainer, held_idx, rng));
-        let mut params = std::mem::take(&mut net.params);
-        let mut ema = cfg.ema.map(|_| params.clone());
-        let mut best: Option<(f64, Vec<f32>)> = None;
-        let mut since_best = 0;
-        let mut recent = std::collections::VecDeque::with_capacity(100);
-        for step in 0..cfg.steps {
-            let loss = trainer.step(&mut params, step);
-            if recent.len() == 100 {
-                recent.pop_front();
-            }
-            recent.push_back(loss);
-            if let (Some(e), Some(decay)) = (ema.as_mut(), cfg.ema) {
-                let (a, b) = (decay as f32, 1.0 - decay as f32);
-                for (e, &p) in e.iter_mut().zip(&params) {
-                    *e = a * *e + b * p;
-                }
-            }
-            net.steps_run = step + 1;
-            if let (Some(ev), Some(es)) = (&eval, &cfg.early_stopping)
-                && ((step + 1) % es.every == 0 || step + 1 == cfg.steps)
-            {
-                let current = ema.as_deref().unwrap_or(&params);
-                let l = ev.loss(&trainer, current);
-                if best.as_ref().is_none_or(|(b, _)| l < *b) {
-                    best = Some((l, current.to_vec()));
-                    since_best = 0;
-                } else {
-                    since_best += 1;
-                    if since_best >= es.patience {
-                        break;
-                    }
-                }
-            }
-        }
-        if !recent.iter().all(|l: &f64| l.is_finite()) {
-            return Err(Error::Run(
-                "MLP training diverged (non-finite loss); lower model.lr or set model.grad_clip"
-                    .into(),
-            ));
-        }
-        net.final_loss = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
-        if let Some((l, p)) = best {
-            net.best_eval_loss = Some(l);
-            params = p;
-        } else if let Some(e) = ema {
-            params = e;
-        }
-        net.packed.update(&net.shape, &params);
-        net.params = params;
+        let f = fit(&shape, params, data, labels, weights, cfg, schedule, rng)?;
+        let mut net = MlpDenoiser::from_params(dim, cfg, schedule.clone(), f.params)?;
+        net.steps_run = f.steps_run;
+        net.final_loss = f.final_loss;
+        net.best_eval_loss = f.best_eval_loss;
         Ok(net)
     }
 }
 
 /// Mini-batch construction and one Adam step, with all buffers allocated up front.
-struct Trainer<'a> {
-    shape: MlpShape,
+struct Trainer<'a, N: Network> {
+    net: &'a N,
     cfg: &'a TrainConfig,
     schedule: NoiseSchedule,
     data: ArrayView2<'a, f32>,
@@ -206,20 +384,23 @@ struct Trainer<'a> {
     order_rng: Stream,
     /// Cumulative sample weights over `train_idx`, when rows are drawn by weight.
     row_weights: Option<Vec<f64>>,
-    workers: Vec<(Workspace, FillScratch, Stream)>,
+    workers: Vec<(N::Buffers, FillScratch, Stream)>,
     /// Time embeddings of the discrete steps (DiscreteVp), one row per step.
     emb_table: Option<Vec<f32>>,
     adam: Adam,
     /// The current weights packed for the forward and backward products (packed by Adam as it
     /// updates them; only [`Trainer::step`] changes the weights).
-    packed: PackedWeights,
+    packed: N::Packed,
     dim: usize,
 }
 
-impl<'a> Trainer<'a> {
+impl<'a, N: Network> Trainer<'a, N> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
-        net: &MlpDenoiser,
+        net: &'a N,
+        params: &[f32],
         cfg: &'a TrainConfig,
+        schedule: &NoiseSchedule,
         data: ArrayView2<'a, f32>,
         labels: Option<&'a [u32]>,
         mut train_idx: Vec<usize>,
@@ -228,17 +409,18 @@ impl<'a> Trainer<'a> {
         let mut order_rng = Stream::seed_from_u64(rng.next_u64());
         train_idx.shuffle(&mut order_rng);
         let batch = cfg.batch_size;
-        let workers = (0..batch.div_ceil(TRAIN_CHUNK))
+        let chunk = net.chunk();
+        let workers = (0..batch.div_ceil(chunk))
             .map(|c| {
-                let rows = TRAIN_CHUNK.min(batch - c * TRAIN_CHUNK);
+                let rows = chunk.min(batch - c * chunk);
                 (
-                    Workspace::new(&net.shape, rows),
+                    net.buffers(rows),
                     FillScratch::default(),
                     Stream::seed_from_u64(rng.next_u64()),
                 )
             })
             .collect();
-        let emb_table = match &net.schedule {
+        let emb_table = match schedule {
             NoiseSchedule::DiscreteVp { betas, .. } => {
                 let e = cfg.time_embedding;
                 let mut table = vec![0.0f32; betas.len() * e];
@@ -250,9 +432,9 @@ impl<'a> Trainer<'a> {
             _ => None,
         };
         let mut trainer = Trainer {
-            shape: net.shape.clone(),
+            net,
             cfg,
-            schedule: net.schedule.clone(),
+            schedule: schedule.clone(),
             data,
             labels,
             train_idx,
@@ -262,9 +444,9 @@ impl<'a> Trainer<'a> {
             row_weights: None,
             workers,
             emb_table,
-            adam: Adam::new(net.params.len()),
-            packed: PackedWeights::new(&net.shape, &net.params, true),
-            dim: net.dim,
+            adam: Adam::new(params.len()),
+            packed: net.pack(params, true),
+            dim: data.ncols(),
         };
         trainer.upcoming = trainer.draw_rows();
         trainer
@@ -273,7 +455,6 @@ impl<'a> Trainer<'a> {
     /// What filling a batch reads.
     fn context(&self) -> BatchContext<'_> {
         BatchContext {
-            shape: &self.shape,
             schedule: &self.schedule,
             objective: self.cfg.objective,
             emb_table: self.emb_table.as_deref(),
@@ -323,24 +504,22 @@ impl<'a> Trainer<'a> {
         let mut workers = std::mem::take(&mut self.workers);
         let ctx = self.context();
         let packed = &self.packed;
+        let net = self.net;
         let p: &[f32] = params;
+        let size = net.chunk();
         let chunk = |c: usize,
-                     ws: &mut Workspace,
+                     ws: &mut N::Buffers,
                      scratch: &mut FillScratch,
                      wrng: &mut Stream,
                      add: bool| {
-            let start = c * TRAIN_CHUNK;
-            ctx.fill(ws, scratch, &rows[start..start + ws.rows()], wrng);
-            forward_train(ctx.shape, p, packed, ws);
-            let l = loss_grad(ws, 1.0 / n_out);
-            if add {
-                backward_add(ctx.shape, packed, ws);
-            } else {
-                backward(ctx.shape, packed, ws);
-            }
-            l
+            let start = c * size;
+            let len = N::rows(ws);
+            ctx.fill(net.slots(ws), scratch, &rows[start..start + len], wrng);
+            net.pass(p, packed, ws, 1.0 / n_out, Some(add))
         };
-        let same_rows = workers.iter().all(|w| w.0.rows() == workers[0].0.rows());
+        let same_rows = workers
+            .iter()
+            .all(|w| N::rows(&w.0) == N::rows(&workers[0].0));
         let one_thread = rayon::current_num_threads() == 1 && same_rows;
         let losses: Vec<f64> = if one_thread {
             // One thread: every chunk runs in the first chunk's buffers, still in cache from the
@@ -366,7 +545,7 @@ impl<'a> Trainer<'a> {
         let used = if one_thread { 1 } else { self.workers.len() };
         let grads: Vec<&[f32]> = self.workers[..used]
             .iter()
-            .map(|(w, _, _)| &w.grads[..])
+            .map(|(w, _, _)| N::grads(w))
             .collect();
         let mut scale = 1.0f32;
         if let Some(clip) = self.cfg.grad_clip {
@@ -387,8 +566,8 @@ impl<'a> Trainer<'a> {
             1.0
         };
         let lr = (self.cfg.lr * warm) as f32;
-        self.adam
-            .step_packed(&self.shape, params, &grads, scale, lr, &mut self.packed);
+        self.net
+            .adam(&mut self.adam, params, &grads, scale, lr, &mut self.packed);
         loss
     }
 }
@@ -428,7 +607,6 @@ struct FillScratch {
 
 /// What filling a batch needs (shared read-only by the workers).
 struct BatchContext<'a> {
-    shape: &'a MlpShape,
     schedule: &'a NoiseSchedule,
     objective: Objective,
     emb_table: Option<&'a [f32]>,
@@ -444,15 +622,14 @@ impl BatchContext<'_> {
     /// class-conditional network) and the target a·x₀ + b·ε (ε' for the one-step objective).
     /// Levels are drawn row by row first, then all the batch's normals in one bulk draw, then
     /// the label-dropout draws.
-    fn fill(
-        &self,
-        ws: &mut Workspace,
-        scratch: &mut FillScratch,
-        rows: &[usize],
-        rng: &mut Stream,
-    ) {
+    fn fill(&self, slots: Slots, scratch: &mut FillScratch, rows: &[usize], rng: &mut Stream) {
         let d = self.data.ncols();
-        let width = self.shape.widths[0];
+        let Slots {
+            input: inputs,
+            width,
+            target: targets,
+            mut classes,
+        } = slots;
         let temb = self.time_embedding;
         let FillScratch {
             x0,
@@ -487,8 +664,8 @@ impl BatchContext<'_> {
             .zip(levels.iter())
             .enumerate()
         {
-            let input = &mut ws.input[r * width..(r + 1) * width];
-            let target = &mut ws.target[r * d..(r + 1) * d];
+            let input = &mut inputs[r * width..(r + 1) * width];
+            let target = &mut targets[r * d..(r + 1) * d];
             match self.objective {
                 Objective::OneStep => {
                     // x_{k−1} = √ᾱ_{k−1} x₀ + √(1−ᾱ_{k−1}) ε₁, x_k = √α_k x_{k−1} + √β_k ε'.
@@ -521,60 +698,78 @@ impl BatchContext<'_> {
                 _ => time_embedding(self.schedule.network_time(sigma), emb),
             }
             if let Some((labels, c)) = self.classes {
-                let onehot = &mut input[d + temb..];
-                onehot.fill(0.0);
                 let dropped = (dropout[r] as f64) < c.label_dropout;
                 let class = if dropped {
                     c.classes
                 } else {
                     labels[rows[r]] as usize
                 };
-                onehot[class] = 1.0;
+                match classes.as_deref_mut() {
+                    Some(index) => index[r] = class as u32,
+                    None => {
+                        let onehot = &mut input[d + temb..];
+                        onehot.fill(0.0);
+                        onehot[class] = 1.0;
+                    }
+                }
             }
         }
     }
 }
 
 /// A fixed held-out batch (noise drawn once) for early stopping.
+/// One chunk of the held-out batch: its number of rows and their inputs, targets and class
+/// indices.
+type HeldOut = (usize, Vec<f32>, Vec<f32>, Option<Vec<u32>>);
+
 struct EvalSet {
-    workers: Vec<Workspace>,
+    /// Per chunk, as filled.
+    chunks: Vec<HeldOut>,
     n_out: f64,
 }
 
 impl EvalSet {
-    fn new(trainer: &Trainer, idx: &[usize], rng: &mut Stream) -> Self {
+    fn new<N: Network>(trainer: &Trainer<N>, idx: &[usize], rng: &mut Stream) -> Self {
         let ctx = trainer.context();
-        let workers = idx
-            .chunks(TRAIN_CHUNK)
+        let net = trainer.net;
+        let chunks = idx
+            .chunks(net.chunk())
             .map(|rows| {
-                let mut ws = Workspace::new(&trainer.shape, rows.len());
-                ctx.fill(&mut ws, &mut FillScratch::default(), rows, rng);
-                ws
+                let mut buf = net.buffers(rows.len());
+                ctx.fill(net.slots(&mut buf), &mut FillScratch::default(), rows, rng);
+                let slots = net.slots(&mut buf);
+                (
+                    rows.len(),
+                    slots.input.to_vec(),
+                    slots.target.to_vec(),
+                    slots.classes.map(|c| c.to_vec()),
+                )
             })
             .collect();
         EvalSet {
-            workers,
+            chunks,
             n_out: (idx.len() * trainer.dim) as f64,
         }
     }
 
-    fn loss(&self, trainer: &Trainer, params: &[f32]) -> f64 {
-        let shape = &trainer.shape;
-        let packed = PackedWeights::new(shape, params, false);
-        let total: f64 = self
-            .workers
+    /// The mean squared error of the network with weights `params` on the held-out batch.
+    fn loss<N: Network>(&self, net: &N, params: &[f32]) -> f64 {
+        let packed = net.pack(params, false);
+        let losses: Vec<f64> = self
+            .chunks
             .par_iter()
-            .map(|ws| {
-                let mut w = Workspace::new(shape, ws.rows());
-                w.input.copy_from_slice(&ws.input);
-                w.target.copy_from_slice(&ws.target);
-                forward_train(shape, params, &packed, &mut w);
-                loss_grad(&mut w, 1.0)
+            .map(|(rows, input, target, classes)| {
+                let mut buf = net.buffers(*rows);
+                let slots = net.slots(&mut buf);
+                slots.input.copy_from_slice(input);
+                slots.target.copy_from_slice(target);
+                if let (Some(dst), Some(src)) = (slots.classes, classes) {
+                    dst.copy_from_slice(src);
+                }
+                net.pass(params, &packed, &mut buf, 1.0, None)
             })
-            .collect::<Vec<_>>()
-            .iter()
-            .sum();
-        total / self.n_out
+            .collect();
+        losses.iter().sum::<f64>() / self.n_out
     }
 }
 
@@ -707,7 +902,6 @@ mod tests {
         rng: &mut Stream,
     ) -> Workspace {
         let ctx = BatchContext {
-            shape,
             schedule,
             objective,
             emb_table: Some(table),
@@ -717,7 +911,12 @@ mod tests {
         };
         let mut ws = Workspace::new(shape, data.nrows());
         let rows: Vec<usize> = (0..data.nrows()).collect();
-        ctx.fill(&mut ws, &mut FillScratch::default(), &rows, rng);
+        ctx.fill(
+            shape.slots(&mut ws),
+            &mut FillScratch::default(),
+            &rows,
+            rng,
+        );
         ws
     }
 

@@ -158,7 +158,7 @@ impl Conv2d {
                         dst.fill(0.0);
                     } else {
                         let q = (img * d.h + iy as usize) * d.w + ix as usize;
-                        dst.copy_from_slice(&x[q * cin..(q + 1) * cin]);
+                        copy(dst, &x[q * cin..(q + 1) * cin]);
                     }
                 }
             }
@@ -324,6 +324,20 @@ impl Conv2d {
             }
         }
     }
+}
+
+/// dst ← src in blocks of 16 values: inline moves instead of a `memcpy` call per tap, which took
+/// 8% of a U-Net training step (the taps of 32–64 channels are 128–256 bytes).
+#[inline(always)]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(16);
+    let mut s = src.chunks_exact(16);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let b: &[f32; 16] = b.try_into().expect("16 values");
+        let a: &mut [f32; 16] = a.try_into().expect("16 values");
+        *a = *b;
+    }
+    d.into_remainder().copy_from_slice(s.remainder());
 }
 
 /// Group normalisation over `groups` groups of channels followed by SiLU, per image:
