@@ -307,10 +307,12 @@ enum Command {
     /// SiLU) and bench/metrics_reference.py (metrics on n × D arrays).
     Bench {
         /// "train" (Adam steps/s and GFLOP/s of the layer products, batch 512), "sample" (DDPM
-        /// samples/s, extrapolated to 1000 steps), "gemm" (GFLOP/s of the 256×256×256 layer
-        /// product, one thread, ouro's kernel against matrixmultiply, and the core's FMA peak) or
-        /// "metrics" (seconds per metric on n real and n generated points).
-        #[arg(value_parser = ["train", "sample", "gemm", "metrics"])]
+        /// samples/s, extrapolated to 1000 steps), "unet-train" and "unet-sample" (the same for
+        /// the default U-Net on 28×28 images, batch 64; sampling in network evaluations of one
+        /// image per second), "gemm" (GFLOP/s of the 256×256×256 layer product, one thread,
+        /// ouro's kernel against matrixmultiply, and the core's FMA peak) or "metrics" (seconds
+        /// per metric on n real and n generated points).
+        #[arg(value_parser = ["train", "sample", "unet-train", "unet-sample", "gemm", "metrics"])]
         mode: String,
         /// Data dimension D (default 2; 64 for metrics).
         #[arg(long)]
@@ -324,9 +326,9 @@ enum Command {
         /// Untimed warm-up training steps.
         #[arg(long, default_value_t = 20)]
         warmup: usize,
-        /// Points sampled.
-        #[arg(long, default_value_t = 10_000)]
-        n: usize,
+        /// Points sampled (default 10 000; 512 images for unet-sample).
+        #[arg(long)]
+        n: Option<usize>,
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -514,7 +516,26 @@ pub fn main_with(cli: Cli) -> Result<()> {
                     steps as f64 / el,
                     steps as f64 * bench::train_flops(dim) / el / 1e9
                 );
+            } else if mode == "unet-train" {
+                let steps = steps.unwrap_or(20).max(1);
+                let (el, loss) = bench::unet_train(warmup.min(5), steps, seed, threads)?;
+                println!(
+                    "ouro unet threads={threads} steps={steps} time={el:.3}s steps_per_s={:.3} images_per_s={:.1} gflop_per_s={:.1} final_loss={loss:.6}",
+                    steps as f64 / el,
+                    64.0 * steps as f64 / el,
+                    64.0 * steps as f64 * 3.0 * bench::unet_flops() / el / 1e9
+                );
+            } else if mode == "unet-sample" {
+                let steps = steps.unwrap_or(5).clamp(1, 1000);
+                let n = n.unwrap_or(512);
+                let el = bench::unet_sample(n, steps, seed, threads)?;
+                println!(
+                    "ouro unet-sample threads={threads} n={n} steps={steps} time={el:.3}s evals_per_s={:.1} gflop_per_s={:.1}",
+                    (n * steps) as f64 / el,
+                    (n * steps) as f64 * bench::unet_flops() / el / 1e9
+                );
             } else if mode == "metrics" {
+                let n = n.unwrap_or(10_000);
                 return bench_metrics(n, dim, seed, threads, repeats, out.as_deref());
             } else if mode == "gemm" {
                 println!("kernels: {}", crate::nn::isa::isa().describe());
@@ -529,6 +550,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
                 }
             } else {
                 let steps = steps.unwrap_or(50).clamp(1, 1000);
+                let n = n.unwrap_or(10_000);
                 let el = bench::sample(dim, n, steps, seed, threads)?;
                 let full = el * 1000.0 / steps as f64;
                 println!(

@@ -1,14 +1,17 @@
 //! The reference workload of `bench/torch_reference.py`, for `ouro bench`: a DDPM MLP denoiser
 //! (input D + 32-dim sinusoidal time embedding, 3 hidden layers of 256 with SiLU, batch 512, Adam
 //! lr 1e-3, linear β from 1e-4 to 0.02, T = 1000) trained on an 8-component mixture, and ancestral
-//! sampling of 10 000 points timed over a few steps and extrapolated to 1 000.
+//! sampling of 10 000 points timed over a few steps and extrapolated to 1 000; and the same for
+//! the default U-Net on 28 × 28 images (`unet_*`).
 
+use super::denoiser::Conditioning;
 use super::learner::Fitted;
 use super::mlp::MlpDenoiser;
 use super::noise::NoiseSchedule;
 use super::precondition::Objective;
 use super::sampler::{Sampler, run};
 use super::trainer::TrainConfig;
+use super::unet::{UnetArch, UnetDenoiser};
 use crate::distributions::standard_normals;
 use crate::error::Result;
 use crate::experiment::with_threads;
@@ -124,6 +127,119 @@ pub fn sample(d: usize, n: usize, steps: usize, seed: u64, threads: usize) -> Re
     with_threads(threads, || {
         let t0 = Instant::now();
         let out = run(&net, Sampler::Ddpm, &grid[..=steps], x, None, &mut rng);
+        let el = t0.elapsed().as_secs_f64();
+        std::hint::black_box(out);
+        el
+    })
+}
+
+/// The U-Net workload of `bench/torch_reference.py unet-train` and `unet-sample`: the default
+/// U-Net (28 × 28 greyscale images, channels 32, 64, 64, one block per level, 8 groups, 10
+/// classes, no attention; `denoiser = "unet"`'s defaults), ε objective on DDPM's linear β schedule
+/// (T = 1000), batch 64, Adam lr 5·10⁻⁴, labels dropped with probability 0.1.
+pub fn unet_config(steps: usize) -> (TrainConfig, UnetArch) {
+    let cfg = TrainConfig {
+        hidden: Vec::new(),
+        time_embedding: 32,
+        objective: Objective::Eps,
+        steps,
+        epochs: None,
+        batch_size: 64,
+        lr: 5e-4,
+        warmup_steps: 0,
+        grad_clip: None,
+        ema: None,
+        early_stopping: None,
+        conditioning: Some(Conditioning {
+            classes: 10,
+            label_dropout: 0.1,
+            guidance: 0.0,
+        }),
+    };
+    let arch = UnetArch {
+        channels: vec![32, 64, 64],
+        blocks: 1,
+        groups: 8,
+        attention: false,
+    };
+    (cfg, arch)
+}
+
+/// The U-Net benchmark's data: 2 048 images of N(0, 1) pixels with labels i mod 10 (the values
+/// do not change the work).
+fn unet_data(seed: u64) -> (Array2<f32>, Vec<u32>) {
+    let x = standard_normals(2048, 784, &mut stream(seed, 0, Role::RealInit)).mapv(|v| v as f32);
+    (x, (0..2048).map(|i| (i % 10) as u32).collect())
+}
+
+/// U-Net training throughput: `warmup` untimed Adam steps, then `steps` timed ones. Returns
+/// (seconds, last mean loss).
+pub fn unet_train(warmup: usize, steps: usize, seed: u64, threads: usize) -> Result<(f64, f64)> {
+    let (x, labels) = unet_data(seed);
+    let schedule = NoiseSchedule::vp_linear(1e-4, 0.02, 1000);
+    with_threads(threads, || {
+        let mut rng = stream(seed, 0, Role::Fit);
+        let train = |steps: usize, init: Option<&[f32]>, rng: &mut crate::rng::Stream| {
+            let (cfg, arch) = unet_config(steps);
+            UnetDenoiser::train_weighted(
+                x.view(),
+                Some(&labels),
+                None,
+                &cfg,
+                &arch,
+                &schedule,
+                init,
+                rng,
+            )
+        };
+        let warm = train(warmup.max(1), None, &mut rng)?;
+        let t0 = Instant::now();
+        let net = train(steps, Some(warm.params()), &mut rng)?;
+        Ok((t0.elapsed().as_secs_f64(), net.final_loss))
+    })?
+}
+
+/// Floating-point operations of one image through the benchmark's U-Net: 2 per multiply-add
+/// of its convolutions (norms, activations and the embedding MLP are not counted). A training
+/// step costs 3 times this per image (forward, input and weight gradients).
+pub fn unet_flops() -> f64 {
+    let (cfg, arch) = unet_config(1);
+    let classes = cfg.conditioning.as_ref().map_or(0, |c| c.classes);
+    let shape = arch.shape(784, classes).expect("the benchmark's U-Net");
+    2.0 * crate::nn::unet::Unet::new(&shape).macs_per_image()
+}
+
+/// U-Net sampling throughput: `n` images of class i mod 10 through the first `steps` DDPM steps
+/// of 1 000 with an untrained network (one evaluation per step). Returns seconds.
+pub fn unet_sample(n: usize, steps: usize, seed: u64, threads: usize) -> Result<f64> {
+    let (cfg, arch) = unet_config(1);
+    let shape = arch.shape(784, 10)?;
+    let net = crate::nn::unet::Unet::new(&shape);
+    let mut rng = stream(seed, 0, Role::Fit);
+    let params = net.init(&mut rng);
+    let schedule = NoiseSchedule::vp_linear(1e-4, 0.02, 1000);
+    let den = Fitted::Unet(Box::new(UnetDenoiser::from_params(
+        net,
+        params,
+        schedule.clone(),
+        cfg.objective,
+        cfg.conditioning.clone(),
+    )?));
+    let grid = schedule.grid(1000.0, 1.0, 1000, true);
+    let steps = steps.clamp(1, 1000);
+    let std = schedule.prior_std(grid[0]);
+    let x = standard_normals(n, 784, &mut rng).mapv(|v| (std * v) as f32);
+    let labels: Vec<u32> = (0..n).map(|i| (i % 10) as u32).collect();
+    with_threads(threads, || {
+        let t0 = Instant::now();
+        let out = run(
+            &den,
+            Sampler::Ddpm,
+            &grid[..=steps],
+            x,
+            Some(&labels),
+            &mut rng,
+        );
         let el = t0.elapsed().as_secs_f64();
         std::hint::black_box(out);
         el
