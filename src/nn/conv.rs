@@ -133,8 +133,74 @@ impl Conv2d {
             }
         }
         packed.forward.pack(scratch, taps * cin, cout, false);
-        if backward {
+        if backward && self.flips() {
+            // The input gradient of a stride-1 3×3 convolution is the convolution of dy with
+            // the kernel flipped and its channels swapped: B'[(tap·cout + o), c] = W[o, c, 8 − tap].
+            for t in 0..taps {
+                for o in 0..cout {
+                    for c in 0..cin {
+                        scratch[(t * cout + o) * cin + c] = w[(o * cin + c) * taps + taps - 1 - t];
+                    }
+                }
+            }
+            packed.backward.pack(scratch, taps * cout, cin, false);
+        } else if backward {
             packed.backward.pack(scratch, cout, taps * cin, true);
+        }
+    }
+
+    /// Whether the input gradient is computed as a convolution of dy with the flipped kernel
+    /// (3×3, stride 1): one GEMM with k = 9·cout, where the im2col gradient dy·Wᵀ has k = cout
+    /// (short, so the tiles spend their time loading and storing) and needs a scatter-add back
+    /// to the pixels. The U-Net's training step went from 103 to 110 images/s on one core of
+    /// an Intel Xeon (AVX-512).
+    fn flips(&self) -> bool {
+        self.k == 3 && self.stride == 1
+    }
+
+    /// The flipped convolution of [`Conv2d::flips`]: from cout channels to cin.
+    fn flipped(&self) -> Conv2d {
+        Conv2d::new(self.cout, self.cin, 3)
+    }
+
+    /// y (+)= the GEMM of the im2col matrix of x (batch `d`) with the packed `b`, block by block
+    /// of output pixels.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        x: &[f32],
+        d: Dims,
+        b: &PackedB,
+        y: &mut [f32],
+        bias: &[f32],
+        add: bool,
+        col: &mut Vec<f32>,
+    ) {
+        let out = self.out_dims(d);
+        let (width, cout) = (self.taps() * self.cin, self.cout);
+        let epi = || {
+            if add {
+                Epilogue::Add
+            } else {
+                Epilogue::Bias(bias)
+            }
+        };
+        if self.direct() {
+            matmul(out.pixels(), width, x, false, b, y, epi());
+            return;
+        }
+        for p0 in (0..out.pixels()).step_by(BLOCK) {
+            let p1 = (p0 + BLOCK).min(out.pixels());
+            self.im2col(x, d, out, p0, p1, col);
+            matmul(
+                p1 - p0,
+                width,
+                col,
+                false,
+                b,
+                &mut y[p0 * cout..p1 * cout],
+                epi(),
+            );
         }
     }
 
@@ -212,33 +278,7 @@ impl Conv2d {
         scratch: &mut ConvScratch,
     ) {
         assert_eq!(d.c, self.cin, "input channels");
-        let out = self.out_dims(d);
-        let (width, cout) = (self.taps() * self.cin, self.cout);
-        let epi = || {
-            if add {
-                Epilogue::Add
-            } else {
-                Epilogue::Bias(bias)
-            }
-        };
-        if self.direct() {
-            matmul(out.pixels(), width, x, false, &packed.forward, y, epi());
-            return;
-        }
-        for p0 in (0..out.pixels()).step_by(BLOCK) {
-            let p1 = (p0 + BLOCK).min(out.pixels());
-            self.im2col(x, d, out, p0, p1, &mut scratch.col);
-            let c = &mut y[p0 * cout..p1 * cout];
-            matmul(
-                p1 - p0,
-                width,
-                &scratch.col,
-                false,
-                &packed.forward,
-                c,
-                epi(),
-            );
-        }
+        self.gemm(x, d, &packed.forward, y, bias, add, &mut scratch.col);
     }
 
     /// The backward pass of [`Conv2d::forward`] for the output gradient `dy`: adds dL/dW (in
@@ -259,11 +299,9 @@ impl Conv2d {
         let (taps, cin, cout) = (self.taps(), self.cin, self.cout);
         let width = taps * cin;
         let (gw, gb) = grads.split_at_mut(self.weights());
-        for (o, g) in gb[..cout].iter_mut().enumerate() {
-            let mut s = 0.0f64;
-            for row in dy.chunks_exact(cout) {
-                s += row[o] as f64;
-            }
+        let mut sums = vec![0.0f64; cout];
+        column_sums(&dy[..out.pixels() * cout], &mut sums);
+        for (g, s) in gb[..cout].iter_mut().zip(sums) {
             *g += s as f32;
         }
         // dB = colᵀ·dy over blocks of output pixels, summed in block order into `dw`
@@ -287,7 +325,9 @@ impl Conv2d {
             };
             matmul(width, p1 - p0, col, true, &scratch.dy, &mut scratch.dw, epi);
             if let Some(dx) = dx.as_deref_mut() {
-                if self.direct() {
+                if self.flips() {
+                    // after the loop
+                } else if self.direct() {
                     let dxb = &mut dx[p0 * cin..p1 * cin];
                     matmul(
                         p1 - p0,
@@ -313,6 +353,10 @@ impl Conv2d {
                     self.col2im(&scratch.dcol, d, out, p0, p1, dx);
                 }
             }
+        }
+        if let (Some(dx), true) = (dx, self.flips()) {
+            let flipped = self.flipped();
+            flipped.gemm(dy, out, &packed.backward, dx, &[], true, &mut scratch.col);
         }
         // back to PyTorch's order: W[o, c, tap] += dB[(tap·cin + c), o]
         for t in 0..taps {
@@ -504,6 +548,17 @@ struct Coefficients<'a> {
     s: &'a [f32],
     gamma: &'a [f32],
     beta: &'a [f32],
+}
+
+simd_dispatch! {
+/// Adds Σ_p x[p, ch] over the pixels (rows of sum.len() channels) in f64.
+fn column_sums(x: &[f32], sum: &mut [f64]) {
+    for row in x.chunks_exact(sum.len()) {
+        for (s, &v) in sum.iter_mut().zip(row) {
+            *s += v as f64;
+        }
+    }
+}
 }
 
 simd_dispatch! {
