@@ -198,6 +198,41 @@ impl Network for MlpShape {
     }
 }
 
+/// The exponential moving average of the weights over the steps run, without the initial
+/// weights: m_t = β m_{t−1} + (1 − β) θ_t from m_0 = 0, read as m_t/(1 − β^t) (the weights
+/// β^{t−s}(1 − β)/(1 − β^t) of θ_1 … θ_t sum to 1). Started from θ_0 instead, the average kept
+/// β^t of the initial weights: 22% of the random initialisation after 1 500 steps at β = 0.999,
+/// which left speckle in U-Net samples.
+struct Ema {
+    sum: Vec<f32>,
+    decay: f64,
+    steps: i32,
+}
+
+impl Ema {
+    fn new(decay: f64, len: usize) -> Self {
+        Ema {
+            sum: vec![0.0; len],
+            decay,
+            steps: 0,
+        }
+    }
+
+    fn update(&mut self, params: &[f32]) {
+        let (a, b) = (self.decay as f32, (1.0 - self.decay) as f32);
+        for (e, &p) in self.sum.iter_mut().zip(params) {
+            *e = a * *e + b * p;
+        }
+        self.steps += 1;
+    }
+
+    /// m_t/(1 − β^t).
+    fn average(&self) -> Vec<f32> {
+        let k = (1.0 / (1.0 - self.decay.powi(self.steps.max(1)))) as f32;
+        self.sum.iter().map(|&v| v * k).collect()
+    }
+}
+
 /// What [`fit`] returns: the weights and how training went.
 pub(crate) struct Trained {
     /// The trained weights (EMA or early-stopping best when set).
@@ -272,7 +307,7 @@ pub(crate) fn fit<N: Network>(
         trainer.upcoming = trainer.draw_rows();
     }
     let eval = (held > 0).then(|| EvalSet::new(&trainer, held_idx, rng));
-    let mut ema = cfg.ema.map(|_| params.clone());
+    let mut ema = cfg.ema.map(|decay| Ema::new(decay, params.len()));
     let mut best: Option<(f64, Vec<f32>)> = None;
     let mut since_best = 0;
     let mut recent = std::collections::VecDeque::with_capacity(100);
@@ -283,17 +318,15 @@ pub(crate) fn fit<N: Network>(
             recent.pop_front();
         }
         recent.push_back(loss);
-        if let (Some(e), Some(decay)) = (ema.as_mut(), cfg.ema) {
-            let (a, b) = (decay as f32, 1.0 - decay as f32);
-            for (e, &p) in e.iter_mut().zip(&params) {
-                *e = a * *e + b * p;
-            }
+        if let Some(e) = ema.as_mut() {
+            e.update(&params);
         }
         steps_run = step + 1;
         if let (Some(ev), Some(es)) = (&eval, &cfg.early_stopping)
             && ((step + 1) % es.every == 0 || step + 1 == cfg.steps)
         {
-            let current = ema.as_deref().unwrap_or(&params);
+            let averaged = ema.as_ref().map(Ema::average);
+            let current = averaged.as_deref().unwrap_or(&params);
             let l = ev.loss(net, current);
             if best.as_ref().is_none_or(|(b, _)| l < *b) {
                 best = Some((l, current.to_vec()));
@@ -318,7 +351,7 @@ pub(crate) fn fit<N: Network>(
         best_eval_loss = Some(l);
         params = p;
     } else if let Some(e) = ema {
-        params = e;
+        params = e.average();
     }
     Ok(Trained {
         params,
@@ -806,6 +839,28 @@ mod tests {
         assert_eq!(shape.widths[0], 2 + 8 + 4);
         let params = init_params(&shape, &mut stream(5, 0, Role::Fit));
         MlpDenoiser::from_params(2, &cfg, schedule, params).unwrap()
+    }
+
+    /// The moving average is a weighted mean of the steps' weights alone: constant weights
+    /// average to themselves after any number of steps, and θ_s = s averages to
+    /// Σ s β^{t−s}(1 − β)/(1 − β^t).
+    #[test]
+    fn the_weight_average_leaves_out_the_initial_weights() {
+        let mut e = Ema::new(0.999, 1);
+        for _ in 0..10 {
+            e.update(&[3.0]);
+        }
+        assert!((e.average()[0] - 3.0).abs() < 1e-5);
+        let (b, t) = (0.9f64, 30);
+        let mut e = Ema::new(b, 1);
+        for s in 1..=t {
+            e.update(&[s as f32]);
+        }
+        let want: f64 = (1..=t)
+            .map(|s| s as f64 * b.powi(t - s) * (1.0 - b))
+            .sum::<f64>()
+            / (1.0 - b.powi(t));
+        assert!((e.average()[0] as f64 - want).abs() < 1e-4 * want, "{want}");
     }
 
     /// A batch of several chunks (three, the last one short) trains to the same bits on one
