@@ -28,9 +28,10 @@ fn the_demo_config_is_valid() {
 }
 
 /// Every example still runs: one generation of its first seed, with at most 300 samples and, for
-/// a trained MLP denoiser, 20 training steps (the full runs are the README's tables). The PyTorch
-/// example (`examples/byom/ddpm-ring.toml`) needs PyTorch and is only checked above; the numpy
-/// one runs when numpy is installed (always in CI).
+/// a trained MLP or U-Net denoiser, 20 training steps, and for the U-Net 2 000 training images
+/// and 4 sampling steps (the full runs are the README's tables). The PyTorch example
+/// (`examples/byom/ddpm-ring.toml`) needs PyTorch and is only checked above; the numpy one runs
+/// when numpy is installed (always in CI).
 #[test]
 fn every_example_runs_a_short_generation() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -70,9 +71,16 @@ fn every_example_runs_a_short_generation() {
                     full.samples_per_generation.min(300)
                 ),
             ];
-            let mlp = full.model.get("denoiser").and_then(|d| d.as_str()) == Some("mlp");
-            if mlp && !full.model.contains_key("epochs") {
+            let denoiser = full.model.get("denoiser").and_then(|d| d.as_str());
+            let trained = matches!(denoiser, Some("mlp" | "unet"));
+            if trained && !full.model.contains_key("epochs") {
                 set.push("model.train_steps=20".into());
+            }
+            if denoiser == Some("unet") {
+                // the real-data classifier of `real_accuracy` would train on 50 000 images
+                set.push("target.max_points=3000".into());
+                set.push("loop.train_size=2000".into());
+                set.push("model.sample_steps=4".into());
             }
             let cfg = ouro::config::Config::load(&path, &set).unwrap();
             let exp = ouro::experiment::Experiment::new(cfg)
