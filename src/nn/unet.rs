@@ -116,6 +116,14 @@ struct Block {
     skip: Option<usize>,
 }
 
+/// A norm (and SiLU) followed by a convolution, as the backward pass sees it.
+#[derive(Clone, Copy, Debug)]
+struct Stage {
+    norm: usize,
+    conv: usize,
+    silu: bool,
+}
+
 /// Self-attention's modules.
 #[derive(Clone, Debug)]
 struct Attention {
@@ -1039,10 +1047,7 @@ impl Unet {
         (tmp, tmp2): (&mut Vec<f32>, &mut Vec<f32>),
     ) {
         let b = &self.blocks[block];
-        let (n1, o1) = self.norms[b.norm1];
-        let (c1, w1) = self.convs[b.conv1];
-        let (n2, o2) = self.norms[b.norm2];
-        let (c2, w2) = self.convs[b.conv2];
+        let c1 = self.convs[b.conv1].0;
         let dout = d.with_c(c1.cout);
         match b.skip {
             Some(s) => {
@@ -1063,57 +1068,86 @@ impl Unet {
                 }
             }
         }
-        // conv2: d a2
-        let da2 = sized(tmp, dout.len());
-        da2.fill(0.0);
-        c2.backward(
-            &cache.a2,
-            dout,
-            dy,
-            &packed.convs[b.conv2],
-            &mut grads[w2..w2 + c2.params()],
-            Some(da2),
-            conv_scratch,
-        );
-        // norm2 + silu: d h1
+        // norm2 + silu, conv2: d h1
         let dh1 = sized(tmp2, dout.len());
         dh1.fill(0.0);
-        n2.backward(
-            &cache.h1,
-            &cache.stats2,
+        let stage2 = Stage {
+            norm: b.norm2,
+            conv: b.conv2,
+            silu: true,
+        };
+        let saved2 = (&cache.h1[..], &cache.stats2[..], &cache.a2[..]);
+        self.stage_backward(
+            stage2,
+            p,
+            packed,
+            saved2,
             dout,
-            &p[o2..o2 + n2.params()],
-            tmp,
-            &mut grads[o2..o2 + n2.params()],
+            dy,
             dh1,
-            true,
+            grads,
+            tmp,
+            conv_scratch,
         );
         // the embedding projection
         let mut dproj = vec![0.0f32; d.n * c1.cout];
         image_bias_backward(tmp2, dout, &mut dproj);
         linear_backward(b.emb, p, e, &dproj, d.n, grads, Some(de));
-        // conv1: d a1
-        let da1 = sized(tmp, d.len());
-        da1.fill(0.0);
-        c1.backward(
-            &cache.a1,
+        // norm1 + silu, conv1: d x
+        let stage1 = Stage {
+            norm: b.norm1,
+            conv: b.conv1,
+            silu: true,
+        };
+        let saved1 = (x, &cache.stats1[..], &cache.a1[..]);
+        self.stage_backward(
+            stage1,
+            p,
+            packed,
+            saved1,
             d,
             tmp2,
-            &packed.convs[b.conv1],
-            &mut grads[w1..w1 + c1.params()],
-            Some(da1),
+            dx,
+            grads,
+            tmp,
             conv_scratch,
         );
-        n1.backward(
-            x,
-            &cache.stats1,
+    }
+
+    /// The backward pass of a = norm(x) (then SiLU when `stage.silu`) followed by y = conv(a),
+    /// given `saved` = (x, the norm's statistics, a) of the batch `d` and dL/dy: adds the two
+    /// modules' parameter gradients to `grads` and dL/dx to `dx`; `tmp` holds dL/da.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_backward(
+        &self,
+        stage: Stage,
+        p: &[f32],
+        packed: &Packed,
+        (x, stats, a): (&[f32], &[f32], &[f32]),
+        d: Dims,
+        dy: &[f32],
+        dx: &mut [f32],
+        grads: &mut [f32],
+        tmp: &mut Vec<f32>,
+        conv_scratch: &mut ConvScratch,
+    ) {
+        let (gn, go) = self.norms[stage.norm];
+        let (c, co) = self.convs[stage.conv];
+        let da = sized(tmp, d.len());
+        da.fill(0.0);
+        let conv_grads = &mut grads[co..co + c.params()];
+        c.backward(
+            a,
             d,
-            &p[o1..o1 + n1.params()],
-            tmp,
-            &mut grads[o1..o1 + n1.params()],
-            dx,
-            true,
+            dy,
+            &packed.convs[stage.conv],
+            conv_grads,
+            Some(da),
+            conv_scratch,
         );
+        let norm_grads = &mut grads[go..go + gn.params()];
+        let params = &p[go..go + gn.params()];
+        gn.backward(x, stats, d, params, tmp, norm_grads, dx, stage.silu);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1131,8 +1165,6 @@ impl Unet {
         (tmp, tmp2): (&mut Vec<f32>, &mut Vec<f32>),
     ) {
         let a = self.attention.as_ref().expect("attention");
-        let (gn, go) = self.norms[a.norm];
-        let (cq, qo) = self.convs[a.qkv];
         let (cp, po) = self.convs[a.proj];
         let (c, hw) = (d.c, d.h * d.w);
         for (o, &g) in dx.iter_mut().zip(dy) {
@@ -1183,27 +1215,24 @@ impl Unet {
                 }
             }
         }
-        // qkv: d y
-        let dyn_ = sized(tmp, d.len());
-        dyn_.fill(0.0);
-        cq.backward(
-            &cache.y,
+        // norm, qkv: d x
+        let stage = Stage {
+            norm: a.norm,
+            conv: a.qkv,
+            silu: false,
+        };
+        let saved = (x, &cache.stats[..], &cache.y[..]);
+        self.stage_backward(
+            stage,
+            p,
+            packed,
+            saved,
             d,
             tmp2,
-            &packed.convs[a.qkv],
-            &mut grads[qo..qo + cq.params()],
-            Some(dyn_),
-            conv_scratch,
-        );
-        gn.backward(
-            x,
-            &cache.stats,
-            d,
-            &p[go..go + gn.params()],
-            tmp,
-            &mut grads[go..go + gn.params()],
             dx,
-            false,
+            grads,
+            tmp,
+            conv_scratch,
         );
     }
 }
