@@ -688,17 +688,8 @@ impl Unet {
             let out = sized(&mut rest[0], dims[i + 1].len());
             match *op {
                 Op::Conv { conv, input } => {
-                    let (c, off) = self.convs[conv];
-                    let bias = &p[off + c.weights()..off + c.params()];
-                    c.forward(
-                        &done[input],
-                        dims[input],
-                        &packed.convs[conv],
-                        bias,
-                        out,
-                        false,
-                        &mut ws.conv,
-                    );
+                    let x = &done[input];
+                    self.conv_forward(conv, p, packed, x, dims[input], out, &mut ws.conv);
                 }
                 Op::Block { block, input } => {
                     let cache = &mut ws.blocks[block];
@@ -742,6 +733,30 @@ impl Unet {
         }
     }
 
+    /// Convolution `i`'s bias in the parameters `p`.
+    fn conv_bias<'p>(&self, i: usize, p: &'p [f32]) -> &'p [f32] {
+        let (c, off) = self.convs[i];
+        &p[off + c.weights()..off + c.params()]
+    }
+
+    /// y = conv_i(x) + b_i for the batch `d`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_forward(
+        &self,
+        i: usize,
+        p: &[f32],
+        packed: &Packed,
+        x: &[f32],
+        d: Dims,
+        y: &mut [f32],
+        scratch: &mut ConvScratch,
+    ) {
+        let bias = self.conv_bias(i, p);
+        self.convs[i]
+            .0
+            .forward(x, d, &packed.convs[i], bias, y, false, scratch);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn block_forward(
         &self,
@@ -757,9 +772,8 @@ impl Unet {
     ) {
         let b = &self.blocks[block];
         let (n1, o1) = self.norms[b.norm1];
-        let (c1, w1) = self.convs[b.conv1];
+        let c1 = self.convs[b.conv1].0;
         let (n2, o2) = self.norms[b.norm2];
-        let (c2, w2) = self.convs[b.conv2];
         let dout = d.with_c(c1.cout);
         n1.forward(
             x,
@@ -769,17 +783,8 @@ impl Unet {
             sized(&mut cache.a1, d.len()),
             true,
         );
-        let bias = |c: Conv2d, off: usize| &p[off + c.weights()..off + c.params()];
         let h1 = sized(&mut cache.h1, dout.len());
-        c1.forward(
-            &cache.a1,
-            d,
-            &packed.convs[b.conv1],
-            bias(c1, w1),
-            h1,
-            false,
-            conv_scratch,
-        );
+        self.conv_forward(b.conv1, p, packed, &cache.a1, d, h1, conv_scratch);
         linear_forward(b.emb, p, e, d.n, &mut cache.e);
         add_image_bias(&mut cache.h1, dout, &cache.e);
         n2.forward(
@@ -790,20 +795,12 @@ impl Unet {
             sized(&mut cache.a2, dout.len()),
             true,
         );
-        c2.forward(
-            &cache.a2,
-            dout,
-            &packed.convs[b.conv2],
-            bias(c2, w2),
-            out,
-            false,
-            conv_scratch,
-        );
+        self.conv_forward(b.conv2, p, packed, &cache.a2, dout, out, conv_scratch);
         match b.skip {
             Some(s) => {
-                let (cs, ws) = self.convs[s];
+                let cs = self.convs[s].0;
                 cs.forward(x, d, &packed.convs[s], &[], out, true, conv_scratch);
-                let bs = bias(cs, ws);
+                let bs = self.conv_bias(s, p);
                 for row in out.chunks_exact_mut(cs.cout) {
                     for (v, &b) in row.iter_mut().zip(bs) {
                         *v += b;
@@ -832,8 +829,6 @@ impl Unet {
     ) {
         let a = self.attention.as_ref().expect("attention");
         let (gn, go) = self.norms[a.norm];
-        let (cq, qo) = self.convs[a.qkv];
-        let (cp, po) = self.convs[a.proj];
         let (c, hw) = (d.c, d.h * d.w);
         gn.forward(
             x,
@@ -844,15 +839,7 @@ impl Unet {
             false,
         );
         let qkv = sized(&mut cache.qkv, d.len() * 3);
-        cq.forward(
-            &cache.y,
-            d,
-            &packed.convs[a.qkv],
-            &p[qo + cq.weights()..qo + cq.params()],
-            qkv,
-            false,
-            conv_scratch,
-        );
+        self.conv_forward(a.qkv, p, packed, &cache.y, d, qkv, conv_scratch);
         let scale = 1.0 / (c as f32).sqrt();
         let weights = sized(&mut cache.weights, d.n * hw * hw);
         let att = sized(&mut cache.out, d.len());
@@ -883,15 +870,7 @@ impl Unet {
                 }
             }
         }
-        cp.forward(
-            &cache.out,
-            d,
-            &packed.convs[a.proj],
-            &p[po + cp.weights()..po + cp.params()],
-            out,
-            false,
-            conv_scratch,
-        );
+        self.conv_forward(a.proj, p, packed, &cache.out, d, out, conv_scratch);
         for (v, &xv) in out.iter_mut().zip(x) {
             *v += xv;
         }
