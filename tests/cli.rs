@@ -478,6 +478,28 @@ fn diffusion_keys_that_do_not_apply_are_rejected() {
     );
 }
 
+/// The U-Net's keys, and data that are not square images, are one error each.
+#[test]
+fn unet_keys_and_non_image_data_are_rejected() {
+    let unet = DIFFUSION.replace(
+        "denoiser = \"kde\"\nbandwidth = 0.3",
+        "denoiser = \"unet\"\ntrain_steps = 2",
+    );
+    assert_rejected(
+        &unet,
+        &["--set", "model.groups=3"],
+        &["model.groups = 3", "divisor"],
+    );
+    assert_rejected(&unet, &["--set", "model.channels=[]"], &["model.channels"]);
+    assert_rejected(&unet, &["--set", "model.blocks=0"], &["model.blocks"]);
+    assert_rejected(
+        &unet,
+        &["--set", "model.hidden=[64]"],
+        &["model.hidden", "denoiser = \"mlp\""],
+    );
+    assert_rejected(&unet, &[], &["unet", "square greyscale images"]);
+}
+
 #[test]
 fn reconstruct_rejects_times_outside_the_schedule() {
     let dir = tempfile::tempdir().unwrap();
