@@ -119,8 +119,8 @@ impl PackedB {
     }
 
     /// Shapes the packing for a B (k × n) whose every value, padding included, is then written
-    /// tile by tile by an epilogue (see [`Epilogue::SiluGrad`]).
-    fn shape_for(&mut self, k: usize, n: usize) {
+    /// tile by tile by an epilogue (see [`Epilogue::SiluGrad`]) or by [`PackedB::put`].
+    pub(super) fn shape_for(&mut self, k: usize, n: usize) {
         self.k = k;
         self.n = n;
         self.grow(n.div_ceil(NR) * k);
@@ -138,6 +138,38 @@ impl PackedB {
     /// The panel rows of the current shape.
     fn used(&self) -> &[PanelRow] {
         &self.data[..self.n.div_ceil(NR) * self.k]
+    }
+
+    /// B[i, j0..j0 + src.len()] ← src, in the packing's current shape; a row's columns past n
+    /// must be written too (zeros) before the packing is multiplied.
+    #[inline(always)]
+    pub(super) fn put(&mut self, i: usize, j0: usize, src: &[f32]) {
+        let (mut j, mut rest) = (j0, src);
+        while !rest.is_empty() {
+            let off = j % NR;
+            let take = (NR - off).min(rest.len());
+            let row = &mut self.data[(j / NR) * self.k + i].0;
+            if take == NR {
+                *row = rest[..NR].try_into().expect("16 values");
+            } else {
+                super::simd::copy(&mut row[off..off + take], &rest[..take]);
+            }
+            rest = &rest[take..];
+            j += take;
+        }
+    }
+
+    /// B[i, j0..j0 + len] ← 0 (as [`PackedB::put`]).
+    #[inline(always)]
+    pub(super) fn put_zeros(&mut self, i: usize, j0: usize, len: usize) {
+        let (mut j, mut left) = (j0, len);
+        while left > 0 {
+            let off = j % NR;
+            let take = (NR - off).min(left);
+            self.data[(j / NR) * self.k + i].0[off..off + take].fill(0.0);
+            left -= take;
+            j += take;
+        }
     }
 
     /// Packed row `i` of the panel holding column `j0` (a multiple of 16).

@@ -107,6 +107,26 @@ pub fn sincos_quadrant(q: u32, f: f32) -> (f32, f32) {
     )
 }
 
+/// dst ← src in blocks of 16 values: inline moves instead of a `memcpy` call per tap, which took
+/// 8% of a U-Net training step (the taps of 32–64 channels are 128–256 bytes).
+#[inline(always)]
+pub fn copy(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(16);
+    let mut s = src.chunks_exact(16);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let b: &[f32; 16] = b.try_into().expect("16 values");
+        let a: &mut [f32; 16] = a.try_into().expect("16 values");
+        *a = *b;
+    }
+    let (d, s) = (d.into_remainder(), s.remainder());
+    if s.len() == 1 {
+        // One channel (the network's input): a `memcpy` call per value cost 3% of a step.
+        d[0] = s[0];
+    } else {
+        d.copy_from_slice(s);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
