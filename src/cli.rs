@@ -224,6 +224,11 @@ enum Command {
         /// Generation of that stream (default: the G of a file named gen-GGG, else 0).
         #[arg(long)]
         generation: Option<u64>,
+        /// Override a key of the saved [model] table before sampling, e.g. --set sampler=dpmpp-2m
+        /// --set sample_steps=10 --set guidance=2 (repeatable; sampling keys change how the same
+        /// fitted model is sampled).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
         /// Worker threads (0 = all cores); the draws do not depend on it.
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -881,12 +886,13 @@ pub fn main_with(cli: Cli) -> Result<()> {
             out,
             seed,
             generation,
+            set,
             threads,
             force,
         } => {
             let seed = seed.unwrap_or_else(|| path_number(&model, "seed-").unwrap_or(0));
             let generation = generation.unwrap_or_else(|| path_number(&model, "gen-").unwrap_or(0));
-            sample_model(&model, n, &out, (seed, generation), threads, force)
+            sample_model(&model, n, &out, (seed, generation), &set, threads, force)
         }
         Command::Metrics => {
             use crate::metrics::{ALL, Needs, eval::EVAL_METRICS};
@@ -946,6 +952,7 @@ fn sample_model(
     n: usize,
     out: &Path,
     (seed, generation): (u64, u64),
+    overrides: &[String],
     threads: usize,
     force: bool,
 ) -> Result<()> {
@@ -967,17 +974,26 @@ fn sample_model(
             )));
         }
     }
-    let (_, fitted) = crate::models::load(model)?;
+    let bytes =
+        std::fs::read(model).map_err(|e| Error::data(model, format!("cannot read it: {e}")))?;
+    let (_, fitted) = crate::models::load_with(&bytes, model, overrides)?;
+    let started = std::time::Instant::now();
     let mut rng = crate::rng::stream(seed, generation, crate::rng::Role::Samples);
     let set = crate::experiment::with_threads(threads, || fitted.sample(n, &mut rng))??;
     crate::data::write_npy(out, &set.points)?;
     if let Some(labels) = &set.labels {
         crate::data::write_labels_npy(&labels_path, labels)?;
     }
+    let how = if overrides.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", overrides.join(", "))
+    };
     println!(
-        "{} samples of {} (seed {seed}, generation {generation}) written to {}",
+        "{} samples of {}{how} (seed {seed}, generation {generation}) in {:.1} s written to {}",
         n,
         model.display(),
+        started.elapsed().as_secs_f64(),
         out.display()
     );
     Ok(())

@@ -632,6 +632,48 @@ fn keys_without_effect_are_errors() {
     );
 }
 
+/// `ouro sample --set` samples a saved diffusion model another way: the saved sampling keys
+/// given again redraw the run's samples bit for bit, another sampler and step count draw other
+/// points, and a key the learner rejects is one line with nothing written.
+#[test]
+fn sample_overrides_the_saved_sampling_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = run(dir.path(), DIFFUSION, &[]);
+    assert_eq!(code, 0, "{err}");
+    let model = dir.path().join("out/models/seed-0/gen-000.safetensors");
+    let run_samples = std::fs::read(dir.path().join("out/samples/seed-0/gen-000.npy")).unwrap();
+    let sample = |name: &str, set: &[&str]| {
+        let out = dir.path().join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ouro"));
+        cmd.arg("sample")
+            .arg(&model)
+            .args(["--n", "100", "--out"])
+            .arg(&out);
+        for s in set {
+            cmd.args(["--set", s]);
+        }
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        (o.status.code(), err, std::fs::read(&out).ok())
+    };
+    let (code, err, same) = sample("same.npy", &["sample_steps=20"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(same.unwrap(), run_samples);
+    let (code, err, other) = sample("dpm.npy", &["sampler=dpmpp-2m", "sample_steps=7"]);
+    assert_eq!(code, Some(0), "{err}");
+    let other = other.unwrap();
+    assert_eq!(other.len(), run_samples.len());
+    assert_ne!(other, run_samples);
+    let (code, err, written) = sample("bad.npy", &["sampler=nope"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--set sampler=nope") && err.contains("sampler"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(written.is_none());
+}
+
 /// `ouro sample` on a saved model draws, from the stream of the run's seed and generation (read
 /// off the path), exactly the run's samples of that generation; `ouro learners` lists every
 /// `[model] kind`; a bad model file or --n is one line.

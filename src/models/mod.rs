@@ -348,10 +348,32 @@ pub fn load(path: &Path) -> Result<(Box<dyn Learner>, Box<dyn Model>)> {
 
 /// [`load`] of the file's `bytes` (`path` for messages).
 pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(Box<dyn Learner>, Box<dyn Model>)> {
+    load_with(bytes, path, &[])
+}
+
+/// [`load_bytes`] with `KEY=VALUE` overrides of the saved `[model]` table applied first (keys
+/// relative to it, e.g. `sampler=dpmpp-2m` or `sample_steps=10` to sample a diffusion model
+/// another way); an override the learner rejects is its config error.
+pub fn load_with(
+    bytes: &[u8],
+    path: &Path,
+    overrides: &[String],
+) -> Result<(Box<dyn Learner>, Box<dyn Model>)> {
     let file = TensorFile::parse(bytes, path)?;
     file.expect_format(MODEL_FORMAT, "a model saved by ouro")?;
-    let table: toml::Table = serde_json::from_str(file.get("model")?)
+    let mut table: toml::Table = serde_json::from_str(file.get("model")?)
         .map_err(|e| file.error(format!("metadata `model` is not a [model] table: {e}")))?;
+    for item in overrides {
+        crate::config::apply_override(&mut table, item)?;
+    }
+    if !overrides.is_empty() {
+        let learner = build(&table).map_err(|e| match e {
+            Error::Config(m) => Error::config(format!("--set {}: {m}", overrides.join(" --set "))),
+            other => other,
+        })?;
+        let model = learner.load(&file)?;
+        return Ok((learner, model));
+    }
     let learner = build(&table).map_err(|e| file.error(format!("metadata `model`: {e}")))?;
     let model = learner.load(&file)?;
     Ok((learner, model))
