@@ -12,6 +12,7 @@ be looked at). Needs only Python's standard library and a release build of ouro
 """
 
 import csv
+import json
 import pathlib
 import re
 import shutil
@@ -118,6 +119,68 @@ def mnist14():
     body = [[r["generation"], fmt(r["synthetic_accuracy"]), fmt(r["accuracy_gap"]), fmt(r["class_edge90"]),
              fmt(r["mmd2"]), fmt(r["frechet"]), fmt(r["precision"])] for r in data]
     return f"`ouro run examples/mnist14-conditional-replace.toml` ({secs / 60:.1f} min):", markdown(header, body)
+
+
+def mnist28_run():
+    """The class-conditional U-Net run on 28 × 28 MNIST (kept between the tables that read it)."""
+    out = RUNS / "mnist-unet"
+    if not (out / "metrics.csv").exists():
+        run("run", "examples/mnist-unet-conditional.toml", "--out", str(out), "--force", "--quiet",
+            "--set", "save_train_sets=true")
+    return out
+
+
+def mnist28():
+    start = time.time()
+    out = mnist28_run()
+    secs = time.time() - start
+    shutil.copyfile(out / "samples" / "seed-0" / "gen-000.png", ROOT / "docs" / "mnist28-unet-gen0.png")
+    r = rows(out / "metrics.csv")[0]
+    header = ["train-on-synthetic accuracy", "real-data accuracy", "precision (features)",
+              "recall (features)", "frechet (features)"]
+    body = [[fmt(r["synthetic_accuracy"]), fmt(r["real_accuracy"]), fmt(r["precision"]), fmt(r["recall"]),
+             fmt(r["frechet"])]]
+    took = f"{secs / 60:.0f} min" if secs > 60 else "the run kept in runs/tables/mnist-unet"
+    return (f"`ouro run examples/mnist-unet-conditional.toml --out runs/mnist-unet` ({took} on {processor()}, "
+            "generation 0):"), markdown(header, body)
+
+
+# Samples per sampler setting of the NFE table, drawn from one fitted model.
+NFE_SAMPLES = 5000
+# (sampler, σ grid, steps) of the NFE table; the first is the reference.
+NFE_SETTINGS = [("ddpm", "schedule", 250)] + [("dpmpp-2m", "karras", s) for s in (5, 8, 10, 15, 20)] + \
+    [("heun", "karras", s) for s in (5, 10)] + [("ddim", "schedule", s) for s in (10, 20)]
+
+
+def evaluations(sampler, steps):
+    """Network evaluations of a generation (Heun: two per step but the last, to σ = 0)."""
+    return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def nfe():
+    folder = mnist28_run()
+    model = folder / "models" / "seed-0" / "gen-000.safetensors"
+    real = folder / "train" / "seed-0" / "gen-000.npy"
+    features = ROOT / "data" / "features" / "mnist28-mlp.safetensors"
+    out = RUNS / "nfe"
+    out.mkdir(parents=True, exist_ok=True)
+    body, ref = [], None
+    for sampler, grid, steps in NFE_SETTINGS:
+        drawn = out / f"{sampler}-{grid}-{steps}.npy"
+        secs = run("sample", str(model), "--n", str(NFE_SAMPLES), "--out", str(drawn), "--force",
+                   "--set", f"sampler={sampler}", "--set", f"sigma_grid={grid}", "--set", f"sample_steps={steps}")
+        result = subprocess.run([str(OURO), "eval", str(real), str(drawn), "--features", str(features),
+                                 "--metrics", "frechet", "--json"], cwd=ROOT, check=True, capture_output=True,
+                                text=True)
+        fd = float(json.loads(result.stdout)["frechet"])
+        ref = fd if ref is None else ref
+        body.append([sampler, grid, str(steps), str(evaluations(sampler, steps)), fmt(fd), f"{fd / ref:.3f}",
+                     f"{secs:.0f}"])
+    header = ["sampler", "σ grid", "steps", "network evaluations", "frechet (features)", "÷ DDPM 250",
+              "seconds"]
+    return (f"`python3 docs/make_tables.py nfe`: {NFE_SAMPLES} samples of the model of `runs/mnist-unet` per "
+            f"setting (`ouro sample --set sampler=… --set sigma_grid=… --set sample_steps=…`), feature Fréchet "
+            f"distance to its 50 000 training images, {processor()}:"), markdown(header, body)
 
 
 def ring():
@@ -356,6 +419,8 @@ TABLES = {
     "reconstruct-conditional": reconstruct_conditional,
     "digits-conditional": digits_conditional,
     "mnist14": mnist14,
+    "mnist28": mnist28,
+    "nfe": nfe,
     "studies": studies,
     "claims": claims,
     "reports": reports,
