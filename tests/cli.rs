@@ -672,6 +672,18 @@ fn sample_overrides_the_saved_sampling_keys() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(written.is_none());
+    // a model saved with a Karras grid (its ρ filled in) samples on the schedule's grid
+    let karras = tempfile::tempdir().unwrap();
+    let (code, err) = run(karras.path(), DIFFUSION, &["--set", "model.sigma_grid=karras"]);
+    assert_eq!(code, 0, "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_ouro"))
+        .arg("sample")
+        .arg(karras.path().join("out/models/seed-0/gen-000.safetensors"))
+        .args(["--n", "10", "--set", "sigma_grid=schedule", "--out"])
+        .arg(karras.path().join("s.npy"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// `ouro sample` on a saved model draws, from the stream of the run's seed and generation (read

@@ -366,6 +366,19 @@ pub fn load_with(
     for item in overrides {
         crate::config::apply_override(&mut table, item)?;
     }
+    // The saved table has every default filled in: a Karras grid's ρ goes with it when the
+    // overrides choose another grid (and do not set ρ themselves).
+    let sets = |key: &str| {
+        overrides
+            .iter()
+            .any(|o| o.split('=').next().map(str::trim) == Some(key))
+    };
+    if sets("sigma_grid")
+        && !sets("grid_rho")
+        && table.get("sigma_grid").and_then(|v| v.as_str()) != Some("karras")
+    {
+        table.remove("grid_rho");
+    }
     if !overrides.is_empty() {
         let learner = build(&table).map_err(|e| match e {
             Error::Config(m) => Error::config(format!("--set {}: {m}", overrides.join(" --set "))),
