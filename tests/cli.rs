@@ -674,7 +674,11 @@ fn sample_overrides_the_saved_sampling_keys() {
     assert!(written.is_none());
     // a model saved with a Karras grid (its ρ filled in) samples on the schedule's grid
     let karras = tempfile::tempdir().unwrap();
-    let (code, err) = run(karras.path(), DIFFUSION, &["--set", "model.sigma_grid=karras"]);
+    let (code, err) = run(
+        karras.path(),
+        DIFFUSION,
+        &["--set", "model.sigma_grid=karras"],
+    );
     assert_eq!(code, 0, "{err}");
     let o = Command::new(env!("CARGO_BIN_EXE_ouro"))
         .arg("sample")
@@ -684,6 +688,28 @@ fn sample_overrides_the_saved_sampling_keys() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // the guidance weight is a sampling key too: the saved one redraws the run, 0 draws others
+    let guided = tempfile::tempdir().unwrap();
+    let config = "seed = 0\ngenerations = 1\nsamples_per_generation = 50\n[target]\nkind = \"digits\"\n\
+                  [model]\nkind = \"diffusion\"\ndenoiser = \"kde\"\nbandwidth = 0.3\nconditional = true\n\
+                  guidance = 1.0\nsample_steps = 10\n[loop]\nschedule = \"replace\"\ntrain_size = 200\n";
+    let (code, err) = run(guided.path(), config, &[]);
+    assert_eq!(code, 0, "{err}");
+    let draw = |set: &str| {
+        let out = guided.path().join(format!("{set}.npy"));
+        let o = Command::new(env!("CARGO_BIN_EXE_ouro"))
+            .arg("sample")
+            .arg(guided.path().join("out/models/seed-0/gen-000.safetensors"))
+            .args(["--n", "50", "--set", set, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out).unwrap()
+    };
+    let run_samples = std::fs::read(guided.path().join("out/samples/seed-0/gen-000.npy")).unwrap();
+    assert_eq!(draw("guidance=1.0"), run_samples);
+    assert_ne!(draw("guidance=0"), run_samples);
 }
 
 /// `ouro sample` on a saved model draws, from the stream of the run's seed and generation (read

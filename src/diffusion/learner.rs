@@ -54,7 +54,7 @@ pub struct DiffusionLearner {
     pub clip: Option<[f64; 2]>,
     /// Class conditioning (`model.conditional = true`); its number of classes is 0 until
     /// [`DiffusionLearner::set_classes`] gives the target's.
-    conditioning: Option<Conditioning>,
+    pub(crate) conditioning: Option<Conditioning>,
     resolved: DiffusionConfig,
 }
 

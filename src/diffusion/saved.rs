@@ -260,7 +260,12 @@ impl DiffusionLearner {
             }
             (None, _) => None,
         };
+        // The learner's own guidance: the file's unless `ouro sample --set guidance=…` changed it.
+        let configured = self.conditioning.as_ref().map(|c| c.guidance);
         let guidance = || -> Result<f64> {
+            if let Some(w) = configured {
+                return Ok(w);
+            }
             let w: f64 = file.value("guidance")?;
             if w.is_finite() && w >= 0.0 {
                 Ok(w)
@@ -280,14 +285,20 @@ impl DiffusionLearner {
         };
         let fitted = match file.get("denoiser")? {
             "mlp" => {
-                let net = MlpDenoiser::load(file, self.plan.schedule.clone())?;
+                let mut net = MlpDenoiser::load(file, self.plan.schedule.clone())?;
+                if let (Some(c), Some(w)) = (net.conditioning.as_mut(), configured) {
+                    c.guidance = w;
+                }
                 if net.dim_out() != d {
                     return Err(file.error("the network's output width does not match `shift`"));
                 }
                 Fitted::Mlp(net)
             }
             "unet" => {
-                let net = UnetDenoiser::load(file, self.plan.schedule.clone())?;
+                let mut net = UnetDenoiser::load(file, self.plan.schedule.clone())?;
+                if let Some(w) = configured {
+                    net.set_guidance(w);
+                }
                 if net.dim() != d {
                     return Err(file.error("the U-Net's image size does not match `shift`"));
                 }

@@ -166,6 +166,14 @@ impl UnetDenoiser {
         file.set("guidance", guidance.to_string());
     }
 
+    /// Sets the classifier-free guidance weight of a class-conditional network (nothing for an
+    /// unconditional one).
+    pub fn set_guidance(&mut self, w: f64) {
+        if let Some(c) = self.conditioning.as_mut() {
+            c.guidance = w;
+        }
+    }
+
     /// The denoiser [`UnetDenoiser::save`] wrote to `file`.
     pub fn load(file: &crate::data::tensors::TensorFile, schedule: NoiseSchedule) -> Result<Self> {
         let objective = Objective::parse(file.get("objective")?)
