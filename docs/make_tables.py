@@ -153,9 +153,11 @@ NFE_SETTINGS = [("ddpm", "schedule", 250)] + [("dpmpp-2m", "karras", s) for s in
     [("heun", "karras", s) for s in (5, 10)] + [("ddim", "schedule", s) for s in (10, 20)]
 
 
-def evaluations(sampler, steps):
-    """Network evaluations of a generation (Heun: two per step but the last, to σ = 0)."""
-    return 2 * steps - 1 if sampler == "heun" else steps
+def evaluations(sampler, steps, guided):
+    """Network evaluations of a generation (Heun: two per step but the last, to σ = 0), doubled
+    with classifier-free guidance (a conditional and an unconditional output per step)."""
+    n = 2 * steps - 1 if sampler == "heun" else steps
+    return 2 * n if guided else n
 
 
 def nfe():
@@ -166,6 +168,8 @@ def nfe():
     out = RUNS / "nfe"
     out.mkdir(parents=True, exist_ok=True)
     body, ref = [], None
+    guidance = re.search(r"^guidance = ([0-9.eE+-]+)", (folder / "config.toml").read_text(), re.M)
+    guided = guidance is not None and float(guidance.group(1)) != 0
     for sampler, grid, steps in NFE_SETTINGS:
         drawn = out / f"{sampler}-{grid}-{steps}.npy"
         secs = run("sample", str(model), "--n", str(NFE_SAMPLES), "--out", str(drawn), "--force",
@@ -175,7 +179,7 @@ def nfe():
                                 text=True)
         fd = float(json.loads(result.stdout)["frechet"])
         ref = fd if ref is None else ref
-        body.append([sampler, grid, str(steps), str(evaluations(sampler, steps)), fmt(fd), f"{fd / ref:.3f}",
+        body.append([sampler, grid, str(steps), str(evaluations(sampler, steps, guided)), fmt(fd), f"{fd / ref:.3f}",
                      f"{secs:.0f}"])
     header = ["sampler", "σ grid", "steps", "network evaluations", "frechet (features)", "÷ DDPM 250",
               "seconds"]
