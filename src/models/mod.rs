@@ -379,15 +379,12 @@ pub fn load_with(
     {
         table.remove("grid_rho");
     }
-    if !overrides.is_empty() {
-        let learner = build(&table).map_err(|e| match e {
-            Error::Config(m) => Error::config(format!("--set {}: {m}", overrides.join(" --set "))),
-            other => other,
-        })?;
-        let model = learner.load(&file)?;
-        return Ok((learner, model));
-    }
-    let learner = build(&table).map_err(|e| file.error(format!("metadata `model`: {e}")))?;
+    let learner = build(&table).map_err(|e| match e {
+        Error::Config(m) if !overrides.is_empty() => {
+            Error::config(format!("--set {}: {m}", overrides.join(" --set ")))
+        }
+        e => file.error(format!("metadata `model`: {e}")),
+    })?;
     let model = learner.load(&file)?;
     Ok((learner, model))
 }
