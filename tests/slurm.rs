@@ -58,7 +58,7 @@ fn setup() -> tempfile::TempDir {
 }
 
 /// Why the Slurm tests cannot run here, or `None` when a cluster answers (`sinfo` lists an
-/// idle or busy node).
+/// idle or busy node; "completing" is a node still finishing an earlier test's cancelled job).
 fn no_cluster() -> Option<String> {
     match Command::new("sinfo").args(["-h", "-o", "%T"]).output() {
         Err(_) => Some("Slurm's client commands are not installed (no sinfo on PATH)".into()),
@@ -75,7 +75,7 @@ fn no_cluster() -> Option<String> {
             let states = String::from_utf8_lossy(&o.stdout).into_owned();
             let up = states
                 .lines()
-                .any(|s| ["idle", "mixed", "allocated"].contains(&s.trim()));
+                .any(|s| ["idle", "mixed", "allocated", "completing"].contains(&s.trim()));
             (!up).then(|| format!("no Slurm node is up (sinfo: {})", states.trim()))
         }
     }
