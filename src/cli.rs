@@ -299,6 +299,8 @@ enum Command {
         train_labels: Option<PathBuf>,
         /// Compare the sets in the feature space of this classifier (`ouro classifier`): every
         /// set is mapped through its last hidden layer first (FID-style metrics on images).
+        /// synthetic_accuracy and real_accuracy still train on the points themselves, as in
+        /// `ouro run`.
         #[arg(long, value_name = "CLASSIFIER.safetensors")]
         features: Option<PathBuf>,
         /// Worker threads (0 = all cores); results are identical for any value.
@@ -1057,6 +1059,9 @@ fn eval(
             ));
         }
     }
+    // Classifier metrics train on the points themselves, as `ouro run` does; with --features
+    // every other metric compares the sets in the feature space.
+    let raw = features.map(|_| (r.clone(), g.clone(), t.clone()));
     let (r, g, t) = match features {
         None => (r, g, t),
         Some(c) => {
@@ -1117,14 +1122,37 @@ fn eval(
         train: tl.as_deref(),
     };
     let values = crate::experiment::with_threads(threads, || {
-        evaluate(
+        let Some((rr, rg, rt)) = &raw else {
+            return evaluate(
+                r.view(),
+                g.view(),
+                t.as_ref().map(|t| t.view()),
+                &labels,
+                &chosen,
+                opts,
+            );
+        };
+        let (classify, rest): (Vec<_>, Vec<_>) = chosen.iter().partition(|m| m.needs_labels);
+        let mut by_name = evaluate(
             r.view(),
             g.view(),
             t.as_ref().map(|t| t.view()),
             &labels,
-            &chosen,
+            &rest,
             opts,
-        )
+        );
+        by_name.extend(evaluate(
+            rr.view(),
+            rg.view(),
+            rt.as_ref().map(|t| t.view()),
+            &labels,
+            &classify,
+            opts,
+        ));
+        chosen
+            .iter()
+            .filter_map(|m| by_name.iter().find(|(n, _)| *n == m.name).copied())
+            .collect::<Vec<_>>()
     })?;
     if json {
         let obj: serde_json::Map<String, serde_json::Value> = values

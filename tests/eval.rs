@@ -183,7 +183,7 @@ fn bad_inputs_get_one_clear_line() {
 /// set that is a copy of the training split scores what the real-trained classifier scores (same
 /// rows, same seed), and
 /// the same points with shuffled labels fall to about chance (0.1; 5 sd of a Binomial(359, 0.1)
-/// rate is 0.08).
+/// rate is 0.08). `--features` leaves these accuracies as they are.
 #[test]
 fn classifier_accuracy_trains_on_generated_and_tests_on_real() {
     let d = ouro::data::digits().unwrap();
@@ -204,22 +204,27 @@ fn classifier_accuracy_trains_on_generated_and_tests_on_real() {
     let mut shuffled = labels[n_test..].to_vec();
     shuffled.rotate_left(7);
     let sl = save(dir.path(), "sl.npy", &col(&shuffled));
-    let run = |gl: &Path| {
+    let feats = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/features/digits-mlp.safetensors");
+    let run_with = |gl: &Path, extra: &[&str]| {
         let (code, out, err) = eval(
             &[&real, &gen_path],
             &[
-                "--train",
-                train.to_str().unwrap(),
-                "--real-labels",
-                rl.to_str().unwrap(),
-                "--generated-labels",
-                gl.to_str().unwrap(),
-                "--train-labels",
-                tl.to_str().unwrap(),
-                "--metrics",
-                "synthetic_accuracy,real_accuracy",
-                "--json",
-            ],
+                extra,
+                &[
+                    "--train",
+                    train.to_str().unwrap(),
+                    "--real-labels",
+                    rl.to_str().unwrap(),
+                    "--generated-labels",
+                    gl.to_str().unwrap(),
+                    "--train-labels",
+                    tl.to_str().unwrap(),
+                    "--metrics",
+                    "synthetic_accuracy,real_accuracy",
+                    "--json",
+                ],
+            ]
+            .concat(),
         );
         assert_eq!(code, 0, "{err}");
         let v = json(&out);
@@ -228,9 +233,14 @@ fn classifier_accuracy_trains_on_generated_and_tests_on_real() {
             v["real_accuracy"].as_f64().unwrap(),
         )
     };
+    let run = |gl: &Path| run_with(gl, &[]);
     let (syn, real_acc) = run(&tl);
     assert!(real_acc >= 0.9, "{real_acc}");
     assert_eq!(syn, real_acc);
+    // With --features the distances move to the feature space but the classifiers still train
+    // on the points, as in `ouro run`: the same accuracies.
+    let with_features = run_with(&tl, &["--features", feats.to_str().unwrap()]);
+    assert_eq!(with_features, (syn, real_acc));
     let (bad, _) = run(&sl);
     assert!((bad - 0.1).abs() < 0.08, "{bad}");
     // Labels that do not fit are refused with one line.
