@@ -10,5 +10,6 @@ pub mod mlp;
 pub mod simd;
 pub mod unet;
 pub mod weights;
+pub mod winograd;
 
 pub(crate) use simd::simd_dispatch;
