@@ -34,6 +34,7 @@ pub struct WinogradScratch {
     u: Vec<f32>,
     rows: Vec<f32>,
     dm: Vec<PackedB>,
+    padded: Vec<f32>,
 }
 
 impl WinogradWeights {
@@ -120,10 +121,11 @@ pub fn conv3x3(
     let block = block_tiles(cin, cout);
     scratch.v.resize(XI * block * cin, 0.0);
     scratch.m.resize(XI * block * cout, 0.0);
+    pad(x, d, &mut scratch.padded);
     for t0 in (0..tiles).step_by(block) {
         let t1 = (t0 + block).min(tiles);
         let count = t1 - t0;
-        input_transform(x, d, t0, t1, &mut scratch.v, &mut scratch.rows);
+        input_transform(&scratch.padded, d, t0, t1, &mut scratch.v);
         for (xi, b) in u.u.iter().enumerate() {
             matmul(
                 count,
@@ -159,11 +161,12 @@ pub fn weight_grad(
     let block = block_tiles(cin, cout);
     scratch.v.resize(XI * block * cin, 0.0);
     scratch.dm.resize_with(XI, PackedB::new);
+    pad(x, d, &mut scratch.padded);
     du.resize(XI * cin * cout, 0.0);
     for (b, t0) in (0..tiles).step_by(block).enumerate() {
         let t1 = (t0 + block).min(tiles);
         let count = t1 - t0;
-        input_transform(x, d, t0, t1, &mut scratch.v, &mut scratch.rows);
+        input_transform(&scratch.padded, d, t0, t1, &mut scratch.v);
         gradient_transform(dy, d, cout, t0, t1, &mut scratch.dm, &mut scratch.rows);
         for (xi, dm) in scratch.dm.iter().enumerate() {
             matmul(
@@ -269,36 +272,60 @@ fn input_patch(p: &mut Patch) {
     }
 }
 
+/// Side of a padded image: one zero pixel before and enough after to cover every tile.
+#[inline(always)]
+fn padded_side(side: usize) -> usize {
+    2 * side.div_ceil(2) + 2
+}
+
+/// Writes x (batch `d`) into `padded` with a border of zeros: image i's pixel (y, x) at
+/// (y + 1, x + 1) of a [`padded_side`]² image, so that every tile's 4×4 patch lies inside.
+fn pad(x: &[f32], d: Dims, padded: &mut Vec<f32>) {
+    let (hp, wp, c) = (padded_side(d.h), padded_side(d.w), d.c);
+    // Only the border is zeroed (a memset of the whole buffer cost 2% of a training step).
+    padded.resize(d.n * hp * wp * c, 0.0);
+    let row = wp * c;
+    for img in padded
+        .chunks_exact_mut(hp * row)
+        .zip(x.chunks_exact(d.h * d.w * c).take(d.n))
+    {
+        let (dst, src) = img;
+        dst[..row].fill(0.0);
+        dst[(d.h + 1) * row..].fill(0.0);
+        for (y, line) in src.chunks_exact(d.w * c).enumerate() {
+            let at = (y + 1) * row;
+            dst[at..at + c].fill(0.0);
+            dst[at + c..at + c + d.w * c].copy_from_slice(line);
+            dst[at + (d.w + 1) * c..at + row].fill(0.0);
+        }
+    }
+}
+
 simd_dispatch! {
-/// Writes V_ξ = (Bᵀ d B)_ξ of tiles `t0..t1` of x (batch `d`) into `v` as 16 row-major
-/// (t1 − t0) × d.c matrices; pixels outside the image are zero. Each 8-channel slice of a
-/// patch is loaded, transformed and stored in one pass; `zeros` is scratch.
-fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32], zeros: &mut Vec<f32>) {
+/// Writes V_ξ = (Bᵀ d B)_ξ of tiles `t0..t1` of the batch `d`, given [`pad`]ded, into `v` as 16
+/// row-major (t1 − t0) × d.c matrices. Each 8-channel slice of a patch is loaded, transformed
+/// and stored in one pass; on the padded images every patch is 16 loads at fixed offsets.
+fn input_transform(padded: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
     let (cin, count) = (d.c, t1 - t0);
-    zeros.clear();
-    zeros.resize(cin, 0.0);
-    let zeros = &zeros[..];
+    let (hp, wp) = (padded_side(d.h), padded_side(d.w));
+    let mut offsets = [0usize; 16];
+    for (k, o) in offsets.iter_mut().enumerate() {
+        *o = ((k / 4) * wp + k % 4) * cin;
+    }
+    let patch = 3 * wp * cin + 4 * cin;
     let full = cin / LANES * LANES;
     for t in t0..t1 {
         let (img, y0, x0) = tile_origin(d, t);
-        // Filled in place: an array returned by `array::from_fn` was copied with loads that
-        // straddled its 8-byte stores, a store-forwarding stall per tile.
-        let mut src: [&[f32]; 16] = [zeros; 16];
-        for (k, sk) in src.iter_mut().enumerate() {
-            let (iy, ix) = ((y0 + k / 4).wrapping_sub(1), (x0 + k % 4).wrapping_sub(1));
-            if iy < d.h && ix < d.w {
-                let q = ((img * d.h + iy) * d.w + ix) * cin;
-                *sk = &x[q..q + cin];
-            }
-        }
+        let base = ((img * hp + y0) * wp + x0) * cin;
+        let src = &padded[base..base + patch];
         let row = t - t0;
         let out = |xi: usize, c: usize| (xi * count + row) * cin + c;
         // Whole vectors as fixed-size copies (a copy of `lanes` values for both cases became
         // a `memcpy` call per vector, 14% of a training step), then the channels left over.
         for c in (0..full).step_by(LANES) {
             let mut p: Patch = [[0.0; LANES]; 16];
-            for (pk, sk) in p.iter_mut().zip(&src) {
-                *pk = sk[c..c + LANES].try_into().expect("8 lanes");
+            for (pk, &o) in p.iter_mut().zip(&offsets) {
+                *pk = src[o + c..o + c + LANES].try_into().expect("8 lanes");
             }
             input_patch(&mut p);
             for (xi, pk) in p.iter().enumerate() {
@@ -308,8 +335,8 @@ fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32], zero
         }
         if full < cin {
             let mut p: Patch = [[0.0; LANES]; 16];
-            for (pk, sk) in p.iter_mut().zip(&src) {
-                for (a, &b) in pk.iter_mut().zip(&sk[full..]) {
+            for (pk, &o) in p.iter_mut().zip(&offsets) {
+                for (a, &b) in pk.iter_mut().zip(&src[o + full..o + cin]) {
                     *a = b;
                 }
             }
@@ -478,7 +505,7 @@ mod tests {
     }
 
     /// Winograd against the direct sum on odd and even sides, channel counts that are and are
-    /// not multiples of 8, and blocks that split an image: within 2·10⁻⁶ of the output's scale
+    /// not multiples of 8, blocks that split an image and scratch reused across shapes: within 2·10⁻⁶ of the output's scale
     /// (f32 rounding of sums of ~100 terms), and `add` adds the same values.
     #[test]
     fn matches_the_direct_convolution() {
@@ -489,6 +516,8 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((rng >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         };
+        // One scratch for every shape: stale values of a larger one must not leak.
+        let mut scratch = WinogradScratch::default();
         for &(n, h, w, cin, cout) in &[
             (2, 7, 5, 8, 16),
             (1, 6, 6, 12, 20),
@@ -501,7 +530,6 @@ mod tests {
             let wt: Vec<f32> = (0..cout * cin * 9).map(|_| next()).collect();
             let bias: Vec<f32> = (0..cout).map(|_| next()).collect();
             let mut u = WinogradWeights::default();
-            let mut scratch = WinogradScratch::default();
             u.pack(
                 cin,
                 cout,
