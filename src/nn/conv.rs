@@ -2,9 +2,11 @@
 //! of h × w pixels with c channels is n·h·w rows of c values (image, then y, then x). Each
 //! layer has a forward pass and a backward pass that adds its parameter gradients to a buffer.
 //!
-//! - [`Conv2d`]: 3×3 (padding 1, stride 1 or 2) or 1×1 convolutions as GEMMs ([`matmul`]) over
-//!   an im2col matrix built a block of output pixels at a time, bias fused into the product;
-//!   weights in PyTorch's (out, in, ky, kx) order, repacked as B once per parameter update.
+//! - [`Conv2d`]: 3×3 (padding 1, stride 1 or 2) or 1×1 convolutions; weights in PyTorch's
+//!   (out, in, ky, kx) order, repacked once per parameter update. 3×3 stride-1 convolutions run
+//!   as Winograd's F(2×2, 3×3) ([`super::winograd`]), except those with ≤ 4 input or output
+//!   channels (direct loops); the others as GEMMs ([`matmul`]) over an im2col matrix built a
+//!   block of output pixels at a time, bias fused into the product.
 //! - [`GroupNorm`] followed by SiLU (PyTorch's `GroupNorm` then `F.silu`), with sums in f64 (over f32 partial sums of 32 pixels).
 //! - nearest-neighbour ×2 upsampling, channel concatenation and a per-image channel bias.
 
