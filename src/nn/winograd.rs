@@ -3,7 +3,8 @@
 //! images: each 2×2 block of output pixels is Y = Aᵀ [Σ_c (G g_{o,c} Gᵀ) ⊙ (Bᵀ d_c B)] A, with
 //! d_c the 4×4 input patch around it. Summed over the channels this is 16 products
 //! V_ξ (tiles × cin) · U_ξ (cin × cout), one per position ξ of the 4×4 transformed patch: 16
-//! multiplications per 2×2 outputs and channel pair instead of 36.
+//! multiplications per 2×2 outputs and channel pair instead of 36. The weight gradient is the
+//! adjoint: dM = A dY Aᵀ per tile, dU_ξ = Σ_tiles V_ξᵀ dM_ξ, dg = Gᵀ dU G.
 //!
 //! Why: the U-Net's 3×3 products (forward and input gradient) ran at 125–160 GFLOP/s as im2col
 //! GEMMs on one core of an Intel Xeon (AVX-512; the FMA peak is 238), so fewer multiplications
@@ -26,7 +27,8 @@ pub struct WinogradWeights {
     u: Vec<PackedB>,
 }
 
-/// Scratch of [`conv3x3`]: one block's transformed inputs V and products M.
+/// Scratch of [`conv3x3`] and [`weight_grad`]: one block's transformed inputs V, products M and
+/// output gradients dM, the transformed kernels while packing, and the zero-bordered input.
 #[derive(Default)]
 pub struct WinogradScratch {
     v: Vec<f32>,
