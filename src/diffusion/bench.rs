@@ -201,7 +201,9 @@ pub fn unet_train(warmup: usize, steps: usize, seed: u64, threads: usize) -> Res
 
 /// Floating-point operations of one image through the benchmark's U-Net: 2 per multiply-add
 /// of its convolutions (norms, activations and the embedding MLP are not counted). A training
-/// step costs 3 times this per image (forward, input and weight gradients).
+/// step costs 3 times this per image (forward, input and weight gradients). These are the direct
+/// convolutions' operations: the Winograd products ([`crate::nn::winograd`]) do fewer, so the
+/// `gflop_per_s` printed from this count is an effective rate.
 pub fn unet_flops() -> f64 {
     let (cfg, arch) = unet_config(1);
     let classes = cfg.conditioning.as_ref().map_or(0, |c| c.classes);
