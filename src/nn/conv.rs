@@ -159,7 +159,7 @@ impl Conv2d {
             return;
         }
         if self.winograd() {
-            let ws = &mut WinogradScratch::default();
+            let ws = scratch;
             let kernel = |o: usize, c: usize| std::array::from_fn(|t| w[(o * cin + c) * 9 + t]);
             packed.winograd.pack(cin, cout, kernel, ws);
             if backward {

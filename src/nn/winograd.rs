@@ -28,12 +28,11 @@ pub struct WinogradWeights {
 }
 
 /// Scratch of [`conv3x3`] and [`weight_grad`]: one block's transformed inputs V, products M and
-/// output gradients dM, the transformed kernels while packing, and the zero-bordered input.
+/// output gradients dM, and the zero-bordered input.
 #[derive(Default)]
 pub struct WinogradScratch {
     v: Vec<f32>,
     m: Vec<f32>,
-    u: Vec<f32>,
     rows: Vec<f32>,
     dm: Vec<PackedB>,
     padded: Vec<f32>,
@@ -41,15 +40,14 @@ pub struct WinogradScratch {
 
 impl WinogradWeights {
     /// Transforms and packs the kernels g_{o,c} = `kernel(o, c)` (3×3, row-major) of a
-    /// convolution from `cin` to `cout` channels.
+    /// convolution from `cin` to `cout` channels; `u` is scratch.
     pub fn pack(
         &mut self,
         cin: usize,
         cout: usize,
         kernel: impl Fn(usize, usize) -> [f32; 9],
-        scratch: &mut WinogradScratch,
+        u: &mut Vec<f32>,
     ) {
-        let u = &mut scratch.u;
         u.resize(XI * cin * cout, 0.0);
         for o in 0..cout {
             for c in 0..cin {
@@ -536,7 +534,7 @@ mod tests {
                 cin,
                 cout,
                 |o, c| std::array::from_fn(|t| wt[(o * cin + c) * 9 + t]),
-                &mut scratch,
+                &mut Vec::new(),
             );
             let mut y = vec![f32::NAN; d.pixels() * cout];
             conv3x3(&x, d, cout, &u, &bias, &mut y, false, &mut scratch);
