@@ -1060,8 +1060,11 @@ fn eval(
         }
     }
     // Classifier metrics train on the points themselves, as `ouro run` does; with --features
-    // every other metric compares the sets in the feature space.
-    let raw = features.map(|_| (r.clone(), g.clone(), t.clone()));
+    // every other metric compares the sets in the feature space. The points are kept only when
+    // a classifier metric is asked for.
+    let raw = features
+        .filter(|_| chosen.iter().any(|m| m.needs_labels))
+        .map(|_| (r.clone(), g.clone(), t.clone()));
     let (r, g, t) = match features {
         None => (r, g, t),
         Some(c) => {

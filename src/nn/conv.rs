@@ -159,14 +159,13 @@ impl Conv2d {
             return;
         }
         if self.winograd() {
-            let ws = scratch;
             let kernel = |o: usize, c: usize| std::array::from_fn(|t| w[(o * cin + c) * 9 + t]);
-            packed.winograd.pack(cin, cout, kernel, ws);
+            packed.winograd.pack(cin, cout, kernel, scratch);
             if backward {
                 // dx is the convolution of dy with g'_{c,o}[tap] = g_{o,c}[8 − tap], from cout to cin.
                 let flipped =
                     |c: usize, o: usize| std::array::from_fn(|t| w[(o * cin + c) * 9 + 8 - t]);
-                packed.winograd_backward.pack(cout, cin, flipped, ws);
+                packed.winograd_backward.pack(cout, cin, flipped, scratch);
             }
             return;
         }
