@@ -50,7 +50,7 @@ fn forward_gradients_and_adam_match_pytorch() {
     }
     // forward: within 10⁻⁵ of the output's scale (f32 sums in another order)
     let packed = net.pack(&params, true);
-    let mut ws = Workspace::default();
+    let mut ws = Workspace::for_training();
     net.forward(&params, &packed, &x, &temb, Some(&labels), n, &mut ws);
     let out = ws.output().to_vec();
     let scale = max_abs(&want);

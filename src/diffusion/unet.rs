@@ -319,7 +319,7 @@ impl Network for Unet {
             x: Vec::new(),
             temb: Vec::new(),
             dout: Vec::new(),
-            ws: Workspace::default(),
+            ws: Workspace::for_training(),
             grads: vec![0.0; self.params()],
             own: Vec::new(),
         }

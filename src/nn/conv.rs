@@ -551,7 +551,9 @@ impl GroupNorm {
     }
 
     /// Forward pass on the batch `d`: writes μ and 1/√(σ² + ε) per (image, group) to `stats`
-    /// and a = silu(γ x̂ + β) to `a` (y = γ x̂ + β when `silu` is false).
+    /// and a = silu(γ x̂ + β) to `a` (y = γ x̂ + β when `silu` is false). With `silu` and a
+    /// `slope`, silu'(y) = σ(y)(1 + y(1 − σ(y))) goes there for [`GroupNorm::backward`].
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         x: &[f32],
@@ -560,6 +562,7 @@ impl GroupNorm {
         stats: &mut [f32],
         a: &mut [f32],
         silu: bool,
+        mut slope: Option<&mut [f32]>,
     ) {
         let (c, g) = (self.c, self.groups);
         let cg = c / g;
@@ -587,14 +590,17 @@ impl GroupNorm {
                 scale[ch] = gamma[ch] * r[ch];
                 shift[ch] = gamma[ch] * s[ch] + beta[ch];
             }
-            affine(&x[range.clone()], &scale, &shift, &mut a[range], silu);
+            match slope.as_deref_mut().filter(|_| silu) {
+                Some(g) => affine_slope(&x[range.clone()], &scale, &shift, &mut a[range.clone()], &mut g[range]),
+                None => affine(&x[range.clone()], &scale, &shift, &mut a[range], silu),
+            }
         }
     }
 
     /// Backward pass of [`GroupNorm::forward`] (given its input `x` and `stats`): `da` is
     /// dL/da; adds dL/dγ, dL/dβ to `grads` and dL/dx to `dx`. With u = dL/dy (u = da·silu'(y)
-    /// when `silu`), dx = r (γu − mean(γu) − x̂·mean(γu x̂)) over each group, written per channel
-    /// as dx += A_c u + B_c x + C_c.
+    /// with the forward pass's `slope` after a SiLU, u = da without one), dx = r (γu − mean(γu)
+    /// − x̂·mean(γu x̂)) over each group, written per channel as dx += A_c u + B_c x + C_c.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -605,12 +611,12 @@ impl GroupNorm {
         da: &[f32],
         grads: &mut [f32],
         dx: &mut [f32],
-        silu: bool,
+        slope: Option<&[f32]>,
     ) {
         let (c, g) = (self.c, self.groups);
         let cg = c / g;
         let hw = d.h * d.w;
-        let (gamma, beta) = params.split_at(c);
+        let gamma = &params[..c];
         let (dgamma, dbeta) = grads.split_at_mut(c);
         let (mut dg, mut db) = (vec![0.0f64; c], vec![0.0f64; c]);
         let (mut s1, mut s2) = (vec![0.0f64; c], vec![0.0f64; c]);
@@ -622,21 +628,8 @@ impl GroupNorm {
             self.channel_coefficients(&stats[img * 2 * g..(img + 1) * 2 * g], &mut r, &mut s);
             s1.fill(0.0);
             s2.fill(0.0);
-            let coef = Coefficients {
-                r: &r,
-                s: &s,
-                gamma,
-                beta,
-            };
-            norm_grad(
-                &x[range.clone()],
-                &da[range.clone()],
-                coef,
-                &mut u,
-                &mut s1,
-                &mut s2,
-                silu,
-            );
+            let slope = slope.map(|g| &g[range.clone()]);
+            norm_grad(&x[range.clone()], &da[range.clone()], slope, &r, &s, &mut u, &mut s1, &mut s2);
             let count = (hw * cg) as f64;
             for j in 0..g {
                 let chans = j * cg..(j + 1) * cg;
@@ -668,15 +661,6 @@ impl GroupNorm {
             dbeta[ch] += db[ch] as f32;
         }
     }
-}
-
-/// Per-channel coefficients of one image's normalisation: x̂ = r x + s, y = γ x̂ + β.
-#[derive(Clone, Copy)]
-struct Coefficients<'a> {
-    r: &'a [f32],
-    s: &'a [f32],
-    gamma: &'a [f32],
-    beta: &'a [f32],
 }
 
 /// Σ_j a_j b_j over 16 lane sums added in a fixed order.
@@ -835,28 +819,47 @@ fn affine(x: &[f32], scale: &[f32], shift: &[f32], a: &mut [f32], silu: bool) {
 }
 
 simd_dispatch! {
-/// The first backward pass of GroupNorm + SiLU over one image: u = da·silu'(y) (u = da without
-/// SiLU) with x̂ = r x + s, y = γ x̂ + β; adds Σ u and Σ u x̂ per channel to s1 and s2.
-fn norm_grad(x: &[f32], da: &[f32], k: Coefficients, u: &mut [f32], s1: &mut [f64], s2: &mut [f64], silu: bool) {
-    let c = k.r.len();
+/// a = silu(y) and slope = silu'(y) = σ(y)(1 + y(1 − σ(y))) for y = scale_c x + shift_c, row by
+/// row of scale.len() channels.
+fn affine_slope(x: &[f32], scale: &[f32], shift: &[f32], a: &mut [f32], slope: &mut [f32]) {
+    let c = scale.len();
+    let rows = x.chunks_exact(c).zip(a.chunks_exact_mut(c)).zip(slope.chunks_exact_mut(c));
+    for ((row, out), g) in rows {
+        for ((((o, gv), &v), &k), &b) in out.iter_mut().zip(g.iter_mut()).zip(row).zip(scale).zip(shift) {
+            let y = k * v + b;
+            let sg = 1.0 / (1.0 + exp_f32(-y));
+            *o = y * sg;
+            *gv = sg + y * sg * (1.0 - sg);
+        }
+    }
+}
+}
+
+simd_dispatch! {
+/// The first backward pass of GroupNorm (+ SiLU) over one image: u = da·slope (u = da without a
+/// SiLU) with x̂ = r x + s; adds Σ u and Σ u x̂ per channel to s1 and s2.
+#[allow(clippy::too_many_arguments)]
+fn norm_grad(x: &[f32], da: &[f32], slope: Option<&[f32]>, r: &[f32], s: &[f32], u: &mut [f32], s1: &mut [f64], s2: &mut [f64]) {
+    let c = r.len();
     let (mut p1, mut p2) = (vec![0.0f32; c], vec![0.0f32; c]);
     let block = c * PARTIAL_ROWS;
-    for ((xs, das), us) in x.chunks(block).zip(da.chunks(block)).zip(u.chunks_mut(block)) {
+    for (start, (xs, us)) in (0..).step_by(block).zip(x.chunks(block).zip(u.chunks_mut(block))) {
+        let das = &da[start..start + xs.len()];
+        match slope {
+            Some(g) => {
+                for ((uv, &dv), &gv) in us.iter_mut().zip(das).zip(&g[start..start + xs.len()]) {
+                    *uv = dv * gv;
+                }
+            }
+            None => us.copy_from_slice(das),
+        }
         p1.fill(0.0);
         p2.fill(0.0);
-        for ((row, drow), urow) in xs.chunks_exact(c).zip(das.chunks_exact(c)).zip(us.chunks_exact_mut(c)) {
+        for (row, urow) in xs.chunks_exact(c).zip(us.chunks_exact(c)) {
             for ch in 0..c {
-                let xh = k.r[ch] * row[ch] + k.s[ch];
-                let uv = if silu {
-                    let y = k.gamma[ch] * xh + k.beta[ch];
-                    let sg = 1.0 / (1.0 + exp_f32(-y));
-                    drow[ch] * (sg + y * sg * (1.0 - sg))
-                } else {
-                    drow[ch]
-                };
-                urow[ch] = uv;
-                p1[ch] += uv;
-                p2[ch] += uv * xh;
+                let xh = r[ch] * row[ch] + s[ch];
+                p1[ch] += urow[ch];
+                p2[ch] += urow[ch] * xh;
             }
         }
         fold(s1, &p1);

@@ -121,7 +121,6 @@ struct Block {
 struct Stage {
     norm: usize,
     conv: usize,
-    silu: bool,
 }
 
 /// Self-attention's modules.
@@ -516,9 +515,12 @@ pub struct Packed {
 struct BlockCache {
     stats1: Vec<f32>,
     a1: Vec<f32>,
+    /// silu'(y) of norm1's output y (training only), then of norm2's.
+    slope1: Vec<f32>,
     h1: Vec<f32>,
     stats2: Vec<f32>,
     a2: Vec<f32>,
+    slope2: Vec<f32>,
     /// The block's embedding projection, n × cout.
     e: Vec<f32>,
 }
@@ -541,8 +543,11 @@ struct AttnCache {
 pub struct Workspace {
     acts: Vec<Vec<f32>>,
     grads: Vec<Vec<f32>>,
-    /// Per op: the saved GroupNorm statistics of a `NormSilu` op.
+    /// Per op: the saved GroupNorm statistics of a `NormSilu` op, and silu'(y) of its output.
     norm_cache: Vec<Vec<f32>>,
+    slopes: Vec<Vec<f32>>,
+    /// Whether the forward pass keeps what [`Unet::backward`] needs beyond the activations.
+    train: bool,
     blocks: Vec<BlockCache>,
     attn: AttnCache,
     /// Time path: the embedding input, Linear 0's output, its SiLU, Linear 2's output plus the
@@ -563,6 +568,15 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// Buffers for training: the forward pass also saves the SiLUs' derivatives that
+    /// [`Unet::backward`] reads (one activation's size per GroupNorm + SiLU).
+    pub fn for_training() -> Self {
+        Self {
+            train: true,
+            ..Self::default()
+        }
+    }
+
     /// The network's output of the last forward pass (n × image_len).
     pub fn output(&self) -> &[f32] {
         self.acts.last().map_or(&[], |v| &v[..])
@@ -658,6 +672,8 @@ impl Unet {
         ws.blocks
             .resize_with(self.blocks.len(), BlockCache::default);
         ws.norm_cache.resize_with(self.ops.len(), Default::default);
+        ws.slopes.resize_with(self.ops.len(), Default::default);
+        let train = ws.train;
         ws.acts[0].clear();
         ws.acts[0].extend_from_slice(&x[..dims[0].len()]);
         // e = silu(W2 silu(W0 temb + b0) + b2 + label)
@@ -703,6 +719,7 @@ impl Unet {
                         cache,
                         out,
                         &mut ws.conv,
+                        train,
                     );
                 }
                 Op::Concat { a, b } => concat(&done[a], dims[a].c, &done[b], dims[b].c, out),
@@ -720,6 +737,7 @@ impl Unet {
                     let (gn, off) = self.norms[norm];
                     let d = dims[input];
                     let stats = sized(&mut ws.norm_cache[i], d.n * gn.stats_len());
+                    let slope = train.then(|| sized(&mut ws.slopes[i], d.len()));
                     gn.forward(
                         &done[input],
                         d,
@@ -727,6 +745,7 @@ impl Unet {
                         stats,
                         out,
                         true,
+                        slope,
                     );
                 }
             }
@@ -769,6 +788,7 @@ impl Unet {
         cache: &mut BlockCache,
         out: &mut [f32],
         conv_scratch: &mut ConvScratch,
+        train: bool,
     ) {
         let b = &self.blocks[block];
         let (n1, o1) = self.norms[b.norm1];
@@ -782,6 +802,7 @@ impl Unet {
             sized(&mut cache.stats1, d.n * n1.stats_len()),
             sized(&mut cache.a1, d.len()),
             true,
+            train.then(|| sized(&mut cache.slope1, d.len())),
         );
         let h1 = sized(&mut cache.h1, dout.len());
         self.conv_forward(b.conv1, p, packed, &cache.a1, d, h1, conv_scratch);
@@ -794,6 +815,7 @@ impl Unet {
             sized(&mut cache.stats2, d.n * n2.stats_len()),
             sized(&mut cache.a2, dout.len()),
             true,
+            train.then(|| sized(&mut cache.slope2, dout.len())),
         );
         self.conv_forward(b.conv2, p, packed, &cache.a2, dout, out, conv_scratch);
         match b.skip {
@@ -837,6 +859,7 @@ impl Unet {
             sized(&mut cache.stats, d.n * gn.stats_len()),
             sized(&mut cache.y, d.len()),
             false,
+            None,
         );
         let qkv = sized(&mut cache.qkv, d.len() * 3);
         self.conv_forward(a.qkv, p, packed, &cache.y, d, qkv, conv_scratch);
@@ -887,6 +910,7 @@ impl Unet {
         ws: &mut Workspace,
         grads: &mut [f32],
     ) {
+        assert!(ws.train, "Unet::backward needs a Workspace::for_training");
         let n = ws.n;
         let dims = self.activation_dims(n);
         ws.grads.resize_with(dims.len(), Vec::new);
@@ -978,7 +1002,7 @@ impl Unet {
                         dy,
                         gg,
                         &mut before[input],
-                        true,
+                        Some(&ws.slopes[i]),
                     );
                 }
             }
@@ -1053,9 +1077,13 @@ impl Unet {
         let stage2 = Stage {
             norm: b.norm2,
             conv: b.conv2,
-            silu: true,
         };
-        let saved2 = (&cache.h1[..], &cache.stats2[..], &cache.a2[..]);
+        let saved2 = (
+            &cache.h1[..],
+            &cache.stats2[..],
+            &cache.a2[..],
+            Some(&cache.slope2[..]),
+        );
         self.stage_backward(
             stage2,
             p,
@@ -1076,9 +1104,8 @@ impl Unet {
         let stage1 = Stage {
             norm: b.norm1,
             conv: b.conv1,
-            silu: true,
         };
-        let saved1 = (x, &cache.stats1[..], &cache.a1[..]);
+        let saved1 = (x, &cache.stats1[..], &cache.a1[..], Some(&cache.slope1[..]));
         self.stage_backward(
             stage1,
             p,
@@ -1093,16 +1120,17 @@ impl Unet {
         );
     }
 
-    /// The backward pass of a = norm(x) (then SiLU when `stage.silu`) followed by y = conv(a),
-    /// given `saved` = (x, the norm's statistics, a) of the batch `d` and dL/dy: adds the two
-    /// modules' parameter gradients to `grads` and dL/dx to `dx`; `tmp` holds dL/da.
+    /// The backward pass of a = norm(x) (then SiLU, when `saved` has its slope) followed by
+    /// y = conv(a), given `saved` = (x, the norm's statistics, a, silu'(y)) of the batch `d` and
+    /// dL/dy: adds the two modules' parameter gradients to `grads` and dL/dx to `dx`; `tmp`
+    /// holds dL/da.
     #[allow(clippy::too_many_arguments)]
     fn stage_backward(
         &self,
         stage: Stage,
         p: &[f32],
         packed: &Packed,
-        (x, stats, a): (&[f32], &[f32], &[f32]),
+        (x, stats, a, slope): (&[f32], &[f32], &[f32], Option<&[f32]>),
         d: Dims,
         dy: &[f32],
         dx: &mut [f32],
@@ -1126,7 +1154,7 @@ impl Unet {
         );
         let norm_grads = &mut grads[go..go + gn.params()];
         let params = &p[go..go + gn.params()];
-        gn.backward(x, stats, d, params, tmp, norm_grads, dx, stage.silu);
+        gn.backward(x, stats, d, params, tmp, norm_grads, dx, slope);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1198,9 +1226,8 @@ impl Unet {
         let stage = Stage {
             norm: a.norm,
             conv: a.qkv,
-            silu: false,
         };
-        let saved = (x, &cache.stats[..], &cache.y[..]);
+        let saved = (x, &cache.stats[..], &cache.y[..], None);
         self.stage_backward(
             stage,
             p,
@@ -1278,7 +1305,7 @@ mod tests {
             let labels = [0u32, 3, 2];
             let labels = (classes > 0).then_some(&labels[..]);
             let packed = net.pack(&p, true);
-            let mut ws = Workspace::default();
+            let mut ws = Workspace::for_training();
             net.forward(&p, &packed, &x, &temb, labels, n, &mut ws);
             let mut g = vec![0.0f32; net.params()];
             net.backward(&p, &packed, &r, &mut ws, &mut g);
