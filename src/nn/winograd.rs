@@ -28,14 +28,13 @@ pub struct WinogradWeights {
 }
 
 /// Scratch of [`conv3x3`] and [`weight_grad`]: one block's transformed inputs V, products M and
-/// output gradients dM, and the zero-bordered input.
+/// output gradients dM.
 #[derive(Default)]
 pub struct WinogradScratch {
     v: Vec<f32>,
     m: Vec<f32>,
     rows: Vec<f32>,
     dm: Vec<PackedB>,
-    padded: Vec<f32>,
 }
 
 impl WinogradWeights {
@@ -121,11 +120,10 @@ pub fn conv3x3(
     let block = block_tiles(cin, cout);
     scratch.v.resize(XI * block * cin, 0.0);
     scratch.m.resize(XI * block * cout, 0.0);
-    pad(x, d, &mut scratch.padded);
     for t0 in (0..tiles).step_by(block) {
         let t1 = (t0 + block).min(tiles);
         let count = t1 - t0;
-        input_transform(&scratch.padded, d, t0, t1, &mut scratch.v);
+        input_transform(x, d, t0, t1, &mut scratch.v);
         for (xi, b) in u.u.iter().enumerate() {
             matmul(
                 count,
@@ -161,12 +159,11 @@ pub fn weight_grad(
     let block = block_tiles(cin, cout);
     scratch.v.resize(XI * block * cin, 0.0);
     scratch.dm.resize_with(XI, PackedB::new);
-    pad(x, d, &mut scratch.padded);
     du.resize(XI * cin * cout, 0.0);
     for (b, t0) in (0..tiles).step_by(block).enumerate() {
         let t1 = (t0 + block).min(tiles);
         let count = t1 - t0;
-        input_transform(&scratch.padded, d, t0, t1, &mut scratch.v);
+        input_transform(x, d, t0, t1, &mut scratch.v);
         gradient_transform(dy, d, cout, t0, t1, &mut scratch.dm, &mut scratch.rows);
         for (xi, dm) in scratch.dm.iter().enumerate() {
             matmul(
@@ -272,80 +269,74 @@ fn input_patch(p: &mut Patch) {
     }
 }
 
-/// Side of a padded image: one zero pixel before and enough after to cover every tile.
+/// Writes V_ξ of one tile (row `row` of `count`) into `v`, its 4×4 patch being the d.c channels
+/// at x[offsets[k]..] for positions k in `inside` (bit k), zeros elsewhere. Whole 8-channel
+/// vectors as fixed-size copies (a copy of `lanes` values for both cases became a `memcpy` call
+/// per vector, 14% of a training step), then the channels left over. `BORDER = false` reads all
+/// 16 positions without testing `inside`.
 #[inline(always)]
-fn padded_side(side: usize) -> usize {
-    2 * side.div_ceil(2) + 2
-}
-
-/// Writes x (batch `d`) into `padded` with a border of zeros: image i's pixel (y, x) at
-/// (y + 1, x + 1) of a [`padded_side`]² image, so that every tile's 4×4 patch lies inside.
-fn pad(x: &[f32], d: Dims, padded: &mut Vec<f32>) {
-    let (hp, wp, c) = (padded_side(d.h), padded_side(d.w), d.c);
-    // Only the border is zeroed (a memset of the whole buffer cost 2% of a training step).
-    padded.resize(d.n * hp * wp * c, 0.0);
-    let row = wp * c;
-    for img in padded
-        .chunks_exact_mut(hp * row)
-        .zip(x.chunks_exact(d.h * d.w * c).take(d.n))
-    {
-        let (dst, src) = img;
-        dst[..row].fill(0.0);
-        dst[(d.h + 1) * row..].fill(0.0);
-        for (y, line) in src.chunks_exact(d.w * c).enumerate() {
-            let at = (y + 1) * row;
-            dst[at..at + c].fill(0.0);
-            dst[at + c..at + c + d.w * c].copy_from_slice(line);
-            dst[at + (d.w + 1) * c..at + row].fill(0.0);
+fn transform_tile<const BORDER: bool>(x: &[f32], cin: usize, offsets: &[usize; 16], inside: u16, row: usize, count: usize, v: &mut [f32]) {
+    let full = cin / LANES * LANES;
+    let out = |xi: usize, c: usize| (xi * count + row) * cin + c;
+    let present = |k: usize| !BORDER || inside >> k & 1 == 1;
+    for c in (0..full).step_by(LANES) {
+        let mut p: Patch = [[0.0; LANES]; 16];
+        for (k, (pk, &o)) in p.iter_mut().zip(offsets).enumerate() {
+            if present(k) {
+                *pk = x[o + c..o + c + LANES].try_into().expect("8 lanes");
+            }
+        }
+        input_patch(&mut p);
+        for (xi, pk) in p.iter().enumerate() {
+            let dst: &mut [f32; LANES] = (&mut v[out(xi, c)..out(xi, c) + LANES]).try_into().expect("8 lanes");
+            *dst = *pk;
+        }
+    }
+    if full < cin {
+        let mut p: Patch = [[0.0; LANES]; 16];
+        for (k, (pk, &o)) in p.iter_mut().zip(offsets).enumerate() {
+            if present(k) {
+                for (a, &b) in pk.iter_mut().zip(&x[o + full..o + cin]) {
+                    *a = b;
+                }
+            }
+        }
+        input_patch(&mut p);
+        for (xi, pk) in p.iter().enumerate() {
+            for (a, &b) in v[out(xi, full)..out(xi, 0) + cin].iter_mut().zip(pk) {
+                *a = b;
+            }
         }
     }
 }
 
 simd_dispatch! {
-/// Writes V_ξ = (Bᵀ d B)_ξ of tiles `t0..t1` of the batch `d`, given [`pad`]ded, into `v` as 16
-/// row-major (t1 − t0) × d.c matrices. Each 8-channel slice of a patch is loaded, transformed
-/// and stored in one pass; on the padded images every patch is 16 loads at fixed offsets.
-fn input_transform(padded: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
+/// Writes V_ξ = (Bᵀ d B)_ξ of tiles `t0..t1` of the batch `d` into `v` as 16 row-major
+/// (t1 − t0) × d.c matrices, d being the tile's 4×4 patch of x (rows y0 − 1..y0 + 3, columns
+/// x0 − 1..x0 + 3) with zeros outside the image. x is read in place (a zero-bordered copy of
+/// every input cost 5% of a training step); a patch that crosses the border skips the loads of
+/// its missing pixels.
+fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
     let (cin, count) = (d.c, t1 - t0);
-    let (hp, wp) = (padded_side(d.h), padded_side(d.w));
-    let mut offsets = [0usize; 16];
-    for (k, o) in offsets.iter_mut().enumerate() {
-        *o = ((k / 4) * wp + k % 4) * cin;
-    }
-    let patch = 3 * wp * cin + 4 * cin;
-    let full = cin / LANES * LANES;
+    let step: [usize; 16] = std::array::from_fn(|k| ((k / 4) * d.w + k % 4) * cin);
     for t in t0..t1 {
         let (img, y0, x0) = tile_origin(d, t);
-        let base = ((img * hp + y0) * wp + x0) * cin;
-        let src = &padded[base..base + patch];
         let row = t - t0;
-        let out = |xi: usize, c: usize| (xi * count + row) * cin + c;
-        // Whole vectors as fixed-size copies (a copy of `lanes` values for both cases became
-        // a `memcpy` call per vector, 14% of a training step), then the channels left over.
-        for c in (0..full).step_by(LANES) {
-            let mut p: Patch = [[0.0; LANES]; 16];
-            for (pk, &o) in p.iter_mut().zip(&offsets) {
-                *pk = src[o + c..o + c + LANES].try_into().expect("8 lanes");
-            }
-            input_patch(&mut p);
-            for (xi, pk) in p.iter().enumerate() {
-                let dst: &mut [f32; LANES] = (&mut v[out(xi, c)..out(xi, c) + LANES]).try_into().expect("8 lanes");
-                *dst = *pk;
-            }
-        }
-        if full < cin {
-            let mut p: Patch = [[0.0; LANES]; 16];
-            for (pk, &o) in p.iter_mut().zip(&offsets) {
-                for (a, &b) in pk.iter_mut().zip(&src[o + full..o + cin]) {
-                    *a = b;
+        if y0 >= 1 && x0 >= 1 && y0 + 2 < d.h && x0 + 2 < d.w {
+            let base = ((img * d.h + y0 - 1) * d.w + x0 - 1) * cin;
+            transform_tile::<false>(x, cin, &step.map(|s| base + s), u16::MAX, row, count, v);
+        } else {
+            let mut inside = 0u16;
+            let offsets: [usize; 16] = std::array::from_fn(|k| {
+                let (py, px) = ((y0 + k / 4).wrapping_sub(1), (x0 + k % 4).wrapping_sub(1));
+                if py < d.h && px < d.w {
+                    inside |= 1 << k;
+                    ((img * d.h + py) * d.w + px) * cin
+                } else {
+                    0
                 }
-            }
-            input_patch(&mut p);
-            for (xi, pk) in p.iter().enumerate() {
-                for (a, &b) in v[out(xi, full)..out(xi, 0) + cin].iter_mut().zip(pk) {
-                    *a = b;
-                }
-            }
+            });
+            transform_tile::<true>(x, cin, &offsets, inside, row, count, v);
         }
     }
 }
