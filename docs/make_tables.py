@@ -175,14 +175,15 @@ def nfe():
         secs = run("sample", str(model), "--n", str(NFE_SAMPLES), "--out", str(drawn), "--force",
                    "--set", f"sampler={sampler}", "--set", f"sigma_grid={grid}", "--set", f"sample_steps={steps}")
         result = subprocess.run([str(OURO), "eval", str(real), str(drawn), "--features", str(features),
-                                 "--metrics", "frechet", "--json"], cwd=ROOT, check=True, capture_output=True,
-                                text=True)
-        fd = float(json.loads(result.stdout)["frechet"])
+                                 "--metrics", "frechet,precision,recall", "--json"], cwd=ROOT, check=True,
+                                capture_output=True, text=True)
+        m = json.loads(result.stdout)
+        fd = float(m["frechet"])
         ref = fd if ref is None else ref
         body.append([sampler, grid, str(steps), str(evaluations(sampler, steps, guided)), fmt(fd), f"{fd / ref:.3f}",
-                     f"{secs:.0f}"])
+                     fmt(m["precision"]), fmt(m["recall"]), f"{secs:.0f}"])
     header = ["sampler", "σ grid", "steps", "network evaluations", "frechet (features)", "÷ DDPM 250",
-              "seconds"]
+              "precision (features)", "recall (features)", "seconds"]
     return (f"`python3 docs/make_tables.py nfe`: {NFE_SAMPLES} samples of the model of `runs/mnist-unet` per "
             f"setting (`ouro sample --set sampler=… --set sigma_grid=… --set sample_steps=…`), feature Fréchet "
             f"distance to its 50 000 training images, {processor()}:"), markdown(header, body)
