@@ -10,7 +10,7 @@ use super::mlp::MlpDenoiser;
 use super::noise::NoiseSchedule;
 use super::precondition::Objective;
 use super::sampler::{Sampler, run};
-use super::trainer::TrainConfig;
+use super::trainer::{LrDecay, TrainConfig};
 use super::unet::{UnetArch, UnetDenoiser};
 use crate::distributions::standard_normals;
 use crate::error::Result;
@@ -35,6 +35,7 @@ pub fn reference_config(steps: usize) -> TrainConfig {
         batch_size: 512,
         lr: 1e-3,
         warmup_steps: 0,
+        lr_decay: LrDecay::None,
         grad_clip: None,
         ema: None,
         early_stopping: None,
@@ -147,6 +148,7 @@ pub fn unet_config(steps: usize) -> (TrainConfig, UnetArch) {
         batch_size: 64,
         lr: 5e-4,
         warmup_steps: 0,
+        lr_decay: LrDecay::None,
         grad_clip: None,
         ema: None,
         early_stopping: None,

@@ -6,6 +6,7 @@
 //! missing from the resolved config, which is exactly what `config.toml` records.
 
 use super::precondition::Objective;
+use super::trainer::LrDecay;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -140,6 +141,10 @@ pub struct TrainKeys {
     /// Linear learning-rate warm-up steps.
     #[serde(default)]
     pub warmup_steps: usize,
+    /// The learning rate after the warm-up: "none" (constant) or "cosine" (down to 0 at the
+    /// last step).
+    #[serde(default, skip_serializing_if = "is_no_decay")]
+    pub lr_decay: LrDecay,
     /// Clip the global gradient norm to this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_clip: Option<f64>,
@@ -190,6 +195,10 @@ fn default_hidden() -> Vec<usize> {
 fn default_time_embedding() -> usize {
     32
 }
+fn is_no_decay(d: &LrDecay) -> bool {
+    *d == LrDecay::None
+}
+
 fn default_objective() -> Objective {
     Objective::Eps
 }

@@ -409,6 +409,7 @@ impl DiffusionLearner {
             batch_size,
             lr,
             warmup_steps: m.warmup_steps,
+            lr_decay: m.lr_decay,
             grad_clip,
             ema: m.ema,
             early_stopping,

@@ -38,6 +38,8 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Linear warm-up steps.
     pub warmup_steps: usize,
+    /// The learning rate after the warm-up.
+    pub lr_decay: LrDecay,
     /// Global gradient-norm clip.
     pub grad_clip: Option<f64>,
     /// EMA decay of the sampling weights.
@@ -48,7 +50,38 @@ pub struct TrainConfig {
     pub conditioning: Option<Conditioning>,
 }
 
+/// How the learning rate moves after the warm-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrDecay {
+    /// It stays at `lr`.
+    #[default]
+    None,
+    /// Half a cosine from `lr` down to 0 at the last step (Loshchilov & Hutter 2017, without
+    /// restarts): lr·½(1 + cos(π·s/S)) at step s of the S steps after the warm-up.
+    Cosine,
+}
+
 impl TrainConfig {
+    /// The learning rate of step `step` (0-based): the linear warm-up to `lr` over
+    /// `warmup_steps`, then `lr_decay`.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        let warm = if self.warmup_steps > 0 {
+            ((step + 1) as f64 / self.warmup_steps as f64).min(1.0)
+        } else {
+            1.0
+        };
+        let decay = match self.lr_decay {
+            LrDecay::None => 1.0,
+            LrDecay::Cosine => {
+                let after = self.steps.saturating_sub(self.warmup_steps).max(1);
+                let s = step.saturating_sub(self.warmup_steps).min(after);
+                0.5 * (1.0 + (std::f64::consts::PI * s as f64 / after as f64).cos())
+            }
+        };
+        self.lr * warm * decay
+    }
+
     /// The config with `steps` = ⌈epochs·n/batch⌉ for a training set of `n` rows when the
     /// budget is given in epochs.
     pub fn budget(&self, n: usize) -> TrainConfig {
@@ -593,12 +626,7 @@ impl<'a, N: Network> Trainer<'a, N> {
                 scale = (clip / norm) as f32;
             }
         }
-        let warm = if self.cfg.warmup_steps > 0 {
-            ((step + 1) as f64 / self.cfg.warmup_steps as f64).min(1.0)
-        } else {
-            1.0
-        };
-        let lr = (self.cfg.lr * warm) as f32;
+        let lr = self.cfg.lr_at(step) as f32;
         self.net
             .adam(&mut self.adam, params, &grads, scale, lr, &mut self.packed);
         loss
@@ -825,6 +853,7 @@ mod tests {
             batch_size: 8,
             lr: 1e-3,
             warmup_steps: 0,
+            lr_decay: LrDecay::None,
             grad_clip: None,
             ema: None,
             early_stopping: None,
@@ -839,6 +868,37 @@ mod tests {
         assert_eq!(shape.widths[0], 2 + 8 + 4);
         let params = init_params(&shape, &mut stream(5, 0, Role::Fit));
         MlpDenoiser::from_params(2, &cfg, schedule, params).unwrap()
+    }
+
+    /// The learning rate: the warm-up ramps linearly to lr; cosine decay is lr at the end of the
+    /// warm-up, lr/2 halfway through the rest and falls monotonically towards 0; without decay
+    /// it stays at lr.
+    #[test]
+    fn learning_rate_warms_up_then_follows_the_decay() {
+        let mut cfg = TrainConfig {
+            hidden: vec![16],
+            time_embedding: 8,
+            objective: Objective::Eps,
+            steps: 1100,
+            epochs: None,
+            batch_size: 8,
+            lr: 1e-3,
+            warmup_steps: 100,
+            lr_decay: LrDecay::None,
+            grad_clip: None,
+            ema: None,
+            early_stopping: None,
+            conditioning: None,
+        };
+        assert!((cfg.lr_at(49) - 0.5e-3).abs() < 1e-15);
+        assert_eq!(cfg.lr_at(1099), 1e-3);
+        cfg.lr_decay = LrDecay::Cosine;
+        assert!((cfg.lr_at(49) - 0.5e-3).abs() < 1e-15);
+        assert!((cfg.lr_at(100) - 1e-3).abs() < 1e-15);
+        assert!((cfg.lr_at(600) - 0.5e-3).abs() < 1e-15);
+        let lrs: Vec<f64> = (100..1100).map(|s| cfg.lr_at(s)).collect();
+        assert!(lrs.windows(2).all(|w| w[1] < w[0]));
+        assert!(lrs[999] > 0.0 && lrs[999] < 1e-8);
     }
 
     /// The moving average is a weighted mean of the steps' weights alone: constant weights
@@ -882,6 +942,7 @@ mod tests {
                 batch_size,
                 lr: 1e-3,
                 warmup_steps: 0,
+                lr_decay: LrDecay::None,
                 grad_clip: Some(1.0),
                 ema: None,
                 early_stopping: None,
@@ -1124,6 +1185,7 @@ mod tests {
             batch_size: 8,
             lr: 1e-2,
             warmup_steps: 0,
+            lr_decay: LrDecay::None,
             grad_clip: None,
             ema: None,
             early_stopping: Some(EarlyStopping {

@@ -410,6 +410,7 @@ impl Network for Unet {
 mod tests {
     use super::*;
     use crate::diffusion::denoiser::Conditioning;
+    use crate::diffusion::trainer::LrDecay;
     use crate::rng::{Role, stream};
     use ndarray::Array2;
 
@@ -423,6 +424,7 @@ mod tests {
             batch_size,
             lr: 1e-3,
             warmup_steps: 0,
+            lr_decay: LrDecay::None,
             grad_clip: Some(1.0),
             ema: None,
             early_stopping: None,

@@ -591,7 +591,13 @@ impl GroupNorm {
                 shift[ch] = gamma[ch] * s[ch] + beta[ch];
             }
             match slope.as_deref_mut().filter(|_| silu) {
-                Some(g) => affine_slope(&x[range.clone()], &scale, &shift, &mut a[range.clone()], &mut g[range]),
+                Some(g) => affine_slope(
+                    &x[range.clone()],
+                    &scale,
+                    &shift,
+                    &mut a[range.clone()],
+                    &mut g[range],
+                ),
                 None => affine(&x[range.clone()], &scale, &shift, &mut a[range], silu),
             }
         }
@@ -629,7 +635,16 @@ impl GroupNorm {
             s1.fill(0.0);
             s2.fill(0.0);
             let slope = slope.map(|g| &g[range.clone()]);
-            norm_grad(&x[range.clone()], &da[range.clone()], slope, &r, &s, &mut u, &mut s1, &mut s2);
+            norm_grad(
+                &x[range.clone()],
+                &da[range.clone()],
+                slope,
+                &r,
+                &s,
+                &mut u,
+                &mut s1,
+                &mut s2,
+            );
             let count = (hw * cg) as f64;
             for j in 0..g {
                 let chans = j * cg..(j + 1) * cg;

@@ -278,10 +278,21 @@ fn input_patch(p: &mut Patch) {
 /// core.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn transform_tile<const BORDER: bool>(x: &[f32], cin: usize, offsets: &[usize; 16], masks: &[u32; 16], row: usize, count: usize, v: &mut [f32]) {
+fn transform_tile<const BORDER: bool>(
+    x: &[f32],
+    cin: usize,
+    offsets: &[usize; 16],
+    masks: &[u32; 16],
+    row: usize,
+    count: usize,
+    v: &mut [f32],
+) {
     let full = cin / LANES * LANES;
     let stride = count * cin;
-    assert!(offsets.iter().all(|&o| o + cin <= x.len()), "patch inside x");
+    assert!(
+        offsets.iter().all(|&o| o + cin <= x.len()),
+        "patch inside x"
+    );
     assert!(15 * stride + (row + 1) * cin <= v.len(), "tile inside v");
     let (xp, vp) = (x.as_ptr(), v.as_mut_ptr());
     let masked = |k: usize, a: [f32; LANES]| {
@@ -294,12 +305,20 @@ fn transform_tile<const BORDER: bool>(x: &[f32], cin: usize, offsets: &[usize; 1
     for c in (0..full).step_by(LANES) {
         let mut p: Patch = std::array::from_fn(|k| {
             // SAFETY: offsets[k] + c + LANES ≤ offsets[k] + cin ≤ x.len() (asserted above).
-            masked(k, unsafe { xp.add(offsets[k] + c).cast::<[f32; LANES]>().read_unaligned() })
+            masked(k, unsafe {
+                xp.add(offsets[k] + c)
+                    .cast::<[f32; LANES]>()
+                    .read_unaligned()
+            })
         });
         input_patch(&mut p);
         for (xi, pk) in p.iter().enumerate() {
             // SAFETY: xi·stride + row·cin + c + LANES ≤ 15·stride + (row + 1)·cin ≤ v.len().
-            unsafe { vp.add(xi * stride + row * cin + c).cast::<[f32; LANES]>().write_unaligned(*pk) };
+            unsafe {
+                vp.add(xi * stride + row * cin + c)
+                    .cast::<[f32; LANES]>()
+                    .write_unaligned(*pk)
+            };
         }
     }
     if full < cin {
