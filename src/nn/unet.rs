@@ -123,6 +123,16 @@ struct Stage {
     conv: usize,
 }
 
+/// What the forward pass saved of a norm stage: its input x, the norm's statistics, its output
+/// a and, after a SiLU, silu'(y).
+#[derive(Clone, Copy)]
+struct Saved<'a> {
+    x: &'a [f32],
+    stats: &'a [f32],
+    a: &'a [f32],
+    slope: Option<&'a [f32]>,
+}
+
 /// Self-attention's modules.
 #[derive(Clone, Debug)]
 struct Attention {
@@ -1078,12 +1088,12 @@ impl Unet {
             norm: b.norm2,
             conv: b.conv2,
         };
-        let saved2 = (
-            &cache.h1[..],
-            &cache.stats2[..],
-            &cache.a2[..],
-            Some(&cache.slope2[..]),
-        );
+        let saved2 = Saved {
+            x: &cache.h1,
+            stats: &cache.stats2,
+            a: &cache.a2,
+            slope: Some(&cache.slope2),
+        };
         self.stage_backward(
             stage2,
             p,
@@ -1105,7 +1115,12 @@ impl Unet {
             norm: b.norm1,
             conv: b.conv1,
         };
-        let saved1 = (x, &cache.stats1[..], &cache.a1[..], Some(&cache.slope1[..]));
+        let saved1 = Saved {
+            x,
+            stats: &cache.stats1,
+            a: &cache.a1,
+            slope: Some(&cache.slope1),
+        };
         self.stage_backward(
             stage1,
             p,
@@ -1130,7 +1145,7 @@ impl Unet {
         stage: Stage,
         p: &[f32],
         packed: &Packed,
-        (x, stats, a, slope): (&[f32], &[f32], &[f32], Option<&[f32]>),
+        Saved { x, stats, a, slope }: Saved,
         d: Dims,
         dy: &[f32],
         dx: &mut [f32],
@@ -1227,7 +1242,12 @@ impl Unet {
             norm: a.norm,
             conv: a.qkv,
         };
-        let saved = (x, &cache.stats[..], &cache.y[..], None);
+        let saved = Saved {
+            x,
+            stats: &cache.stats,
+            a: &cache.y,
+            slope: None,
+        };
         self.stage_backward(
             stage,
             p,
