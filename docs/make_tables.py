@@ -147,7 +147,7 @@ def mnist28():
 
 
 # Samples per sampler setting of the NFE table, drawn from one fitted model.
-NFE_SAMPLES = 5000
+NFE_SAMPLES = 2000
 # (sampler, σ grid, steps) of the NFE table; the first is the reference.
 NFE_SETTINGS = [("ddpm", "schedule", 250)] + [("dpmpp-2m", "karras", s) for s in (5, 8, 10, 15, 20)] + \
     [("heun", "karras", s) for s in (5, 10)] + [("ddim", "schedule", s) for s in (10, 20)]

@@ -186,7 +186,11 @@ pub fn weight_grad(
     }
     for o in 0..cout {
         for c in 0..cin {
-            let g = untransform_gradient(std::array::from_fn(|xi| du[(xi * cin + c) * cout + o]));
+            let mut t = [0.0f32; 16];
+            for (xi, v) in t.iter_mut().enumerate() {
+                *v = du[(xi * cin + c) * cout + o];
+            }
+            let g = untransform_gradient(t);
             for (w, v) in gw[(o * cin + c) * 9..(o * cin + c + 1) * 9]
                 .iter_mut()
                 .zip(g)
@@ -303,14 +307,16 @@ fn transform_tile<const BORDER: bool>(
         }
     };
     for c in (0..full).step_by(LANES) {
-        let mut p: Patch = std::array::from_fn(|k| {
+        // A loop rather than `array::from_fn`, which was left as a call (1.5% of a step).
+        let mut p: Patch = [[0.0; LANES]; 16];
+        for (k, pk) in p.iter_mut().enumerate() {
             // SAFETY: offsets[k] + c + LANES ≤ offsets[k] + cin ≤ x.len() (asserted above).
-            masked(k, unsafe {
+            *pk = masked(k, unsafe {
                 xp.add(offsets[k] + c)
                     .cast::<[f32; LANES]>()
                     .read_unaligned()
-            })
-        });
+            });
+        }
         input_patch(&mut p);
         for (xi, pk) in p.iter().enumerate() {
             // SAFETY: xi·stride + row·cin + c + LANES ≤ 15·stride + (row + 1)·cin ≤ v.len().
@@ -347,25 +353,31 @@ simd_dispatch! {
 /// pixels to zero.
 fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
     let (cin, count) = (d.c, t1 - t0);
-    let step: [usize; 16] = std::array::from_fn(|k| ((k / 4) * d.w + k % 4) * cin);
+    let mut step = [0usize; 16];
+    for (k, s) in step.iter_mut().enumerate() {
+        *s = ((k / 4) * d.w + k % 4) * cin;
+    }
     for t in t0..t1 {
         let (img, y0, x0) = tile_origin(d, t);
         let row = t - t0;
         if y0 >= 1 && x0 >= 1 && y0 + 2 < d.h && x0 + 2 < d.w {
             let base = ((img * d.h + y0 - 1) * d.w + x0 - 1) * cin;
-            transform_tile::<false>(x, cin, &step.map(|s| base + s), &[!0; 16], row, count, v);
+            let mut offsets = step;
+            for o in offsets.iter_mut() {
+                *o += base;
+            }
+            transform_tile::<false>(x, cin, &offsets, &[!0; 16], row, count, v);
         } else {
             let mut masks = [0u32; 16];
-            let offsets: [usize; 16] = std::array::from_fn(|k| {
+            // The tile's own top-left output pixel (inside the image) for those outside.
+            let mut offsets = [((img * d.h + y0) * d.w + x0) * cin; 16];
+            for k in 0..16 {
                 let (py, px) = ((y0 + k / 4).wrapping_sub(1), (x0 + k % 4).wrapping_sub(1));
                 if py < d.h && px < d.w {
                     masks[k] = !0;
-                    ((img * d.h + py) * d.w + px) * cin
-                } else {
-                    // The tile's own top-left output pixel: inside the image.
-                    ((img * d.h + y0) * d.w + x0) * cin
+                    offsets[k] = ((img * d.h + py) * d.w + px) * cin;
                 }
-            });
+            }
             transform_tile::<true>(x, cin, &offsets, &masks, row, count, v);
         }
     }
