@@ -466,6 +466,12 @@ fn diffusion_keys_that_do_not_apply_are_rejected() {
         &["--set", "model.grid_rho=5"],
         &["model.grid_rho", "sigma_grid = \"karras\""],
     );
+    let mlp = DIFFUSION.replace("denoiser = \"kde\"\nbandwidth = 0.3", "denoiser = \"mlp\"");
+    assert_rejected(
+        &mlp,
+        &["--set", "model.lr_decay=\"linear\""],
+        &["model.lr_decay", "linear", "none", "cosine"],
+    );
     assert_rejected(
         DIFFUSION,
         &[
