@@ -525,11 +525,12 @@ pub struct Packed {
 struct BlockCache {
     stats1: Vec<f32>,
     a1: Vec<f32>,
-    /// silu'(y) of norm1's output y (training only), then of norm2's.
+    /// silu'(y) of norm1's output y (training only).
     slope1: Vec<f32>,
     h1: Vec<f32>,
     stats2: Vec<f32>,
     a2: Vec<f32>,
+    /// silu'(y) of norm2's output y (training only).
     slope2: Vec<f32>,
     /// The block's embedding projection, n × cout.
     e: Vec<f32>,

@@ -328,13 +328,13 @@ fn transform_tile<const BORDER: bool>(
         }
     }
     if full < cin {
-        let mut p: Patch = std::array::from_fn(|k| {
-            let mut a = [0.0f32; LANES];
-            for (e, &b) in a.iter_mut().zip(&x[offsets[k] + full..offsets[k] + cin]) {
+        let mut p: Patch = [[0.0; LANES]; 16];
+        for (k, pk) in p.iter_mut().enumerate() {
+            for (e, &b) in pk.iter_mut().zip(&x[offsets[k] + full..offsets[k] + cin]) {
                 *e = b;
             }
-            masked(k, a)
-        });
+            *pk = masked(k, *pk);
+        }
         input_patch(&mut p);
         for (xi, pk) in p.iter_mut().enumerate() {
             let at = xi * stride + row * cin;
