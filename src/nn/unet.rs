@@ -14,8 +14,8 @@
 //! walks it in reverse and a skip connection's gradient is the sum of its two consumers'.
 
 use super::conv::{
-    Conv2d, ConvScratch, Dims, GroupNorm, PackedConv, add_image_bias, concat, concat_backward,
-    image_bias_backward, upsample2, upsample2_backward,
+    Conv2d, ConvScratch, Dims, GradMode, GroupNorm, PackedConv, add_image_bias, concat,
+    concat_backward, deliver, image_bias_backward, upsample2, upsample2_backward,
 };
 use super::simd::exp_f32;
 use rand::RngExt;
@@ -924,25 +924,48 @@ impl Unet {
         assert!(ws.train, "Unet::backward needs a Workspace::for_training");
         let n = ws.n;
         let dims = self.activation_dims(n);
+        // Each activation's gradient is written by the first layer (in backward order) that
+        // reads the activation and added to by the others, so the buffers need no zeroing;
+        // `written` records which have been written.
         ws.grads.resize_with(dims.len(), Vec::new);
         for (g, d) in ws.grads.iter_mut().zip(&dims) {
-            g.clear();
             g.resize(d.len(), 0.0);
         }
+        let mut written = vec![false; dims.len()];
         ws.grads
             .last_mut()
             .expect("output")
             .copy_from_slice(&dout[..dims.last().expect("dims").len()]);
+        written[dims.len() - 1] = true;
         let e = self.shape.emb_width();
         ws.de.clear();
         ws.de.resize(n * e, 0.0);
         for (i, op) in self.ops.iter().enumerate().rev() {
+            assert!(
+                written[i + 1],
+                "the gradient of activation {} is complete",
+                i + 1
+            );
             let (before, after) = ws.grads.split_at_mut(i + 1);
             let dy = &after[0];
+            let mut mode = |k: usize| {
+                let m = if written[k] {
+                    GradMode::Add
+                } else {
+                    GradMode::Overwrite
+                };
+                written[k] = true;
+                m
+            };
             match *op {
                 Op::Conv { conv, input } => {
                     let (c, off) = self.convs[conv];
                     let dx = (input > 0).then_some(&mut before[input][..]);
+                    let m = if input > 0 {
+                        mode(input)
+                    } else {
+                        GradMode::Add
+                    };
                     c.backward(
                         &ws.acts[input],
                         dims[input],
@@ -950,6 +973,7 @@ impl Unet {
                         &packed.convs[conv],
                         &mut grads[off..off + c.params()],
                         dx,
+                        m,
                         &mut ws.conv,
                     );
                 }
@@ -963,7 +987,7 @@ impl Unet {
                         &ws.e,
                         &ws.blocks[block],
                         dy,
-                        &mut before[input],
+                        (&mut before[input], mode(input)),
                         &mut ws.de,
                         grads,
                         &mut ws.conv,
@@ -972,17 +996,14 @@ impl Unet {
                 }
                 Op::Concat { a, b } => {
                     let (ca, cb) = (dims[a].c, dims[b].c);
+                    let (ma, mb) = (mode(a), mode(b));
                     // a > b: split the borrow
                     let (lo, hi) = before.split_at_mut(a);
-                    concat_backward(dy, ca, &mut hi[0], cb, &mut lo[b]);
+                    concat_backward(dy, (ca, &mut hi[0], ma), (cb, &mut lo[b], mb));
                 }
                 Op::Upsample { input } => {
-                    upsample2_backward(dy, dims[input], &mut ws.tmp);
-                    let len = dims[input].len();
-                    let tmp = &ws.tmp;
-                    for (o, &v) in before[input].iter_mut().zip(&tmp[..len]) {
-                        *o += v;
-                    }
+                    let m = mode(input);
+                    upsample2_backward(dy, dims[input], &mut before[input], m);
                 }
                 Op::Attention { input } => {
                     self.attention_backward(
@@ -992,7 +1013,7 @@ impl Unet {
                         dims[input],
                         &ws.attn,
                         dy,
-                        &mut before[input],
+                        (&mut before[input], mode(input)),
                         grads,
                         &mut ws.conv,
                         (&mut ws.tmp, &mut ws.tmp2),
@@ -1005,6 +1026,7 @@ impl Unet {
                         &p[off..off + gn.params()],
                         &mut grads[off..off + gn.params()],
                     );
+                    let m = mode(input);
                     gn.backward(
                         &ws.acts[input],
                         stats,
@@ -1013,6 +1035,7 @@ impl Unet {
                         dy,
                         gg,
                         &mut before[input],
+                        m,
                         Some(&ws.slopes[i]),
                     );
                 }
@@ -1054,7 +1077,7 @@ impl Unet {
         e: &[f32],
         cache: &BlockCache,
         dy: &[f32],
-        dx: &mut [f32],
+        (dx, mode): (&mut [f32], GradMode),
         de: &mut [f32],
         grads: &mut [f32],
         conv_scratch: &mut ConvScratch,
@@ -1073,18 +1096,14 @@ impl Unet {
                     &packed.convs[s],
                     &mut grads[so..so + cs.params()],
                     Some(dx),
+                    mode,
                     conv_scratch,
                 );
             }
-            None => {
-                for (o, &g) in dx.iter_mut().zip(dy) {
-                    *o += g;
-                }
-            }
+            None => deliver(dx, &dy[..d.len()], mode),
         }
         // norm2 + silu, conv2: d h1
         let dh1 = sized(tmp2, dout.len());
-        dh1.fill(0.0);
         let stage2 = Stage {
             norm: b.norm2,
             conv: b.conv2,
@@ -1102,7 +1121,7 @@ impl Unet {
             saved2,
             dout,
             dy,
-            dh1,
+            (dh1, GradMode::Overwrite),
             grads,
             tmp,
             conv_scratch,
@@ -1129,7 +1148,7 @@ impl Unet {
             saved1,
             d,
             tmp2,
-            dx,
+            (dx, GradMode::Add),
             grads,
             tmp,
             conv_scratch,
@@ -1138,8 +1157,8 @@ impl Unet {
 
     /// The backward pass of a = norm(x) (then SiLU, when `saved` has its slope) followed by
     /// y = conv(a), given `saved` = (x, the norm's statistics, a, silu'(y)) of the batch `d` and
-    /// dL/dy: adds the two modules' parameter gradients to `grads` and dL/dx to `dx`; `tmp`
-    /// holds dL/da.
+    /// dL/dy: adds the two modules' parameter gradients to `grads` and dL/dx to `dx` (or writes
+    /// it there, with its mode); `tmp` holds dL/da.
     #[allow(clippy::too_many_arguments)]
     fn stage_backward(
         &self,
@@ -1149,7 +1168,7 @@ impl Unet {
         Saved { x, stats, a, slope }: Saved,
         d: Dims,
         dy: &[f32],
-        dx: &mut [f32],
+        (dx, mode): (&mut [f32], GradMode),
         grads: &mut [f32],
         tmp: &mut Vec<f32>,
         conv_scratch: &mut ConvScratch,
@@ -1157,7 +1176,6 @@ impl Unet {
         let (gn, go) = self.norms[stage.norm];
         let (c, co) = self.convs[stage.conv];
         let da = sized(tmp, d.len());
-        da.fill(0.0);
         let conv_grads = &mut grads[co..co + c.params()];
         c.backward(
             a,
@@ -1166,11 +1184,12 @@ impl Unet {
             &packed.convs[stage.conv],
             conv_grads,
             Some(da),
+            GradMode::Overwrite,
             conv_scratch,
         );
         let norm_grads = &mut grads[go..go + gn.params()];
         let params = &p[go..go + gn.params()];
-        gn.backward(x, stats, d, params, tmp, norm_grads, dx, slope);
+        gn.backward(x, stats, d, params, tmp, norm_grads, dx, mode, slope);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1182,7 +1201,7 @@ impl Unet {
         d: Dims,
         cache: &AttnCache,
         dy: &[f32],
-        dx: &mut [f32],
+        (dx, mode): (&mut [f32], GradMode),
         grads: &mut [f32],
         conv_scratch: &mut ConvScratch,
         (tmp, tmp2): (&mut Vec<f32>, &mut Vec<f32>),
@@ -1190,12 +1209,9 @@ impl Unet {
         let a = self.attention.as_ref().expect("attention");
         let (cp, po) = self.convs[a.proj];
         let (c, hw) = (d.c, d.h * d.w);
-        for (o, &g) in dx.iter_mut().zip(dy) {
-            *o += g;
-        }
+        deliver(dx, &dy[..d.len()], mode);
         // proj: d out
         let dout = sized(tmp, d.len());
-        dout.fill(0.0);
         cp.backward(
             &cache.out,
             d,
@@ -1203,6 +1219,7 @@ impl Unet {
             &packed.convs[a.proj],
             &mut grads[po..po + cp.params()],
             Some(dout),
+            GradMode::Overwrite,
             conv_scratch,
         );
         // attention: o_i = Σ_j w_ij v_j, w_i = softmax(s_i), s_ij = scale q_i·k_j
@@ -1256,7 +1273,7 @@ impl Unet {
             saved,
             d,
             tmp2,
-            dx,
+            (dx, GradMode::Add),
             grads,
             tmp,
             conv_scratch,

@@ -95,7 +95,7 @@ fn block_tiles(cin: usize, cout: usize) -> usize {
 
 /// y (+)= the 3×3 stride-1 convolution (padding 1) of x (batch `d`, channels-last) with the
 /// kernels of `u` (d.c → `cout` channels): y[p, o] = b_o + Σ_{tap, c} g_{o,c}[tap] x[p + tap, c].
-/// With `add` the result is added to y and `bias` is not read.
+/// With `add` the result is added to y and `bias` is not read; an empty `bias` is none.
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     x: &[f32],
@@ -114,7 +114,7 @@ pub fn conv3x3(
         "Winograd weights' shape"
     );
     assert!(x.len() >= d.len() && y.len() >= d.pixels() * cout);
-    assert!(add || bias.len() >= cout);
+    assert!(add || bias.is_empty() || bias.len() >= cout);
     let (th, tw) = (d.h.div_ceil(2), d.w.div_ceil(2));
     let tiles = d.n * th * tw;
     let block = block_tiles(cin, cout);
@@ -386,7 +386,8 @@ fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
 
 simd_dispatch! {
 /// y (+)= Aᵀ M A for tiles `t0..t1`, from the 16 row-major (t1 − t0) × cout products in `m`,
-/// plus the bias unless `add`; only pixels inside the image are written. `rows` is scratch.
+/// plus the bias unless `add` or it is empty; only pixels inside the image are written. `rows`
+/// is scratch.
 #[allow(clippy::too_many_arguments)]
 fn output_transform(m: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, bias: &[f32], y: &mut [f32], add: bool, rows: &mut Vec<f32>) {
     let count = t1 - t0;
@@ -430,6 +431,9 @@ fn output_transform(m: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, bias:
                     for (o, &v) in dst.iter_mut().zip(out.iter()) {
                         *o += v;
                     }
+                } else if bias.is_empty() {
+                    // Not `copy_from_slice`: a `memcpy` call per pixel.
+                    super::simd::copy(dst, out);
                 } else {
                     for ((o, &v), &bi) in dst.iter_mut().zip(out.iter()).zip(&bias[..cout]) {
                         *o = v + bi;
