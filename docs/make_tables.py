@@ -123,24 +123,19 @@ def mnist14():
 
 
 def mnist14_unet():
-    rep, fre = RUNS / "mnist14-unet", RUNS / "mnist14-unet-fresh"
-    for config, out in (("examples/mnist14-unet-replace.toml", rep), ("examples/mnist14-unet-fresh.toml", fre)):
-        if not (out / "metrics.csv").exists():  # a run kept from before is reused
-            run("run", config, "--out", str(out), "--force", "--quiet")
-    t1, t2 = run_seconds(rep), run_seconds(fre)
+    out = RUNS / "mnist14-unet"
+    if not (out / "metrics.csv").exists():  # a run kept from before is reused
+        run("run", "examples/mnist14-unet-replace.toml", "--out", str(out), "--force", "--quiet")
     for g in (0, 4):  # the pictures beside the table
-        shutil.copyfile(rep / "samples" / "seed-0" / f"gen-00{g}.png",
-                        ROOT / "docs" / f"mnist14-unet-gen{g}.png")
-    a, b = rows(rep / "metrics.csv"), rows(fre / "metrics.csv")
-    header = ["generation", "replace: synthetic", f"gap to real ({fmt(a[0]['real_accuracy'])})", "class_edge90",
-              "frechet (features)", "precision", "recall",
-              "fresh α = 0.5: synthetic", f"gap to real ({fmt(b[0]['real_accuracy'])})", "frechet (features)"]
-    body = [[x["generation"], fmt(x["synthetic_accuracy"]), fmt(x["accuracy_gap"]), fmt(x["class_edge90"]),
-             fmt(x["frechet"]), fmt(x["precision"]), fmt(x["recall"]),
-             fmt(y["synthetic_accuracy"]), fmt(y["accuracy_gap"]), fmt(y["frechet"])] for x, y in zip(a, b)]
-    head = (f"`ouro run examples/mnist14-unet-replace.toml` ({t1 / 60:.1f} min) and "
-            f"`ouro run examples/mnist14-unet-fresh.toml` ({t2 / 60:.1f} min) on {processor()}:")
-    return head, markdown(header, body)
+        shutil.copyfile(out / "samples" / "seed-0" / f"gen-00{g}.png", ROOT / "docs" / f"mnist14-unet-gen{g}.png")
+    data = rows(out / "metrics.csv")
+    real = fmt(data[0]["real_accuracy"])
+    header = ["generation", "synthetic_accuracy", f"gap to real ({real})", "class_edge90", "mmd2",
+              "frechet (features)", "precision (features)", "recall (features)"]
+    body = [[r["generation"], fmt(r["synthetic_accuracy"]), fmt(r["accuracy_gap"]), fmt(r["class_edge90"]),
+             fmt(r["mmd2"]), fmt(r["frechet"]), fmt(r["precision"]), fmt(r["recall"])] for r in data]
+    return (f"`ouro run examples/mnist14-unet-replace.toml` ({run_seconds(out) / 60:.1f} min on {processor()}):",
+            markdown(header, body))
 
 
 def reconstruct_unet():
