@@ -943,7 +943,7 @@ impl Unet {
         for (i, op) in self.ops.iter().enumerate().rev() {
             assert!(
                 written[i + 1],
-                "the gradient of activation {} is complete",
+                "the gradient of activation {} was never written",
                 i + 1
             );
             let (before, after) = ws.grads.split_at_mut(i + 1);
