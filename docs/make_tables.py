@@ -122,20 +122,33 @@ def mnist14():
     return f"`ouro run examples/mnist14-conditional-replace.toml` ({secs / 60:.1f} min):", markdown(header, body)
 
 
-def mnist14_unet():
-    out = RUNS / "mnist14-unet"
+def unet_loop(example, name):
+    """A kept (or, when absent, fresh) run of a MNIST 14×14 U-Net loop example and its table of
+    train-on-synthetic accuracy, edges and feature-space distances per generation."""
+    out = RUNS / name
     if not (out / "metrics.csv").exists():  # a run kept from before is reused
-        run("run", "examples/mnist14-unet-replace.toml", "--out", str(out), "--force", "--quiet")
-    for g in (0, 4):  # the pictures beside the table
-        shutil.copyfile(out / "samples" / "seed-0" / f"gen-00{g}.png", ROOT / "docs" / f"mnist14-unet-gen{g}.png")
+        run("run", f"examples/{example}.toml", "--out", str(out), "--force", "--quiet")
     data = rows(out / "metrics.csv")
     real = fmt(data[0]["real_accuracy"])
     header = ["generation", "synthetic_accuracy", f"gap to real ({real})", "class_edge90", "mmd2",
               "frechet (features)", "precision (features)", "recall (features)"]
     body = [[r["generation"], fmt(r["synthetic_accuracy"]), fmt(r["accuracy_gap"]), fmt(r["class_edge90"]),
              fmt(r["mmd2"]), fmt(r["frechet"]), fmt(r["precision"]), fmt(r["recall"])] for r in data]
-    return (f"`ouro run examples/mnist14-unet-replace.toml` ({run_seconds(out) / 60:.1f} min on {processor()}):",
-            markdown(header, body))
+    head = f"`ouro run examples/{example}.toml` ({run_seconds(out) / 60:.1f} min on {processor()}):"
+    return out, head, markdown(header, body)
+
+
+def mnist14_unet():
+    out, head, table = unet_loop("mnist14-unet-replace", "mnist14-unet")
+    for g in (0, 4):  # the pictures beside the table
+        shutil.copyfile(out / "samples" / "seed-0" / f"gen-00{g}.png", ROOT / "docs" / f"mnist14-unet-gen{g}.png")
+    return head, table
+
+
+def mnist14_unet_fresh():
+    out, head, table = unet_loop("mnist14-unet-fresh", "mnist14-unet-fresh")
+    shutil.copyfile(out / "samples" / "seed-0" / "gen-004.png", ROOT / "docs" / "mnist14-unet-fresh-gen4.png")
+    return head, table
 
 
 def reconstruct_unet():
@@ -182,9 +195,11 @@ def mnist28():
 
 # Samples per sampler setting of the NFE table, drawn from one fitted model.
 NFE_SAMPLES = 2000
-# (sampler, σ grid, steps) of the NFE table; the first is the reference.
-NFE_SETTINGS = [("ddpm", "schedule", 250)] + [("dpmpp-2m", "karras", s) for s in (5, 8, 10, 15, 20)] + \
-    [("heun", "karras", s) for s in (5, 10)] + [("ddim", "schedule", s) for s in (10, 20)]
+# (sampler, σ grid, steps, DDIM's η or None) of the NFE table; the first is the reference.
+NFE_SETTINGS = [("ddpm", "schedule", 250, None)] + \
+    [("dpmpp-2m", "karras", s, None) for s in (5, 8, 10, 15, 20)] + \
+    [("heun", "karras", s, None) for s in (5, 10)] + [("ddim", "schedule", s, None) for s in (10, 20)] + \
+    [("ddim", "karras", 20, 1.0), ("euler-maruyama", "karras", 20, None)]
 
 
 def evaluations(sampler, steps, guided):
@@ -204,17 +219,20 @@ def nfe():
     body, ref = [], None
     guidance = re.search(r"^guidance = ([0-9.eE+-]+)", (folder / "config.toml").read_text(), re.M)
     guided = guidance is not None and float(guidance.group(1)) != 0
-    for sampler, grid, steps in NFE_SETTINGS:
-        drawn = out / f"{sampler}-{grid}-{steps}.npy"
+    for sampler, grid, steps, eta in NFE_SETTINGS:
+        drawn = out / f"{sampler}-{grid}-{steps}{'' if eta is None else f'-eta{eta}'}.npy"
+        stochastic = [] if eta is None else ["--set", f"eta={eta}"]
         secs = run("sample", str(model), "--n", str(NFE_SAMPLES), "--out", str(drawn), "--force",
-                   "--set", f"sampler={sampler}", "--set", f"sigma_grid={grid}", "--set", f"sample_steps={steps}")
+                   "--set", f"sampler={sampler}", "--set", f"sigma_grid={grid}", "--set", f"sample_steps={steps}",
+                   *stochastic)
         result = subprocess.run([str(OURO), "eval", str(real), str(drawn), "--features", str(features),
                                  "--metrics", "frechet,precision,recall", "--json"], cwd=ROOT, check=True,
                                 capture_output=True, text=True)
         m = json.loads(result.stdout)
         fd = float(m["frechet"])
         ref = fd if ref is None else ref
-        body.append([sampler, grid, str(steps), str(evaluations(sampler, steps, guided)), fmt(fd), f"{fd / ref:.3f}",
+        name = sampler if eta is None else f"{sampler} (η = {eta:g})"
+        body.append([name, grid, str(steps), str(evaluations(sampler, steps, guided)), fmt(fd), f"{fd / ref:.3f}",
                      fmt(m["precision"]), fmt(m["recall"]), f"{secs:.0f}"])
     header = ["sampler", "σ grid", "steps", "network evaluations", "frechet (features)", "÷ DDPM 250",
               "precision (features)", "recall (features)", "seconds"]
@@ -460,6 +478,7 @@ TABLES = {
     "digits-conditional": digits_conditional,
     "mnist14": mnist14,
     "mnist14-unet": mnist14_unet,
+    "mnist14-unet-fresh": mnist14_unet_fresh,
     "reconstruct-unet": reconstruct_unet,
     "mnist28": mnist28,
     "nfe": nfe,
