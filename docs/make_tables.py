@@ -122,12 +122,19 @@ def mnist14():
     return f"`ouro run examples/mnist14-conditional-replace.toml` ({secs / 60:.1f} min):", markdown(header, body)
 
 
+def kept_run(example, name, *sets):
+    """The run folder RUNS/name of `ouro run examples/<example>.toml` with the `--set` overrides
+    `sets`: a run kept from before is reused, else it is run."""
+    out = RUNS / name
+    if not (out / "metrics.csv").exists():
+        run("run", f"examples/{example}.toml", "--out", str(out), "--force", "--quiet", *sets)
+    return out
+
+
 def unet_loop(example, name):
     """A kept (or, when absent, fresh) run of a MNIST 14×14 U-Net loop example and its table of
     train-on-synthetic accuracy, edges and feature-space distances per generation."""
-    out = RUNS / name
-    if not (out / "metrics.csv").exists():  # a run kept from before is reused
-        run("run", f"examples/{example}.toml", "--out", str(out), "--force", "--quiet")
+    out = kept_run(example, name)
     data = rows(out / "metrics.csv")
     real = fmt(data[0]["real_accuracy"])
     header = ["generation", "synthetic_accuracy", f"gap to real ({real})", "class_edge90", "mmd2",
@@ -149,6 +156,20 @@ def mnist14_unet_fresh():
     out, head, table = unet_loop("mnist14-unet-fresh", "mnist14-unet-fresh")
     shutil.copyfile(out / "samples" / "seed-0" / "gen-004.png", ROOT / "docs" / "mnist14-unet-fresh-gen4.png")
     return head, table
+
+
+def mnist14_unet_objective():
+    eps = kept_run("mnist14-unet-replace", "mnist14-unet")
+    v = kept_run("mnist14-unet-replace", "mnist14-unet-v", "--set", 'model.objective="v"')
+    shutil.copyfile(v / "samples" / "seed-0" / "gen-004.png", ROOT / "docs" / "mnist14-unet-v-gen4.png")
+    a, b = rows(eps / "metrics.csv"), rows(v / "metrics.csv")
+    cols = [("synthetic_accuracy", "synthetic_accuracy"), ("class_edge90", "class_edge90"),
+            ("frechet", "frechet (features)"), ("recall", "recall (features)")]
+    header = ["generation"] + [f"{o}: {c}" for _, c in cols for o in ("ε", "v")]
+    body = [[x["generation"]] + [fmt(r[k]) for k, _ in cols for r in (x, y)] for x, y in zip(a, b)]
+    head = ("`ouro run examples/mnist14-unet-replace.toml` as it is (ε) and with `--set 'model.objective=\"v\"'` "
+            f"(v; {run_seconds(v) / 60:.1f} min on {processor()}):")
+    return head, markdown(header, body)
 
 
 def reconstruct_unet():
@@ -479,6 +500,7 @@ TABLES = {
     "mnist14": mnist14,
     "mnist14-unet": mnist14_unet,
     "mnist14-unet-fresh": mnist14_unet_fresh,
+    "mnist14-unet-objective": mnist14_unet_objective,
     "reconstruct-unet": reconstruct_unet,
     "mnist28": mnist28,
     "nfe": nfe,
