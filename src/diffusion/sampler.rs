@@ -447,6 +447,38 @@ mod tests {
     }
 
     #[test]
+    fn one_wide_stochastic_step_leaves_the_variance_of_its_rule() {
+        // Data at a point (D ≈ 0: a Gaussian of std 10⁻³) and x ~ N(0, σ_t²). One step to σ_s
+        // keeps keep·x and adds noise², so Var = keep² σ_t² + noise². Only DDIM with η = 1 lands
+        // on σ_s²; Euler–Maruyama leaves σ_s⁴/σ_t² + σ_t² − σ_s² (why it fails on a 20-step grid),
+        // DDPM σ_s⁴/σ_t² + (σ_t² − σ_s²)(1 + σ_s²)/(1 + σ_t²). n = 20 000: se ≈ Var·√(2/n) = 1%.
+        let (st, ss, n) = (2.0f64, 1.0f64, 20_000);
+        let den = gaussian_1d(1e-3);
+        let dv = st * st - ss * ss;
+        for (sampler, expected) in [
+            (Sampler::Ddim { eta: 1.0 }, ss * ss),
+            (Sampler::EulerMaruyama, ss.powi(4) / (st * st) + dv),
+            (
+                Sampler::Ddpm,
+                ss.powi(4) / (st * st) + dv * (1.0 + ss * ss) / (1.0 + st * st),
+            ),
+        ] {
+            let mut rng = stream(5, 0, Role::Samples);
+            let x0 = Array2::from_shape_fn((n, 1), |_| {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                (st * z) as f32
+            });
+            let x = run(&den, sampler, &[st, ss], x0, None, &mut rng);
+            let ratio = variance(&x) / expected;
+            assert!(
+                (ratio - 1.0).abs() < 4.0 * (2.0 / n as f64).sqrt(),
+                "{sampler:?}: variance {} against {expected}",
+                variance(&x)
+            );
+        }
+    }
+
+    #[test]
     fn ddim_eta_one_matches_ancestral_ddpm_on_a_gaussian() {
         // Both sample N(0, s²) when the denoiser is exact; with 1000 steps their variances agree
         // within Monte-Carlo error (n = 20 000: se of a variance ≈ s²√(2/n) = 1%).
