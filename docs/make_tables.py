@@ -186,11 +186,7 @@ def reconstruct_unet():
 
 def mnist28_run():
     """The class-conditional U-Net run on 28 × 28 MNIST (kept between the tables that read it)."""
-    out = RUNS / "mnist-unet"
-    if not (out / "metrics.csv").exists():
-        run("run", "examples/mnist-unet-conditional.toml", "--out", str(out), "--force", "--quiet",
-            "--set", "save_train_sets=true")
-    return out
+    return kept_run("mnist-unet-conditional", "mnist-unet", "--set", "save_train_sets=true")
 
 
 def run_seconds(folder):
