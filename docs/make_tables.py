@@ -158,18 +158,28 @@ def mnist14_unet_fresh():
     return head, table
 
 
-def mnist14_unet_objective():
-    eps = kept_run("mnist14-unet-replace", "mnist14-unet")
-    v = kept_run("mnist14-unet-replace", "mnist14-unet-v", "--set", 'model.objective="v"')
-    shutil.copyfile(v / "samples" / "seed-0" / "gen-004.png", ROOT / "docs" / "mnist14-unet-v-gen4.png")
+def objective_table(example, eps_name, v_name):
+    """The loop of `example` as it is (ε objective) and with `model.objective = "v"`, side by side
+    per generation; writes docs/<v_name>-gen4.png."""
+    eps = kept_run(example, eps_name)
+    v = kept_run(example, v_name, "--set", 'model.objective="v"')
+    shutil.copyfile(v / "samples" / "seed-0" / "gen-004.png", ROOT / "docs" / f"{v_name}-gen4.png")
     a, b = rows(eps / "metrics.csv"), rows(v / "metrics.csv")
     cols = [("synthetic_accuracy", "synthetic_accuracy"), ("class_edge90", "class_edge90"),
             ("frechet", "frechet (features)"), ("recall", "recall (features)")]
     header = ["generation"] + [f"{o}: {c}" for _, c in cols for o in ("ε", "v")]
     body = [[x["generation"]] + [fmt(r[k]) for k, _ in cols for r in (x, y)] for x, y in zip(a, b)]
-    head = ("`ouro run examples/mnist14-unet-replace.toml` as it is (ε) and with `--set 'model.objective=\"v\"'` "
+    head = (f"`ouro run examples/{example}.toml` as it is (ε) and with `--set 'model.objective=\"v\"'` "
             f"(v; {run_seconds(v) / 60:.1f} min on {processor()}):")
     return head, markdown(header, body)
+
+
+def mnist14_unet_objective():
+    return objective_table("mnist14-unet-replace", "mnist14-unet", "mnist14-unet-v")
+
+
+def mnist14_unet_fresh_objective():
+    return objective_table("mnist14-unet-fresh", "mnist14-unet-fresh", "mnist14-unet-fresh-v")
 
 
 def reconstruct_unet():
@@ -497,6 +507,7 @@ TABLES = {
     "mnist14-unet": mnist14_unet,
     "mnist14-unet-fresh": mnist14_unet_fresh,
     "mnist14-unet-objective": mnist14_unet_objective,
+    "mnist14-unet-fresh-objective": mnist14_unet_fresh_objective,
     "reconstruct-unet": reconstruct_unet,
     "mnist28": mnist28,
     "nfe": nfe,
