@@ -981,7 +981,15 @@ fn sample_model(
     let (_, fitted) = crate::models::load_with(&bytes, model, overrides)?;
     let started = std::time::Instant::now();
     let mut rng = crate::rng::stream(seed, generation, crate::rng::Role::Samples);
-    let set = crate::experiment::with_threads(threads, || fitted.sample(n, &mut rng))??;
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{wide_msg}  {elapsed}").expect("valid template"),
+    );
+    let watch = crate::progress::Watch::new("", bar.clone(), true);
+    let set = crate::experiment::with_threads(threads, || {
+        crate::progress::watching(Some(watch), || fitted.sample(n, &mut rng))
+    })??;
+    bar.finish_and_clear();
     crate::data::write_npy(out, &set.points)?;
     if let Some(labels) = &set.labels {
         crate::data::write_labels_npy(&labels_path, labels)?;

@@ -23,6 +23,7 @@ pub mod linalg;
 pub mod metrics;
 pub mod models;
 pub mod nn;
+pub mod progress;
 pub mod report;
 pub mod reproduce;
 pub mod rng;

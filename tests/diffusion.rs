@@ -375,3 +375,28 @@ fn memorisation_is_seen_through_repeated_training_points() {
         assert!(v[col("memorized_null")] < 0.2, "generation {g}: {v:?}");
     }
 }
+
+/// Training and sampling report their progress to the watch that the caller set: the bar's
+/// message ends at the last step and the last point.
+#[test]
+fn training_and_sampling_report_to_the_current_watch() {
+    let train = two_gaussians().sample(256, &mut stream(0, 0, Role::RealInit));
+    let l = learner(
+        "denoiser = \"mlp\"\nhidden = [16]\ntrain_steps = 50\nbatch_size = 64\nsample_steps = 10",
+    );
+    let bar = indicatif::ProgressBar::hidden();
+    let watch = ouro::progress::Watch::new("seed 0", bar.clone(), false);
+    let model = ouro::progress::watching(Some(watch.part("generation 0")), || {
+        l.fit(train.view(), None, None, &mut stream(0, 0, Role::Fit))
+    })
+    .unwrap();
+    assert_eq!(bar.message(), "seed 0, generation 0: training 50/50 steps");
+    ouro::progress::watching(Some(watch), || {
+        model.generate(1000, &mut stream(0, 0, Role::Samples))
+    });
+    assert_eq!(bar.message(), "seed 0: sampling 1000/1000 points");
+    // without a watch nothing is reported
+    bar.set_message("");
+    model.generate(1000, &mut stream(0, 0, Role::Samples));
+    assert_eq!(bar.message(), "");
+}

@@ -89,6 +89,12 @@ pub fn run(
     }
     let chunks = x.nrows().div_ceil(CHUNK);
     let seeds: Vec<u64> = (0..chunks).map(|_| rng.next_u64()).collect();
+    // progress: points finished, of `total`
+    let (watch, done, total) = (
+        crate::progress::current(),
+        std::sync::atomic::AtomicU64::new(0),
+        x.nrows() as u64,
+    );
     let views: Vec<_> = x.axis_chunks_iter_mut(Axis(0), CHUNK).collect();
     views
         .into_par_iter()
@@ -101,7 +107,12 @@ pub fn run(
                 inner: denoiser,
                 labels: labels.map(|l| &l[rows]),
             };
+            let n = chunk.nrows() as u64;
             run_chunk(&den, sampler, grid, chunk, &mut chunk_rng);
+            if let Some(w) = &watch {
+                let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                w.report("sampling", d, total, "points");
+            }
         });
     x
 }

@@ -345,8 +345,12 @@ pub(crate) fn fit<N: Network>(
     let mut since_best = 0;
     let mut recent = std::collections::VecDeque::with_capacity(100);
     let mut steps_run = 0;
+    let watch = crate::progress::current();
     for step in 0..cfg.steps {
         let loss = trainer.step(&mut params, step);
+        if let Some(w) = &watch {
+            w.report("training", step as u64 + 1, cfg.steps as u64, "steps");
+        }
         if recent.len() == 100 {
             recent.pop_front();
         }

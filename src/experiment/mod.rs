@@ -275,7 +275,17 @@ impl Experiment {
         if first >= self.config.generations {
             return Ok(rows);
         }
-        let mut built = self.build(seed, first, &mut real, previous.as_deref(), &mut state)?;
+        // the command's watch of this seed, handed to each generation's work (which may run on
+        // another thread)
+        let watch = crate::progress::current();
+        let mut built = self.build(
+            seed,
+            first,
+            &mut real,
+            previous.as_deref(),
+            &mut state,
+            watch.as_ref(),
+        )?;
         if first == 0
             && self.metrics.uses_classifiers()
             && let (Some(tl), Some(rl)) = (&built.train.labels, &reference.labels)
@@ -316,6 +326,10 @@ impl Experiment {
             let (loop_state, real_position) = (state.clone(), real.position());
             let ((metrics, synthetic_accuracy), (next, shown)) = rayon::join(
                 || {
+                    if let Some(w) = &watch {
+                        w.part(&format!("generation {g}"))
+                            .report("measuring", 0, 0, "");
+                    }
                     let ctx = Context {
                         samples: this.samples.points.view(),
                         train: this.train.points.view(),
@@ -347,7 +361,14 @@ impl Experiment {
                     rayon::join(
                         || {
                             (g + 1 < self.config.generations).then(|| {
-                                self.build(seed, g + 1, &mut real, Some(&*this.model), &mut state)
+                                self.build(
+                                    seed,
+                                    g + 1,
+                                    &mut real,
+                                    Some(&*this.model),
+                                    &mut state,
+                                    watch.as_ref(),
+                                )
                             })
                         },
                         || pending.as_ref().map_or(Ok(()), |m| show(m, &rows, observe)),
@@ -379,8 +400,22 @@ impl Experiment {
     }
 
     /// Generation `g` of `seed` built: its training set (from model g − 1, `previous`), the
-    /// model fitted on it and the model's samples.
+    /// model fitted on it and the model's samples, with progress reported to a part of `watch`.
     fn build(
+        &self,
+        seed: u64,
+        g: usize,
+        real: &mut crate::data::RealData,
+        previous: Option<&dyn Model>,
+        state: &mut LoopState,
+        watch: Option<&std::sync::Arc<crate::progress::Watch>>,
+    ) -> Result<Built> {
+        let part = watch.map(|w| w.part(&format!("generation {g}")));
+        crate::progress::watching(part, || self.build_here(seed, g, real, previous, state))
+    }
+
+    /// [`Experiment::build`] on the current thread's watch.
+    fn build_here(
         &self,
         seed: u64,
         g: usize,

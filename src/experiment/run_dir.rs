@@ -353,8 +353,10 @@ fn write_into(
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} generations  {elapsed} (eta {eta})")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} generations  {elapsed} (eta {eta})\n{wide_msg}",
+        )
+        .expect("valid template"),
     );
     let saved = |g: usize| g.is_multiple_of(cfg.save_every) || g + 1 == cfg.generations;
     // Image targets: pictures of the real data (a row per class) and of each saved generation.
@@ -452,12 +454,15 @@ fn write_into(
                     }
                     Ok(())
                 };
-                let rows = exp
-                    .run_seed_from(seed, start, &mut observe)
-                    .map_err(|e| match e {
-                        Error::Stopped => Error::Stopped,
-                        e => Error::Run(format!("seed {seed}: {e}")),
-                    })?;
+                let watch =
+                    crate::progress::Watch::new(format!("seed {seed}"), bar.clone(), opts.progress);
+                let rows = crate::progress::watching(Some(watch), || {
+                    exp.run_seed_from(seed, start, &mut observe)
+                })
+                .map_err(|e| match e {
+                    Error::Stopped => Error::Stopped,
+                    e => Error::Run(format!("seed {seed}: {e}")),
+                })?;
                 Ok((rows, class_rows))
             })
             .collect()

@@ -363,7 +363,7 @@ pub fn run_task(dir: &Path, cell: usize, threads: usize) -> Result<()> {
     let run = super::run_dir::RunOptions {
         force: true,
         threads,
-        progress: false,
+        progress: true,
         resume: true,
     };
     if let Err(e) = super::run_dir::run(&c.experiment, &cells_dir.join(c.name()), &run) {
