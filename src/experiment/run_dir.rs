@@ -370,6 +370,8 @@ fn write_into(
         pic.draw(&dir.join("real.png"), data.points.view(), &cells)?;
     }
     let first_seed = seeds.first().copied().unwrap_or_default();
+    // a caller's watch (a study's cell) gets this run's reports; else this run's bar does
+    let outer = crate::progress::current();
     let per_seed: Vec<Result<(Vec<Vec<f64>>, String)>> = super::with_threads(opts.threads, || {
         seeds
             .par_iter()
@@ -454,8 +456,14 @@ fn write_into(
                     }
                     Ok(())
                 };
-                let watch =
-                    crate::progress::Watch::new(format!("seed {seed}"), bar.clone(), opts.progress);
+                let watch = match &outer {
+                    Some(w) => w.part(&format!("seed {seed}")),
+                    None => crate::progress::Watch::new(
+                        format!("seed {seed}"),
+                        bar.clone(),
+                        opts.progress,
+                    ),
+                };
                 let rows = crate::progress::watching(Some(watch), || {
                     exp.run_seed_from(seed, start, &mut observe)
                 })

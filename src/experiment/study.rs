@@ -396,22 +396,38 @@ pub fn sweep(study: &Study, out: &Path, opts: &SweepOptions) -> Result<SweepRepo
     };
     let per_cell = (cores / jobs).max(1);
     let bar = progress_bar(opts.progress, todo.len());
-    let results: Vec<(usize, Result<()>)> = super::with_threads(jobs, || {
-        use rayon::prelude::*;
-        todo.par_iter()
-            .map(|c| {
-                let run = RunOptions {
-                    force: true,
-                    threads: per_cell,
-                    progress: false,
-                    resume: opts.resume,
-                };
-                let r = run_dir::run(&c.experiment, &cells_dir.join(c.name()), &run).map(|_| ());
-                bar.inc(1);
-                (c.index, r)
-            })
-            .collect()
-    })?;
+    // `jobs` threads, each taking the next cell: at most `jobs` cells run at once (a rayon pool
+    // of `jobs` threads would start more, its threads taking other cells while they wait for
+    // their cell's own pool).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                while let Some(c) =
+                    todo.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                {
+                    let run = RunOptions {
+                        force: true,
+                        threads: per_cell,
+                        progress: false,
+                        resume: opts.resume,
+                    };
+                    let watch = crate::progress::Watch::new(c.name(), bar.clone(), opts.progress);
+                    let r = crate::progress::watching(Some(watch), || {
+                        run_dir::run(&c.experiment, &cells_dir.join(c.name()), &run)
+                    })
+                    .map(|_| ());
+                    bar.inc(1);
+                    done.lock()
+                        .expect("no cell thread panicked")
+                        .push((c.index, r));
+                }
+            });
+        }
+    });
+    let mut results: Vec<(usize, Result<()>)> = done.into_inner().expect("no cell thread panicked");
+    results.sort_by_key(|(i, _)| *i);
     bar.finish_and_clear();
     for (i, r) in results {
         match r {
@@ -438,7 +454,7 @@ fn progress_bar(show: bool, n: usize) -> indicatif::ProgressBar {
     };
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} cells  {elapsed} (eta {eta})",
+            "{bar:40} {pos}/{len} cells  {elapsed} (eta {eta})\n{wide_msg}",
         )
         .expect("valid template"),
     );
