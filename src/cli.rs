@@ -479,9 +479,14 @@ pub fn main_with(cli: Cli) -> Result<()> {
         } => {
             let started = provenance::Started::now();
             let exp = load_experiment(&config, &set)?;
+            let bar = message_bar();
+            let watch = crate::progress::Watch::new("", bar.clone(), true);
             let sweep = crate::experiment::with_threads(threads, || {
-                crate::experiment::reconstruct::reconstruct(&exp, &steps, &out, force)
+                crate::progress::watching(Some(watch), || {
+                    crate::experiment::reconstruct::reconstruct(&exp, &steps, &out, force)
+                })
             })??;
+            bar.finish_and_clear();
             let mut head = format!("{:>8} {:>9}", "t", "sigma");
             for c in &sweep.columns {
                 head.push_str(&format!(" {c:>15}"));
@@ -947,6 +952,16 @@ fn path_number(path: &Path, prefix: &str) -> Option<u64> {
     })
 }
 
+/// A bar for a command of one piece of work: the work under way (its [`crate::progress::Watch`]'s
+/// message) and the time so far, drawn on a terminal only.
+fn message_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::no_length();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{wide_msg}  {elapsed}").expect("valid template"),
+    );
+    bar
+}
+
 /// `ouro sample`: `n` draws of the model saved at `model` from the (seed, generation, samples)
 /// stream, written to `out` (and the labels beside it) only when all succeeded.
 fn sample_model(
@@ -981,10 +996,7 @@ fn sample_model(
     let (_, fitted) = crate::models::load_with(&bytes, model, overrides)?;
     let started = std::time::Instant::now();
     let mut rng = crate::rng::stream(seed, generation, crate::rng::Role::Samples);
-    let bar = indicatif::ProgressBar::new(n as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{wide_msg}  {elapsed}").expect("valid template"),
-    );
+    let bar = message_bar();
     let watch = crate::progress::Watch::new("", bar.clone(), true);
     let set = crate::experiment::with_threads(threads, || {
         crate::progress::watching(Some(watch), || fitted.sample(n, &mut rng))

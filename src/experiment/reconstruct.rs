@@ -103,13 +103,20 @@ pub fn reconstruct(exp: &Experiment, times: &[f64], out: &Path, force: bool) -> 
     }
     let mut rows = Vec::new();
     let mut sets = Vec::new();
+    let watch = crate::progress::current();
     for (i, &t) in times.iter().enumerate() {
-        let x = model.reconstruct(
-            x0.view(),
-            labels0.as_deref(),
-            t,
-            &mut stream(seed, i as u64, Role::Samples),
-        );
+        let part = watch.as_ref().map(|w| w.part(&format!("t = {t}")));
+        let x = crate::progress::watching(part.clone(), || {
+            model.reconstruct(
+                x0.view(),
+                labels0.as_deref(),
+                t,
+                &mut stream(seed, i as u64, Role::Samples),
+            )
+        });
+        if let Some(w) = &part {
+            w.report("measuring", 0, 0, "");
+        }
         let mut values = measure(
             x.view(),
             x0.view(),
