@@ -80,7 +80,8 @@ impl Watch {
     }
 
     /// Reports that `done` of `total` `unit`s of `phase` (training, sampling) are finished; a
-    /// `total` of 0 reports the phase alone. A count below one already reported for the phase
+    /// `total` of 0 reports the phase alone. The phase's time counts from its first report, so
+    /// work reports `done` = 0 when it starts. A count below one already reported for the phase
     /// (parallel workers finishing out of order) is not shown.
     pub fn report(&self, phase: &'static str, done: u64, total: u64, unit: &str) {
         let now = Instant::now();

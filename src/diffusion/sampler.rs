@@ -95,6 +95,9 @@ pub fn run(
         std::sync::atomic::AtomicU64::new(0),
         x.nrows() as u64,
     );
+    if let Some(w) = &watch {
+        w.report("sampling", 0, total, "points");
+    }
     let views: Vec<_> = x.axis_chunks_iter_mut(Axis(0), CHUNK).collect();
     views
         .into_par_iter()

@@ -346,6 +346,9 @@ pub(crate) fn fit<N: Network>(
     let mut recent = std::collections::VecDeque::with_capacity(100);
     let mut steps_run = 0;
     let watch = crate::progress::current();
+    if let Some(w) = &watch {
+        w.report("training", 0, cfg.steps as u64, "steps");
+    }
     for step in 0..cfg.steps {
         let loss = trainer.step(&mut params, step);
         if let Some(w) = &watch {
