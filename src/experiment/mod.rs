@@ -411,56 +411,51 @@ impl Experiment {
         watch: Option<&std::sync::Arc<crate::progress::Watch>>,
     ) -> Result<Built> {
         let part = watch.map(|w| w.part(&format!("generation {g}")));
-        crate::progress::watching(part, || self.build_here(seed, g, real, previous, state))
-    }
-
-    /// [`Experiment::build`] on the current thread's watch.
-    fn build_here(
-        &self,
-        seed: u64,
-        g: usize,
-        real: &mut crate::data::RealData,
-        previous: Option<&dyn Model>,
-        state: &mut LoopState,
-    ) -> Result<Built> {
-        let (train, curation) =
-            self.schedule
-                .training_set(seed, g, real, previous, state, self.curation.as_ref())?;
-        let warm = if self.config.schedule.warm_start {
-            previous
-        } else {
-            None
-        };
-        let weights = self
-            .config
-            .schedule
-            .real_weight
-            .filter(|_| g > 0)
-            .and_then(|w| {
-                let real = self.schedule.real_count(g, train.len())?;
-                Some(real_weights(real, train.len() - real, w))
-            });
-        let model = self.learner.fit_checked(
-            &TrainingSet {
-                weights: weights.as_deref(),
-                ..TrainingSet::labeled(train.points.view(), train.labels.as_deref())
-            },
-            warm,
-            &mut stream(seed, g as u64, Role::Fit),
-        )?;
-        let model = match &self.config.schedule.neon {
-            Some(neon) if neon.weight > 0.0 => self.neon(seed, g, model, neon, train.len())?,
-            _ => model,
-        };
-        let samples = model.sample(
-            self.config.samples_per_generation,
-            &mut stream(seed, g as u64, Role::Samples),
-        )?;
-        Ok(Built {
-            train,
-            model,
-            samples,
-            curation,
+        crate::progress::watching(part, || {
+            let (train, curation) = self.schedule.training_set(
+                seed,
+                g,
+                real,
+                previous,
+                state,
+                self.curation.as_ref(),
+            )?;
+            let warm = if self.config.schedule.warm_start {
+                previous
+            } else {
+                None
+            };
+            let weights = self
+                .config
+                .schedule
+                .real_weight
+                .filter(|_| g > 0)
+                .and_then(|w| {
+                    let real = self.schedule.real_count(g, train.len())?;
+                    Some(real_weights(real, train.len() - real, w))
+                });
+            let model = self.learner.fit_checked(
+                &TrainingSet {
+                    weights: weights.as_deref(),
+                    ..TrainingSet::labeled(train.points.view(), train.labels.as_deref())
+                },
+                warm,
+                &mut stream(seed, g as u64, Role::Fit),
+            )?;
+            let model = match &self.config.schedule.neon {
+                Some(neon) if neon.weight > 0.0 => self.neon(seed, g, model, neon, train.len())?,
+                _ => model,
+            };
+            let samples = model.sample(
+                self.config.samples_per_generation,
+                &mut stream(seed, g as u64, Role::Samples),
+            )?;
+            Ok(Built {
+                train,
+                model,
+                samples,
+                curation,
+            })
         })
     }
 }
