@@ -479,14 +479,9 @@ pub fn main_with(cli: Cli) -> Result<()> {
         } => {
             let started = provenance::Started::now();
             let exp = load_experiment(&config, &set)?;
-            let bar = message_bar();
-            let watch = crate::progress::Watch::new("", bar.clone(), true);
-            let sweep = crate::experiment::with_threads(threads, || {
-                crate::progress::watching(Some(watch), || {
-                    crate::experiment::reconstruct::reconstruct(&exp, &steps, &out, force)
-                })
+            let sweep = watched(threads, || {
+                crate::experiment::reconstruct::reconstruct(&exp, &steps, &out, force)
             })??;
-            bar.finish_and_clear();
             let mut head = format!("{:>8} {:>9}", "t", "sigma");
             for c in &sweep.columns {
                 head.push_str(&format!(" {c:>15}"));
@@ -952,14 +947,19 @@ fn path_number(path: &Path, prefix: &str) -> Option<u64> {
     })
 }
 
-/// A bar for a command of one piece of work: the work under way (its [`crate::progress::Watch`]'s
-/// message) and the time so far, drawn on a terminal only.
-fn message_bar() -> indicatif::ProgressBar {
+/// Runs `f` on `threads` worker threads (0: every core) with a [`crate::progress::Watch`] whose
+/// reports (the work under way) and the time so far are drawn on a terminal, or logged once a
+/// minute when stderr is not one.
+fn watched<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
     let bar = indicatif::ProgressBar::no_length();
     bar.set_style(
         indicatif::ProgressStyle::with_template("{wide_msg}  {elapsed}").expect("valid template"),
     );
-    bar
+    let watch = crate::progress::Watch::new("", bar.clone(), true);
+    let result =
+        crate::experiment::with_threads(threads, || crate::progress::watching(Some(watch), f));
+    bar.finish_and_clear();
+    result
 }
 
 /// `ouro sample`: `n` draws of the model saved at `model` from the (seed, generation, samples)
@@ -996,12 +996,7 @@ fn sample_model(
     let (_, fitted) = crate::models::load_with(&bytes, model, overrides)?;
     let started = std::time::Instant::now();
     let mut rng = crate::rng::stream(seed, generation, crate::rng::Role::Samples);
-    let bar = message_bar();
-    let watch = crate::progress::Watch::new("", bar.clone(), true);
-    let set = crate::experiment::with_threads(threads, || {
-        crate::progress::watching(Some(watch), || fitted.sample(n, &mut rng))
-    })??;
-    bar.finish_and_clear();
+    let set = watched(threads, || fitted.sample(n, &mut rng))??;
     crate::data::write_npy(out, &set.points)?;
     if let Some(labels) = &set.labels {
         crate::data::write_labels_npy(&labels_path, labels)?;
