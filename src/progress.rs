@@ -26,10 +26,10 @@ pub struct Watch {
     /// What the work is, e.g. `seed 0, generation 3`; empty for a command's single piece.
     label: String,
     bar: indicatif::ProgressBar,
-    log: bool,
     state: Mutex<State>,
-    /// When a line was last written, shared by a watch and its parts.
-    last_log: Arc<Mutex<Instant>>,
+    /// When a line was last written, shared by a watch and its parts; none when no lines are
+    /// written.
+    last_log: Option<Arc<Mutex<Instant>>>,
 }
 
 struct State {
@@ -46,19 +46,18 @@ impl Watch {
     /// is set, as plain lines on stderr.
     pub fn new(label: impl Into<String>, bar: indicatif::ProgressBar, log: bool) -> Arc<Watch> {
         let log = log && !std::io::stderr().is_terminal();
-        Watch::with_log(label.into(), bar, log, Arc::new(Mutex::new(Instant::now())))
+        let last_log = log.then(|| Arc::new(Mutex::new(Instant::now())));
+        Watch::with_log(label.into(), bar, last_log)
     }
 
     fn with_log(
         label: String,
         bar: indicatif::ProgressBar,
-        log: bool,
-        last_log: Arc<Mutex<Instant>>,
+        last_log: Option<Arc<Mutex<Instant>>>,
     ) -> Arc<Watch> {
         Arc::new(Watch {
             label,
             bar,
-            log,
             state: Mutex::new(State {
                 phase: "",
                 phase_start: Instant::now(),
@@ -76,7 +75,7 @@ impl Watch {
             "" => label.to_string(),
             own => format!("{own}, {label}"),
         };
-        Watch::with_log(label, self.bar.clone(), self.log, self.last_log.clone())
+        Watch::with_log(label, self.bar.clone(), self.last_log.clone())
     }
 
     /// Reports that `done` of `total` `unit`s of `phase` (training, sampling) are finished; a
@@ -99,10 +98,7 @@ impl Watch {
         let draw = s
             .last_draw
             .is_none_or(|t| now - t >= DRAW_EVERY || done == total);
-        let mut last_log = match self.log {
-            true => self.last_log.lock().ok(),
-            false => None,
-        };
+        let mut last_log = self.last_log.as_ref().and_then(|t| t.lock().ok());
         let log = last_log.as_ref().is_some_and(|t| now - **t >= LOG_EVERY);
         if !draw && !log {
             return;
