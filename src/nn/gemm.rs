@@ -135,6 +135,15 @@ impl PackedB {
         }
     }
 
+    /// The bits of the packed values of the current shape, padding included.
+    #[cfg(test)]
+    pub(super) fn bits(&self) -> Vec<u32> {
+        self.used()
+            .iter()
+            .flat_map(|r| r.0.map(f32::to_bits))
+            .collect()
+    }
+
     /// The panel rows of the current shape.
     fn used(&self) -> &[PanelRow] {
         &self.data[..self.n.div_ceil(NR) * self.k]
@@ -170,6 +179,12 @@ impl PackedB {
             left -= take;
             j += take;
         }
+    }
+
+    /// Packed row `i` of the panel holding column `j0` (a multiple of 16), 64-byte aligned.
+    #[inline(always)]
+    pub(super) fn row16(&mut self, i: usize, j0: usize) -> &mut [f32; NR] {
+        self.row_mut(i, j0)
     }
 
     /// Packed row `i` of the panel holding column `j0` (a multiple of 16).

@@ -174,3 +174,47 @@ mod tests {
         assert!(worst < 3e-7, "worst relative error {worst}");
     }
 }
+
+/// One cache line of f32.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// A growable f32 buffer whose start is 64-byte aligned, so that 16-lane loads and stores at
+/// multiples of 16 values never straddle two cache lines (an allocator's 16-byte alignment
+/// splits every such access in two).
+#[derive(Clone, Debug, Default)]
+pub struct AlignedVec {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl AlignedVec {
+    /// Sets the length to `len` values (values past the old length are zero) and returns them.
+    pub fn resize(&mut self, len: usize) -> &mut [f32] {
+        if len < self.len {
+            // Values past `len` read as zero when the buffer grows again.
+            self[len..].fill(0.0);
+        }
+        let lines = len.div_ceil(16).max(self.lines.len());
+        self.lines.resize(lines, Line([0.0; 16]));
+        self.len = len;
+        self
+    }
+}
+
+impl std::ops::Deref for AlignedVec {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        // SAFETY: Line is repr(C) around [f32; 16], so the lines are contiguous f32, and
+        // len ≤ 16·lines.len().
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<f32>(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for AlignedVec {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `deref`.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<f32>(), self.len) }
+    }
+}

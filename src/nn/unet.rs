@@ -17,7 +17,7 @@ use super::conv::{
     Conv2d, ConvScratch, Dims, GradMode, GroupNorm, PackedConv, add_image_bias, concat,
     concat_backward, deliver, image_bias_backward, upsample2, upsample2_backward,
 };
-use super::simd::exp_f32;
+use super::simd::{AlignedVec, exp_f32};
 use rand::RngExt;
 use rand_distr::Distribution as _;
 
@@ -524,14 +524,14 @@ pub struct Packed {
 #[derive(Default)]
 struct BlockCache {
     stats1: Vec<f32>,
-    a1: Vec<f32>,
+    a1: AlignedVec,
     /// silu'(y) of norm1's output y (training only).
-    slope1: Vec<f32>,
-    h1: Vec<f32>,
+    slope1: AlignedVec,
+    h1: AlignedVec,
     stats2: Vec<f32>,
-    a2: Vec<f32>,
+    a2: AlignedVec,
     /// silu'(y) of norm2's output y (training only).
-    slope2: Vec<f32>,
+    slope2: AlignedVec,
     /// The block's embedding projection, n × cout.
     e: Vec<f32>,
 }
@@ -552,11 +552,11 @@ struct AttnCache {
 /// worker), reused between calls.
 #[derive(Default)]
 pub struct Workspace {
-    acts: Vec<Vec<f32>>,
-    grads: Vec<Vec<f32>>,
+    acts: Vec<AlignedVec>,
+    grads: Vec<AlignedVec>,
     /// Per op: the saved GroupNorm statistics of a `NormSilu` op, and silu'(y) of its output.
-    norm_cache: Vec<Vec<f32>>,
-    slopes: Vec<Vec<f32>>,
+    norm_cache: Vec<AlignedVec>,
+    slopes: Vec<AlignedVec>,
     /// Whether the forward pass keeps what [`Unet::backward`] needs beyond the activations.
     train: bool,
     blocks: Vec<BlockCache>,
@@ -572,8 +572,8 @@ pub struct Workspace {
     labels: Vec<u32>,
     conv: ConvScratch,
     /// Scratch of the backward pass.
-    tmp: Vec<f32>,
-    tmp2: Vec<f32>,
+    tmp: AlignedVec,
+    tmp2: AlignedVec,
     de: Vec<f32>,
     n: usize,
 }
@@ -679,14 +679,15 @@ impl Unet {
     ) {
         let dims = self.activation_dims(n);
         ws.n = n;
-        ws.acts.resize_with(dims.len(), Vec::new);
+        ws.acts.resize_with(dims.len(), AlignedVec::default);
         ws.blocks
             .resize_with(self.blocks.len(), BlockCache::default);
         ws.norm_cache.resize_with(self.ops.len(), Default::default);
         ws.slopes.resize_with(self.ops.len(), Default::default);
         let train = ws.train;
-        ws.acts[0].clear();
-        ws.acts[0].extend_from_slice(&x[..dims[0].len()]);
+        ws.acts[0]
+            .resize(dims[0].len())
+            .copy_from_slice(&x[..dims[0].len()]);
         // e = silu(W2 silu(W0 temb + b0) + b2 + label)
         let e = self.shape.emb_width();
         ws.temb.clear();
@@ -712,7 +713,7 @@ impl Unet {
         ws.e.extend(ws.t2.iter().map(|&v| silu(v)));
         for (i, op) in self.ops.iter().enumerate() {
             let (done, rest) = ws.acts.split_at_mut(i + 1);
-            let out = sized(&mut rest[0], dims[i + 1].len());
+            let out = rest[0].resize(dims[i + 1].len());
             match *op {
                 Op::Conv { conv, input } => {
                     let x = &done[input];
@@ -747,8 +748,8 @@ impl Unet {
                 Op::NormSilu { norm, input } => {
                     let (gn, off) = self.norms[norm];
                     let d = dims[input];
-                    let stats = sized(&mut ws.norm_cache[i], d.n * gn.stats_len());
-                    let slope = train.then(|| sized(&mut ws.slopes[i], d.len()));
+                    let stats = ws.norm_cache[i].resize(d.n * gn.stats_len());
+                    let slope = train.then(|| ws.slopes[i].resize(d.len()));
                     gn.forward(
                         &done[input],
                         d,
@@ -811,11 +812,11 @@ impl Unet {
             d,
             &p[o1..o1 + n1.params()],
             sized(&mut cache.stats1, d.n * n1.stats_len()),
-            sized(&mut cache.a1, d.len()),
+            cache.a1.resize(d.len()),
             true,
-            train.then(|| sized(&mut cache.slope1, d.len())),
+            train.then(|| cache.slope1.resize(d.len())),
         );
-        let h1 = sized(&mut cache.h1, dout.len());
+        let h1 = cache.h1.resize(dout.len());
         self.conv_forward(b.conv1, p, packed, &cache.a1, d, h1, conv_scratch);
         linear_forward(b.emb, p, e, d.n, &mut cache.e);
         add_image_bias(&mut cache.h1, dout, &cache.e);
@@ -824,9 +825,9 @@ impl Unet {
             dout,
             &p[o2..o2 + n2.params()],
             sized(&mut cache.stats2, d.n * n2.stats_len()),
-            sized(&mut cache.a2, dout.len()),
+            cache.a2.resize(dout.len()),
             true,
-            train.then(|| sized(&mut cache.slope2, dout.len())),
+            train.then(|| cache.slope2.resize(dout.len())),
         );
         self.conv_forward(b.conv2, p, packed, &cache.a2, dout, out, conv_scratch);
         match b.skip {
@@ -927,9 +928,9 @@ impl Unet {
         // Each activation's gradient is written by the first layer (in backward order) that
         // reads the activation and added to by the others, so the buffers need no zeroing;
         // `written` records which have been written.
-        ws.grads.resize_with(dims.len(), Vec::new);
+        ws.grads.resize_with(dims.len(), AlignedVec::default);
         for (g, d) in ws.grads.iter_mut().zip(&dims) {
-            g.resize(d.len(), 0.0);
+            g.resize(d.len());
         }
         let mut written = vec![false; dims.len()];
         ws.grads
@@ -1081,7 +1082,7 @@ impl Unet {
         de: &mut [f32],
         grads: &mut [f32],
         conv_scratch: &mut ConvScratch,
-        (tmp, tmp2): (&mut Vec<f32>, &mut Vec<f32>),
+        (tmp, tmp2): (&mut AlignedVec, &mut AlignedVec),
     ) {
         let b = &self.blocks[block];
         let c1 = self.convs[b.conv1].0;
@@ -1103,7 +1104,7 @@ impl Unet {
             None => deliver(dx, &dy[..d.len()], mode),
         }
         // norm2 + silu, conv2: d h1
-        let dh1 = sized(tmp2, dout.len());
+        let dh1 = tmp2.resize(dout.len());
         let stage2 = Stage {
             norm: b.norm2,
             conv: b.conv2,
@@ -1170,12 +1171,12 @@ impl Unet {
         dy: &[f32],
         (dx, mode): (&mut [f32], GradMode),
         grads: &mut [f32],
-        tmp: &mut Vec<f32>,
+        tmp: &mut AlignedVec,
         conv_scratch: &mut ConvScratch,
     ) {
         let (gn, go) = self.norms[stage.norm];
         let (c, co) = self.convs[stage.conv];
-        let da = sized(tmp, d.len());
+        let da = tmp.resize(d.len());
         let conv_grads = &mut grads[co..co + c.params()];
         c.backward(
             a,
@@ -1204,14 +1205,14 @@ impl Unet {
         (dx, mode): (&mut [f32], GradMode),
         grads: &mut [f32],
         conv_scratch: &mut ConvScratch,
-        (tmp, tmp2): (&mut Vec<f32>, &mut Vec<f32>),
+        (tmp, tmp2): (&mut AlignedVec, &mut AlignedVec),
     ) {
         let a = self.attention.as_ref().expect("attention");
         let (cp, po) = self.convs[a.proj];
         let (c, hw) = (d.c, d.h * d.w);
         deliver(dx, &dy[..d.len()], mode);
         // proj: d out
-        let dout = sized(tmp, d.len());
+        let dout = tmp.resize(d.len());
         cp.backward(
             &cache.out,
             d,
@@ -1224,7 +1225,7 @@ impl Unet {
         );
         // attention: o_i = Σ_j w_ij v_j, w_i = softmax(s_i), s_ij = scale q_i·k_j
         let scale = 1.0 / (c as f32).sqrt();
-        let dqkv = sized(tmp2, 3 * d.len());
+        let dqkv = tmp2.resize(3 * d.len());
         dqkv.fill(0.0);
         let mut ds = vec![0.0f32; hw];
         for img in 0..d.n {

@@ -31,8 +31,8 @@ pub struct WinogradWeights {
 /// output gradients dM.
 #[derive(Default)]
 pub struct WinogradScratch {
-    v: Vec<f32>,
-    m: Vec<f32>,
+    v: super::simd::AlignedVec,
+    m: super::simd::AlignedVec,
     rows: Vec<f32>,
     dm: Vec<PackedB>,
 }
@@ -118,8 +118,8 @@ pub fn conv3x3(
     let (th, tw) = (d.h.div_ceil(2), d.w.div_ceil(2));
     let tiles = d.n * th * tw;
     let block = block_tiles(cin, cout);
-    scratch.v.resize(XI * block * cin, 0.0);
-    scratch.m.resize(XI * block * cout, 0.0);
+    scratch.v.resize(XI * block * cin);
+    scratch.m.resize(XI * block * cout);
     for t0 in (0..tiles).step_by(block) {
         let t1 = (t0 + block).min(tiles);
         let count = t1 - t0;
@@ -157,7 +157,7 @@ pub fn weight_grad(
     let (th, tw) = (d.h.div_ceil(2), d.w.div_ceil(2));
     let tiles = d.n * th * tw;
     let block = block_tiles(cin, cout);
-    scratch.v.resize(XI * block * cin, 0.0);
+    scratch.v.resize(XI * block * cin);
     scratch.dm.resize_with(XI, PackedB::new);
     du.resize(XI * cin * cout, 0.0);
     for (b, t0) in (0..tiles).step_by(block).enumerate() {
@@ -345,14 +345,34 @@ fn transform_tile<const BORDER: bool>(
     }
 }
 
-simd_dispatch! {
 /// Writes V_ξ = (Bᵀ d B)_ξ of tiles `t0..t1` of the batch `d` into `v` as 16 row-major
 /// (t1 − t0) × d.c matrices, d being the tile's 4×4 patch of x (rows y0 − 1..y0 + 3, columns
 /// x0 − 1..x0 + 3) with zeros outside the image. x is read in place (a zero-bordered copy of
 /// every input cost 5% of a training step); a patch that crosses the border masks its missing
-/// pixels to zero.
+/// pixels to zero. On AVX-512 with a multiple of 16 channels the patches are transformed 16
+/// channels at a time in 16-lane registers ([`avx512::transform_tile`]), else 8 at a time.
 fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
-    let (cin, count) = (d.c, t1 - t0);
+    #[cfg(target_arch = "x86_64")]
+    if d.c.is_multiple_of(16) && super::isa::isa() >= super::isa::Isa::Avx512 {
+        // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
+        unsafe { avx512::input_transform(x, d, t0, t1, v) };
+        return;
+    }
+    input_transform8(x, d, t0, t1, v);
+}
+
+/// Calls `each(offsets, masks, border, row)` for tiles `t0..t1` of the batch `d`: the offsets in
+/// x of the 16 pixels of the tile's 4×4 patch, and for a patch that crosses the image's border
+/// (`border`) a mask per pixel, all ones inside the image and 0 outside (where the offset is the
+/// tile's own top-left pixel, a valid one).
+#[inline(always)]
+fn patches(
+    d: Dims,
+    t0: usize,
+    t1: usize,
+    mut each: impl FnMut(&[usize; 16], &[u32; 16], bool, usize),
+) {
+    let cin = d.c;
     let mut step = [0usize; 16];
     for (k, s) in step.iter_mut().enumerate() {
         *s = ((k / 4) * d.w + k % 4) * cin;
@@ -366,10 +386,9 @@ fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
             for o in offsets.iter_mut() {
                 *o += base;
             }
-            transform_tile::<false>(x, cin, &offsets, &[!0; 16], row, count, v);
+            each(&offsets, &[!0; 16], false, row);
         } else {
             let mut masks = [0u32; 16];
-            // The tile's own top-left output pixel (inside the image) for those outside.
             let mut offsets = [((img * d.h + y0) * d.w + x0) * cin; 16];
             for k in 0..16 {
                 let (py, px) = ((y0 + k / 4).wrapping_sub(1), (x0 + k % 4).wrapping_sub(1));
@@ -378,18 +397,279 @@ fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
                     offsets[k] = ((img * d.h + py) * d.w + px) * cin;
                 }
             }
-            transform_tile::<true>(x, cin, &offsets, &masks, row, count, v);
+            each(&offsets, &masks, true, row);
         }
     }
 }
+
+simd_dispatch! {
+/// [`input_transform`] 8 channels at a time.
+fn input_transform8(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
+    let (cin, count) = (d.c, t1 - t0);
+    patches(d, t0, t1, |offsets, masks, border, row| {
+        if border {
+            transform_tile::<true>(x, cin, offsets, masks, row, count, v);
+        } else {
+            transform_tile::<false>(x, cin, offsets, masks, row, count, v);
+        }
+    });
+}
+}
+
+/// The Winograd transforms in 16-lane AVX-512 registers, for channel counts that are multiples
+/// of 16. They compute the same additions and subtractions in the same order as the 8-lane
+/// versions, so the bits are the same.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Dims, PackedB, XI, patches, tile_origin};
+    use std::arch::x86_64::*;
+
+    /// [`super::input_transform`] for d.c a multiple of 16.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
+        let (cin, count) = (d.c, t1 - t0);
+        assert!(cin.is_multiple_of(16), "channels in 16-lane vectors");
+        patches(d, t0, t1, |offsets, masks, border, row| {
+            // SAFETY: AVX-512F (the function's contract).
+            unsafe {
+                if border {
+                    transform_tile::<true>(x, cin, offsets, masks, row, count, v)
+                } else {
+                    transform_tile::<false>(x, cin, offsets, masks, row, count, v)
+                }
+            }
+        });
+    }
+
+    /// [`super::output_transform`] for `cout` a multiple of 16: per 16 channels of a tile, the
+    /// row sums s_i0 = (m_i0 + m_i1) + m_i2, s_i1 = (m_i1 − m_i2) − m_i3, then the same along
+    /// the columns, as the 8-lane version.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn output_transform(
+        m: &[f32],
+        d: Dims,
+        cout: usize,
+        t0: usize,
+        t1: usize,
+        bias: &[f32],
+        y: &mut [f32],
+        add: bool,
+    ) {
+        let count = t1 - t0;
+        assert!(cout.is_multiple_of(16), "channels in 16-lane vectors");
+        assert!(m.len() >= XI * count * cout && y.len() >= d.pixels() * cout);
+        let with_bias = !add && !bias.is_empty();
+        assert!(!with_bias || bias.len() >= cout);
+        let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
+        for t in t0..t1 {
+            let (img, y0, x0) = tile_origin(d, t);
+            let row = t - t0;
+            for c in (0..cout).step_by(16) {
+                // SAFETY: (xi·count + row)·cout + c + 16 ≤ 16·count·cout ≤ m.len().
+                let mv =
+                    |xi: usize| unsafe { _mm512_loadu_ps(mp.add((xi * count + row) * cout + c)) };
+                // s[j][i]: Aᵀ along row i of M, output column j.
+                let rows = [0, 1, 2, 3].map(|i| {
+                    let (a, b, cc, e) = (mv(i * 4), mv(i * 4 + 1), mv(i * 4 + 2), mv(i * 4 + 3));
+                    [
+                        _mm512_add_ps(_mm512_add_ps(a, b), cc),
+                        _mm512_sub_ps(_mm512_sub_ps(b, cc), e),
+                    ]
+                });
+                let s = [0, 1].map(|j| rows.map(|r| r[j]));
+                let b = if with_bias {
+                    // SAFETY: c + 16 ≤ cout ≤ bias.len().
+                    unsafe { _mm512_loadu_ps(bias.as_ptr().add(c)) }
+                } else {
+                    _mm512_setzero_ps()
+                };
+                for (j, &[a, bb, cc, e]) in s.iter().enumerate() {
+                    let outs = [
+                        _mm512_add_ps(_mm512_add_ps(a, bb), cc),
+                        _mm512_sub_ps(_mm512_sub_ps(bb, cc), e),
+                    ];
+                    for (i, &o) in outs.iter().enumerate() {
+                        let (py, px) = (y0 + i, x0 + j);
+                        if py >= d.h || px >= d.w {
+                            continue;
+                        }
+                        let at = ((img * d.h + py) * d.w + px) * cout + c;
+                        // SAFETY: a pixel inside the image: at + 16 ≤ d.pixels()·cout ≤ y.len().
+                        unsafe {
+                            let dst = yp.add(at);
+                            let v = if add {
+                                _mm512_add_ps(_mm512_loadu_ps(dst), o)
+                            } else if with_bias {
+                                _mm512_add_ps(o, b)
+                            } else {
+                                o
+                            };
+                            _mm512_storeu_ps(dst, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`super::gradient_transform`] for `cout` a multiple of 16: per 16 channels of a tile,
+    /// A along the columns of dY, (y₀, y₀ + y₁, y₀ − y₁, −y₁), then along the rows, as the
+    /// 8-lane version; written straight into the packed panels.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn gradient_transform(
+        dy: &[f32],
+        d: Dims,
+        cout: usize,
+        t0: usize,
+        t1: usize,
+        dm: &mut [PackedB],
+    ) {
+        let count = t1 - t0;
+        assert!(cout.is_multiple_of(16), "channels in 16-lane vectors");
+        assert!(dm.len() == XI && dy.len() >= d.pixels() * cout);
+        for p in dm.iter_mut() {
+            p.shape_for(count, cout);
+        }
+        let zero = _mm512_setzero_ps();
+        // −v as a sign flip (0 − v would turn −0 into +0, unlike the 8-lane version's −v).
+        let sign = _mm512_set1_epi32(i32::MIN);
+        let neg = |v: __m512| _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), sign));
+        for t in t0..t1 {
+            let (img, y0, x0) = tile_origin(d, t);
+            let row = t - t0;
+            for c in (0..cout).step_by(16) {
+                let pixel = |i: usize, j: usize| {
+                    let (py, px) = (y0 + i, x0 + j);
+                    if py < d.h && px < d.w {
+                        let at = ((img * d.h + py) * d.w + px) * cout + c;
+                        // SAFETY: a pixel inside the image: at + 16 ≤ d.pixels()·cout ≤ dy.len().
+                        unsafe { _mm512_loadu_ps(dy.as_ptr().add(at)) }
+                    } else {
+                        zero
+                    }
+                };
+                // cols[j][i]: A along output column j, row i of the result.
+                let cols = [0, 1].map(|j| {
+                    let (a, b) = (pixel(0, j), pixel(1, j));
+                    [a, _mm512_add_ps(a, b), _mm512_sub_ps(a, b), neg(b)]
+                });
+                for i in 0..4 {
+                    let (a, b) = (cols[0][i], cols[1][i]);
+                    let out = [a, _mm512_add_ps(a, b), _mm512_sub_ps(a, b), neg(b)];
+                    for (j, &o) in out.iter().enumerate() {
+                        let dst = dm[i * 4 + j].row16(row, c);
+                        // SAFETY: a panel row is 16 aligned f32.
+                        unsafe { _mm512_store_ps(dst.as_mut_ptr(), o) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bᵀ p B of 16 channels of a patch (one register per position), along rows then columns
+    /// as [`super::input_patch`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    fn input_patch(p: &mut [__m512; 16]) {
+        for (stride, step) in [(1, 4), (4, 1)] {
+            for line in 0..4 {
+                let at = |k: usize| line * step + k * stride;
+                let (a, b, c, e) = (p[at(0)], p[at(1)], p[at(2)], p[at(3)]);
+                p[at(0)] = _mm512_sub_ps(a, c);
+                p[at(1)] = _mm512_add_ps(b, c);
+                p[at(2)] = _mm512_sub_ps(c, b);
+                p[at(3)] = _mm512_sub_ps(b, e);
+            }
+        }
+    }
+
+    /// [`super::transform_tile`] 16 channels at a time; a masked-out pixel is loaded as zeros.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn transform_tile<const BORDER: bool>(
+        x: &[f32],
+        cin: usize,
+        offsets: &[usize; 16],
+        masks: &[u32; 16],
+        row: usize,
+        count: usize,
+        v: &mut [f32],
+    ) {
+        let stride = count * cin;
+        assert!(
+            offsets.iter().all(|&o| o + cin <= x.len()),
+            "patch inside x"
+        );
+        assert!(15 * stride + (row + 1) * cin <= v.len(), "tile inside v");
+        let (xp, vp) = (x.as_ptr(), v.as_mut_ptr());
+        let mut keep = [0xFFFFu16; 16];
+        if BORDER {
+            for (k, m) in keep.iter_mut().zip(masks) {
+                *k = if *m == 0 { 0 } else { 0xFFFF };
+            }
+        }
+        for c in (0..cin).step_by(16) {
+            let mut p = [_mm512_setzero_ps(); 16];
+            for (k, pk) in p.iter_mut().enumerate() {
+                // SAFETY: offsets[k] + c + 16 ≤ offsets[k] + cin ≤ x.len() (asserted above).
+                *pk = unsafe {
+                    if BORDER {
+                        _mm512_maskz_loadu_ps(keep[k], xp.add(offsets[k] + c))
+                    } else {
+                        _mm512_loadu_ps(xp.add(offsets[k] + c))
+                    }
+                };
+            }
+            input_patch(&mut p);
+            for (xi, pk) in p.iter().enumerate() {
+                // SAFETY: xi·stride + row·cin + c + 16 ≤ 15·stride + (row + 1)·cin ≤ v.len().
+                unsafe { _mm512_storeu_ps(vp.add(xi * stride + row * cin + c), *pk) };
+            }
+        }
+    }
+}
+
+/// y (+)= Aᵀ M A for tiles `t0..t1`, from the 16 row-major (t1 − t0) × cout products in `m`,
+/// plus the bias unless `add` or it is empty; only pixels inside the image are written. `rows`
+/// is scratch. 16 channels at a time in AVX-512 registers where `cout` is a multiple of 16.
+#[allow(clippy::too_many_arguments)]
+fn output_transform(
+    m: &[f32],
+    d: Dims,
+    cout: usize,
+    t0: usize,
+    t1: usize,
+    bias: &[f32],
+    y: &mut [f32],
+    add: bool,
+    rows: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if cout.is_multiple_of(16) && super::isa::isa() >= super::isa::Isa::Avx512 {
+        // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
+        unsafe { avx512::output_transform(m, d, cout, t0, t1, bias, y, add) };
+        return;
+    }
+    output_transform8(m, d, cout, t0, t1, bias, y, add, rows);
 }
 
 simd_dispatch! {
-/// y (+)= Aᵀ M A for tiles `t0..t1`, from the 16 row-major (t1 − t0) × cout products in `m`,
-/// plus the bias unless `add` or it is empty; only pixels inside the image are written. `rows`
-/// is scratch.
+/// [`output_transform`] 8 channels at a time.
 #[allow(clippy::too_many_arguments)]
-fn output_transform(m: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, bias: &[f32], y: &mut [f32], add: bool, rows: &mut Vec<f32>) {
+fn output_transform8(m: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, bias: &[f32], y: &mut [f32], add: bool, rows: &mut Vec<f32>) {
     let count = t1 - t0;
     rows.resize(9 * cout, 0.0);
     let (s, out) = rows.split_at_mut(8 * cout);
@@ -445,12 +725,32 @@ fn output_transform(m: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, bias:
 }
 }
 
-simd_dispatch! {
 /// Writes dM_ξ = (A dY Aᵀ)_ξ of tiles `t0..t1` of the output gradient `dy` (batch `d`, `cout`
 /// channels) as 16 packed B operands ((t1 − t0) × cout), with A = [[1, 0], [1, 1], [1, −1],
-/// [0, −1]]; output pixels outside the image have zero gradient. `rows` is scratch.
+/// [0, −1]]; output pixels outside the image have zero gradient. `rows` is scratch. 16 channels
+/// at a time in AVX-512 registers where `cout` is a multiple of 16.
+fn gradient_transform(
+    dy: &[f32],
+    d: Dims,
+    cout: usize,
+    t0: usize,
+    t1: usize,
+    dm: &mut [PackedB],
+    rows: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if cout.is_multiple_of(16) && super::isa::isa() >= super::isa::Isa::Avx512 {
+        // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
+        unsafe { avx512::gradient_transform(dy, d, cout, t0, t1, dm) };
+        return;
+    }
+    gradient_transform8(dy, d, cout, t0, t1, dm, rows);
+}
+
+simd_dispatch! {
+/// [`gradient_transform`] 8 channels at a time.
 #[allow(clippy::too_many_arguments)]
-fn gradient_transform(dy: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, dm: &mut [PackedB], rows: &mut Vec<f32>) {
+fn gradient_transform8(dy: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, dm: &mut [PackedB], rows: &mut Vec<f32>) {
     let count = t1 - t0;
     let pad = cout.next_multiple_of(16) - cout;
     for p in dm.iter_mut() {
@@ -539,6 +839,60 @@ mod tests {
             }
         }
         y
+    }
+
+    /// The 16-lane AVX-512 transforms give the same bits as the 8-lane ones (on a CPU with
+    /// AVX-512F; elsewhere there is nothing to compare), on odd and even sides, images that
+    /// split across blocks, and zeros of either sign in the output gradient.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn wide_transforms_match_the_8_lane_ones() {
+        if super::super::isa::Isa::detected() < super::super::isa::Isa::Avx512 {
+            return;
+        }
+        let mut rng = 7u64;
+        let mut next = || {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((rng >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for &(n, h, w, c) in &[(2, 7, 7, 16), (1, 6, 5, 32), (3, 14, 14, 48), (1, 1, 1, 16)] {
+            let d = Dims { n, h, w, c };
+            let tiles = n * h.div_ceil(2) * w.div_ceil(2);
+            let mut x: Vec<f32> = (0..d.len()).map(|_| next()).collect();
+            x[0] = -0.0;
+            x[1] = 0.0;
+            for (t0, t1) in [(0, tiles), (tiles / 3, tiles)] {
+                let count = t1 - t0;
+                // Input transform.
+                let mut v8 = vec![f32::NAN; XI * count * c];
+                let mut v16 = v8.clone();
+                input_transform8(&x, d, t0, t1, &mut v8);
+                // SAFETY: the CPU has AVX-512F (checked above).
+                unsafe { avx512::input_transform(&x, d, t0, t1, &mut v16) };
+                assert!(v8.iter().zip(&v16).all(|(a, b)| a.to_bits() == b.to_bits()));
+                // Output transform: plain, with a bias, and added.
+                let m: Vec<f32> = (0..XI * count * c).map(|_| next()).collect();
+                let bias: Vec<f32> = (0..c).map(|_| next()).collect();
+                for (b, add) in [(&[][..], false), (&bias[..], false), (&bias[..], true)] {
+                    let start: Vec<f32> = (0..d.pixels() * c).map(|_| next()).collect();
+                    let (mut y8, mut y16) = (start.clone(), start);
+                    output_transform8(&m, d, c, t0, t1, b, &mut y8, add, &mut Vec::new());
+                    // SAFETY: as above.
+                    unsafe { avx512::output_transform(&m, d, c, t0, t1, b, &mut y16, add) };
+                    assert!(y8.iter().zip(&y16).all(|(a, b)| a.to_bits() == b.to_bits()));
+                }
+                // Output-gradient transform.
+                let (mut g8, mut g16) = (vec![PackedB::new(); XI], vec![PackedB::new(); XI]);
+                gradient_transform8(&x, d, c, t0, t1, &mut g8, &mut Vec::new());
+                // SAFETY: as above.
+                unsafe { avx512::gradient_transform(&x, d, c, t0, t1, &mut g16) };
+                for (a, b) in g8.iter().zip(&g16) {
+                    assert!(a.bits() == b.bits(), "{n}×{h}×{w}×{c}, tiles {t0}..{t1}");
+                }
+            }
+        }
     }
 
     /// Winograd against the direct sum on odd and even sides, channel counts that are and are
