@@ -371,6 +371,7 @@ fn product(
         rsa,
         csa,
         b,
+        in_place_cols: if isa == Isa::Avx512 { 16 * NR } else { NR },
     };
     A_BUFFER.with(|buf| {
         let mut apack = buf.borrow_mut();
@@ -399,6 +400,8 @@ struct Args<'a> {
     rsa: usize,
     csa: usize,
     b: &'a PackedB,
+    /// The widest B for which a transposed A is read in place ([`packs_a`]).
+    in_place_cols: usize,
 }
 
 /// Applies the epilogue to `rows` rows of a tile whose top-left output is (i0, j0) and stores
@@ -541,12 +544,17 @@ fn prepare_a(args: &Args, buf: &mut Vec<f32>) {
     }
 }
 
-/// Whether [`prepare_a`] copies A: only when it is stored transposed and read by more than one
-/// panel (with one panel every value of A is used once, and the copy would cost as much as the
-/// product).
+/// Whether [`prepare_a`] copies A: only when it is stored transposed and B is wider than
+/// `in_place_cols`. On AVX2 that is more than one panel (with one, every value of A is used
+/// once, and the copy would cost as much as the product). The AVX-512 kernel takes two panels
+/// per pass and its loads of A did not suffer from reading it in place: on the Xeon (one
+/// thread, best of 5) the Winograd weight gradients' 32 × 192 × 32 and 64 × 192 × 64 products
+/// ran at 67–78 and 94–107 GFLOP/s with the copy and 128–148 and 146 without, and a 256 × 256
+/// × 256 one at 123 and 146; at 256 × 512 × 256 both ran at 133, so B up to 256 columns wide
+/// reads A in place.
 #[inline(always)]
 fn packs_a(args: &Args) -> bool {
-    args.csa != 1 && args.n > NR
+    args.csa != 1 && args.n > args.in_place_cols
 }
 
 /// Where the micro-kernel reads rows i0..i0 + 6 of A after [`prepare_a`]: (pointer, row stride,
