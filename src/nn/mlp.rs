@@ -432,9 +432,22 @@ impl Adam {
 
     /// One update with gradient g = `scale`·Σ_k grads[k] (the per-worker gradients are added in
     /// order, so the result does not depend on how many threads computed them).
+    /// Blocks of 16 384 parameters are updated in parallel (rayon): each parameter's update
+    /// reads only its own values, so the bits do not depend on the split.
     pub fn step(&mut self, params: &mut [f32], grads: &[&[f32]], scale: f32, lr: f32) {
+        use rayon::prelude::*;
+        const BLOCK: usize = 1 << 14;
         let c = self.consts(scale, lr);
-        c.apply(params, &mut self.m, &mut self.v, grads);
+        params
+            .par_chunks_mut(BLOCK)
+            .zip(self.m.par_chunks_mut(BLOCK))
+            .zip(self.v.par_chunks_mut(BLOCK))
+            .enumerate()
+            .for_each(|(i, ((p, m), v))| {
+                let at = i * BLOCK..i * BLOCK + p.len();
+                let g: Vec<&[f32]> = grads.iter().map(|g| &g[at.clone()]).collect();
+                c.apply(p, m, v, &g);
+            });
     }
 
     /// [`Adam::step`] on the parameters of an MLP of `shape`, then the repacking of `packed`

@@ -490,11 +490,10 @@ impl Unet {
     }
 
     /// Packs every convolution's weights (with the transposes a backward pass needs when
-    /// `backward`).
+    /// `backward`), the convolutions in parallel (rayon).
     pub fn pack(&self, params: &[f32], backward: bool) -> Packed {
         let mut packed = Packed {
             convs: vec![PackedConv::default(); self.convs.len()],
-            scratch: Vec::new(),
         };
         self.repack(params, &mut packed, backward);
         packed
@@ -502,14 +501,13 @@ impl Unet {
 
     /// [`Unet::pack`] into an existing packing.
     pub fn repack(&self, params: &[f32], packed: &mut Packed, backward: bool) {
-        for ((conv, off), pc) in self.convs.iter().zip(&mut packed.convs) {
-            conv.pack(
-                &params[*off..off + conv.weights()],
-                pc,
-                backward,
-                &mut packed.scratch,
-            );
-        }
+        use rayon::prelude::*;
+        self.convs.par_iter().zip(&mut packed.convs).for_each_init(
+            Vec::new,
+            |scratch, ((conv, off), pc)| {
+                conv.pack(&params[*off..off + conv.weights()], pc, backward, scratch);
+            },
+        );
     }
 }
 
@@ -517,7 +515,6 @@ impl Unet {
 #[derive(Clone, Debug)]
 pub struct Packed {
     convs: Vec<PackedConv>,
-    scratch: Vec<f32>,
 }
 
 /// A residual block's saved activations.
