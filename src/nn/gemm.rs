@@ -30,11 +30,9 @@ const MR: usize = 6;
 /// 29 tiles of a 64 × 64 Gram product cover the next 128 × 64 block.
 const AHEAD_PER_TILE: usize = 24 * 16;
 
-/// One packed row of a panel, aligned to a cache line so that no 8-lane load straddles two
-/// lines (unaligned panels measured ~15% slower).
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(C, align(64))]
-struct PanelRow([f32; NR]);
+/// One packed row of a panel: a cache line, so that no load straddles two lines (unaligned
+/// panels measured ~15% slower).
+use super::simd::Line as PanelRow;
 
 // The casts between `[PanelRow]` and `[f32]` below rely on rows being exactly NR packed f32.
 const _: () = assert!(std::mem::size_of::<PanelRow>() == NR * std::mem::size_of::<f32>());
@@ -183,13 +181,7 @@ impl PackedB {
 
     /// Packed row `i` of the panel holding column `j0` (a multiple of 16), 64-byte aligned.
     #[inline(always)]
-    pub(super) fn row16(&mut self, i: usize, j0: usize) -> &mut [f32; NR] {
-        self.row_mut(i, j0)
-    }
-
-    /// Packed row `i` of the panel holding column `j0` (a multiple of 16).
-    #[inline(always)]
-    fn row_mut(&mut self, i: usize, j0: usize) -> &mut [f32; NR] {
+    pub(super) fn row_mut(&mut self, i: usize, j0: usize) -> &mut [f32; NR] {
         &mut self.data[(j0 / NR) * self.k + i].0
     }
 
@@ -209,8 +201,7 @@ impl PackedB {
 #[derive(Clone, Debug)]
 pub struct GramBlock {
     stride: usize,
-    rows: usize,
-    data: Vec<PanelRow>,
+    data: super::simd::AlignedVec,
 }
 
 impl GramBlock {
@@ -218,8 +209,7 @@ impl GramBlock {
     pub fn new(cols: usize) -> Self {
         Self {
             stride: cols.div_ceil(NR) * NR,
-            rows: 0,
-            data: Vec::new(),
+            data: Default::default(),
         }
     }
 
@@ -232,17 +222,7 @@ impl GramBlock {
     /// fill. The padding columns (from `cols` to the stride) are zero unless the caller wrote
     /// them.
     pub fn rows_mut(&mut self, rows: usize) -> &mut [f32] {
-        self.rows = rows;
-        let lines = rows * self.stride / NR;
-        self.data.resize(lines, PanelRow([0.0; NR]));
-        // SAFETY: PanelRow is repr(C) around [f32; NR], so the lines are contiguous f32.
-        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast::<f32>(), lines * NR) }
-    }
-
-    fn values(&self) -> &[f32] {
-        let lines = self.rows * self.stride / NR;
-        // SAFETY: as in `rows_mut`.
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<f32>(), lines * NR) }
+        self.data.resize(rows * self.stride)
     }
 
     /// G += XᵀX over the block's rows, for G in f64 (stride × stride, row-major): each entry
@@ -266,12 +246,12 @@ impl GramBlock {
             isa <= Isa::detected(),
             "{isa:?} kernels on a CPU without them"
         );
-        let x = self.values();
+        let x = &self.data[..];
         #[cfg(target_arch = "x86_64")]
         if isa >= Isa::Avx2 {
             // SAFETY: the CPU has AVX2 and FMA (asserted just above); x holds rows·n values
             // and g n·n.
-            unsafe { avx::gram(x, self.rows, n, g, ahead) };
+            unsafe { avx::gram(x, x.len() / n, n, g, ahead) };
             return;
         }
         gram_portable(x, n, g);

@@ -432,6 +432,7 @@ impl Adam {
 
     /// One update with gradient g = `scale`·Σ_k grads[k] (the per-worker gradients are added in
     /// order, so the result does not depend on how many threads computed them).
+    ///
     /// Blocks of 16 384 parameters are updated in parallel (rayon): each parameter's update
     /// reads only its own values, so the bits do not depend on the split.
     pub fn step(&mut self, params: &mut [f32], grads: &[&[f32]], scale: f32, lr: f32) {

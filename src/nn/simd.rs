@@ -175,10 +175,10 @@ mod tests {
     }
 }
 
-/// One cache line of f32.
-#[derive(Clone, Copy, Debug)]
+/// One cache line of f32 (64-byte aligned).
+#[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C, align(64))]
-struct Line([f32; 16]);
+pub(super) struct Line(pub(super) [f32; 16]);
 
 /// A growable f32 buffer whose start is 64-byte aligned, so that 16-lane loads and stores at
 /// multiples of 16 values never straddle two cache lines (an allocator's 16-byte alignment

@@ -567,7 +567,7 @@ mod avx512 {
                     let (a, b) = (cols[0][i], cols[1][i]);
                     let out = [a, _mm512_add_ps(a, b), _mm512_sub_ps(a, b), neg(b)];
                     for (j, &o) in out.iter().enumerate() {
-                        let dst = dm[i * 4 + j].row16(row, c);
+                        let dst = dm[i * 4 + j].row_mut(row, c);
                         // SAFETY: a panel row is 16 aligned f32.
                         unsafe { _mm512_store_ps(dst.as_mut_ptr(), o) };
                     }
