@@ -345,6 +345,13 @@ fn transform_tile<const BORDER: bool>(
     }
 }
 
+/// Whether the transforms of `channels` channels run on [`avx512`]'s 16-lane code: the kernels
+/// use AVX-512 and the channels fill whole 16-lane vectors.
+#[cfg(target_arch = "x86_64")]
+fn wide(channels: usize) -> bool {
+    channels.is_multiple_of(16) && super::isa::isa() >= super::isa::Isa::Avx512
+}
+
 /// Writes V_ξ = (Bᵀ d B)_ξ of tiles `t0..t1` of the batch `d` into `v` as 16 row-major
 /// (t1 − t0) × d.c matrices, d being the tile's 4×4 patch of x (rows y0 − 1..y0 + 3, columns
 /// x0 − 1..x0 + 3) with zeros outside the image. x is read in place (a zero-bordered copy of
@@ -353,7 +360,7 @@ fn transform_tile<const BORDER: bool>(
 /// channels at a time in 16-lane registers ([`avx512::transform_tile`]), else 8 at a time.
 fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if d.c.is_multiple_of(16) && super::isa::isa() >= super::isa::Isa::Avx512 {
+    if wide(d.c) {
         // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
         unsafe { avx512::input_transform(x, d, t0, t1, v) };
         return;
@@ -658,7 +665,7 @@ fn output_transform(
     rows: &mut Vec<f32>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if cout.is_multiple_of(16) && super::isa::isa() >= super::isa::Isa::Avx512 {
+    if wide(cout) {
         // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
         unsafe { avx512::output_transform(m, d, cout, t0, t1, bias, y, add) };
         return;
@@ -739,7 +746,7 @@ fn gradient_transform(
     rows: &mut Vec<f32>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if cout.is_multiple_of(16) && super::isa::isa() >= super::isa::Isa::Avx512 {
+    if wide(cout) {
         // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
         unsafe { avx512::gradient_transform(dy, d, cout, t0, t1, dm) };
         return;
