@@ -1,26 +1,66 @@
-//! Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray 2016, "Fast Algorithms for
+//! Winograd's minimal filtering F(4×4, 3×3) (Lavin & Gray 2016, "Fast Algorithms for
 //! Convolutional Neural Networks") for 3×3 stride-1 convolutions with padding 1 on channels-last
-//! images: each 2×2 block of output pixels is Y = Aᵀ [Σ_c (G g_{o,c} Gᵀ) ⊙ (Bᵀ d_c B)] A, with
-//! d_c the 4×4 input patch around it. Summed over the channels this is 16 products
-//! V_ξ (tiles × cin) · U_ξ (cin × cout), one per position ξ of the 4×4 transformed patch: 16
-//! multiplications per 2×2 outputs and channel pair instead of 36. The weight gradient is the
+//! images: each 4×4 block of output pixels is Y = Aᵀ [Σ_c (G g_{o,c} Gᵀ) ⊙ (Bᵀ d_c B)] A, with
+//! d_c the 6×6 input patch around it. Summed over the channels this is 36 products
+//! V_ξ (tiles × cin) · U_ξ (cin × cout), one per position ξ of the 6×6 transformed patch: 36
+//! multiplications per 4×4 outputs and channel pair instead of 144. The weight gradient is the
 //! adjoint: dM = A dY Aᵀ per tile, dU_ξ = Σ_tiles V_ξᵀ dM_ξ, dg = Gᵀ dU G.
 //!
-//! Why: the U-Net's 3×3 products (forward and input gradient) ran at 125–160 GFLOP/s as im2col
-//! GEMMs on one core of an Intel Xeon (AVX-512; the FMA peak is 238), so fewer multiplications
-//! were the way to a faster training step. F(2×2, 3×3) keeps the transforms' constants at 0, ±1
-//! and ±½, so its rounding error stays within a few ulp of the direct sum's.
+//! Why: the U-Net's 3×3 products (forward, input and weight gradients) are most of a training
+//! step, and their GEMMs already run near the FMA peak on one core of an Intel Xeon (AVX-512),
+//! so fewer multiplications are the way to a faster step. F(2×2, 3×3) needs 16 per 2×2 outputs
+//! (2.25× fewer than direct) and F(4×4, 3×3) 36 per 4×4 (4× fewer): 44% fewer products than
+//! F(2×2, 3×3) at the U-Net's 28 and 7 pixel sides, 26% at 14 (padded to 16). Forward, weight
+//! gradient and input gradient of one 8-image micro-batch, best of 30, F(2×2, 3×3) → F(4×4, 3×3):
+//! 28² 32→32 2.06 → 1.51 ms, 14² 64→64 1.49 → 1.42 ms, 7² 64→64 0.56 → 0.43 ms; 1.23× over a
+//! training step's convolutions.
+//!
+//! Rounding: Bᵀ and Aᵀ have integer entries (up to 5 and 8), G has ¼, ⅙, 1/12 and 1/24
+//! (G g Gᵀ is computed in f64 and rounded once). The transforms scale values up by at most
+//! ~100 before the products and the output transform sums them back, so the result is within
+//! ~10⁻⁵ of the output's scale (the tests measure it) instead of a few ulp of the direct sum.
+//!
+//! The transforms are written once, on arrays of L lanes (channels), and compiled twice: 16
+//! lanes for AVX-512 where the channel count is a multiple of 16, and 8 lanes (AVX2 where the
+//! CPU has it) for the rest. Every lane does the same additions in the same order, so the two
+//! give the same bits.
 
 use super::conv::Dims;
 use super::gemm::{Epilogue, PackedB, matmul};
 use super::simd_dispatch;
 
-/// Positions of the transformed 4×4 patch.
-const XI: usize = 16;
+/// `[e(0), e(1), …]`: an array of the expression `$e` at each listed index `$i`, written out
+/// (`array::map` and `array::from_fn` with closures were left as calls and copies, and a
+/// zeroed array filled in a loop kept its `memset`).
+macro_rules! per_index {
+    ($i:ident in [$($n:literal),*] => $e:expr) => {
+        [$({
+            let $i = $n;
+            $e
+        }),*]
+    };
+}
+
+/// Output pixels along a tile's side.
+const TILE: usize = 4;
+/// Input pixels along a patch's side (TILE + 2).
+const SIDE: usize = 6;
+/// Positions of the transformed 6×6 patch.
+const XI: usize = SIDE * SIDE;
 /// Bytes of one block's transformed inputs and products together, kept within L2.
 const BLOCK_BYTES: usize = 1 << 20;
 
-/// The 16 transformed kernels of a convolution from `cin` to `cout` channels: U_ξ = (G g Gᵀ)_ξ
+/// G of F(4×4, 3×3): the kernel transform U = G g Gᵀ (6 × 3).
+const G: [[f64; 3]; SIDE] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// The 36 transformed kernels of a convolution from `cin` to `cout` channels: U_ξ = (G g Gᵀ)_ξ
 /// as B (cin × cout), packed for [`matmul`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WinogradWeights {
@@ -33,7 +73,6 @@ pub struct WinogradWeights {
 pub struct WinogradScratch {
     v: super::simd::AlignedVec,
     m: super::simd::AlignedVec,
-    rows: Vec<f32>,
     dm: Vec<PackedB>,
 }
 
@@ -48,13 +87,14 @@ impl WinogradWeights {
         u: &mut Vec<f32>,
     ) {
         u.resize(XI * cin * cout, 0.0);
-        for o in 0..cout {
-            for c in 0..cin {
-                let t = transform_kernel(&kernel(o, c));
-                for (xi, &v) in t.iter().enumerate() {
-                    u[(xi * cin + c) * cout + o] = v;
+        let (mut taps, mut half) = (vec![0.0f64; 9 * cout], vec![0.0f64; 18 * cout]);
+        for c in 0..cin {
+            for o in 0..cout {
+                for (t, &v) in kernel(o, c).iter().enumerate() {
+                    taps[t * cout + o] = v as f64;
                 }
             }
+            transform_kernels(&taps, c, cin, &mut half, u);
         }
         self.u.resize_with(XI, PackedB::new);
         for (xi, p) in self.u.iter_mut().enumerate() {
@@ -63,27 +103,79 @@ impl WinogradWeights {
     }
 }
 
-/// G g Gᵀ (4×4, row-major) of a 3×3 kernel g, with G = [[1, 0, 0], [½, ½, ½], [½, −½, ½],
-/// [0, 0, 1]]; computed in f64 and rounded once.
-fn transform_kernel(g: &[f32; 9]) -> [f32; 16] {
-    let g = g.map(f64::from);
-    let col = |a: f64, b: f64, c: f64| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c];
-    // G g: 4 rows of 3.
-    let mut gg = [[0.0f64; 3]; 4];
-    for j in 0..3 {
-        let r = col(g[j], g[3 + j], g[6 + j]);
-        for i in 0..4 {
-            gg[i][j] = r[i];
+simd_dispatch! {
+/// Input channel c of the 36 transformed kernels, for every output channel o at once:
+/// u[(ξ·cin + c)·cout + o] = (G g_{o,c} Gᵀ)_ξ, from `taps` (row t: g_{o,c}[t] over o, cout =
+/// taps.len() / 9 values). In f64 and rounded once; `half` (18·cout values) holds G g.
+fn transform_kernels(taps: &[f64], c: usize, cin: usize, half: &mut [f64], u: &mut [f32]) {
+    let cout = taps.len() / 9;
+    for (i, g) in G.iter().enumerate() {
+        for j in 0..3 {
+            let r0 = &taps[j * cout..(j + 1) * cout];
+            let r1 = &taps[(3 + j) * cout..(4 + j) * cout];
+            let r2 = &taps[(6 + j) * cout..(7 + j) * cout];
+            let h = &mut half[(i * 3 + j) * cout..(i * 3 + j + 1) * cout];
+            for o in 0..cout {
+                h[o] = g[0] * r0[o] + g[1] * r1[o] + g[2] * r2[o];
+            }
         }
     }
-    let mut out = [0.0f32; 16];
-    for i in 0..4 {
-        let r = col(gg[i][0], gg[i][1], gg[i][2]);
-        for j in 0..4 {
-            out[i * 4 + j] = r[j] as f32;
+    for i in 0..SIDE {
+        let h0 = &half[i * 3 * cout..(i * 3 + 1) * cout];
+        let h1 = &half[(i * 3 + 1) * cout..(i * 3 + 2) * cout];
+        let h2 = &half[(i * 3 + 2) * cout..(i * 3 + 3) * cout];
+        for (j, g) in G.iter().enumerate() {
+            let at = ((i * SIDE + j) * cin + c) * cout;
+            let dst = &mut u[at..at + cout];
+            for o in 0..cout {
+                dst[o] = (g[0] * h0[o] + g[1] * h1[o] + g[2] * h2[o]) as f32;
+            }
         }
     }
-    out
+}
+}
+
+simd_dispatch! {
+/// Input channel c of the weight gradient, for every output channel o at once:
+/// out[t·cout + o] = (Gᵀ dU_{c,o} G)_t (t = 3a + b over the 3×3 taps), the adjoint of
+/// [`transform_kernels`], from du's 36 cin × cout matrices; `half` (18·cout values) holds
+/// Gᵀ dU. In f32, as the products that made dU (in f64 it took 3% of a training step).
+fn untransform_gradients(du: &[f32], c: usize, cin: usize, half: &mut [f32], out: &mut [f32]) {
+    let cout = out.len() / 9;
+    for a in 0..3 {
+        let g = per_index!(i in [0, 1, 2, 3, 4, 5] => G[i][a] as f32);
+        for j in 0..SIDE {
+            let r = per_index!(i in [0, 1, 2, 3, 4, 5] => {
+                let at = ((i * SIDE + j) * cin + c) * cout;
+                &du[at..at + cout]
+            });
+            let h = &mut half[(a * SIDE + j) * cout..(a * SIDE + j + 1) * cout];
+            for o in 0..cout {
+                h[o] = g[0] * r[0][o]
+                    + g[1] * r[1][o]
+                    + g[2] * r[2][o]
+                    + g[3] * r[3][o]
+                    + g[4] * r[4][o]
+                    + g[5] * r[5][o];
+            }
+        }
+    }
+    for a in 0..3 {
+        let h = per_index!(j in [0, 1, 2, 3, 4, 5] => &half[(a * SIDE + j) * cout..(a * SIDE + j + 1) * cout]);
+        for b in 0..3 {
+            let g = per_index!(j in [0, 1, 2, 3, 4, 5] => G[j][b] as f32);
+            let dst = &mut out[(a * 3 + b) * cout..(a * 3 + b + 1) * cout];
+            for o in 0..cout {
+                dst[o] = g[0] * h[0][o]
+                    + g[1] * h[1][o]
+                    + g[2] * h[2][o]
+                    + g[3] * h[3][o]
+                    + g[4] * h[4][o]
+                    + g[5] * h[5][o];
+            }
+        }
+    }
+}
 }
 
 /// Tiles per block for `cin` input and `cout` output channels: as many as fit V and M in
@@ -91,6 +183,11 @@ fn transform_kernel(g: &[f32; 9]) -> [f32; 16] {
 fn block_tiles(cin: usize, cout: usize) -> usize {
     let per_tile = XI * (cin + cout) * 4;
     (BLOCK_BYTES / per_tile).clamp(24, 192) / 6 * 6
+}
+
+/// Tiles of the batch `d`: ⌈h/4⌉ × ⌈w/4⌉ per image.
+fn tiles(d: Dims) -> usize {
+    d.n * d.h.div_ceil(TILE) * d.w.div_ceil(TILE)
 }
 
 /// y (+)= the 3×3 stride-1 convolution (padding 1) of x (batch `d`, channels-last) with the
@@ -115,8 +212,7 @@ pub fn conv3x3(
     );
     assert!(x.len() >= d.len() && y.len() >= d.pixels() * cout);
     assert!(add || bias.is_empty() || bias.len() >= cout);
-    let (th, tw) = (d.h.div_ceil(2), d.w.div_ceil(2));
-    let tiles = d.n * th * tw;
+    let tiles = tiles(d);
     let block = block_tiles(cin, cout);
     scratch.v.resize(XI * block * cin);
     scratch.m.resize(XI * block * cout);
@@ -135,14 +231,14 @@ pub fn conv3x3(
                 Epilogue::None,
             );
         }
-        output_transform(&scratch.m, d, cout, t0, t1, bias, y, add, &mut scratch.rows);
+        output_transform(&scratch.m, d, cout, t0, t1, bias, y, add);
     }
 }
 
 /// Adds the weight gradient of [`conv3x3`] for the output gradient `dy` (d.pixels() × cout) to
 /// `gw` in PyTorch's (cout, cin, 3, 3) order: with dM = A dY Aᵀ per tile, dU_ξ = Σ_tiles
-/// V_ξᵀ dM_ξ (16 products cin × tiles × cout) and dg = Gᵀ dU G. The tiles' products are summed
-/// block by block in order into `du` (16·cin·cout values, scratch).
+/// V_ξᵀ dM_ξ (36 products cin × tiles × cout) and dg = Gᵀ dU G. The tiles' products are summed
+/// block by block in order into `du` (36·cin·cout values, scratch).
 pub fn weight_grad(
     x: &[f32],
     d: Dims,
@@ -154,8 +250,7 @@ pub fn weight_grad(
 ) {
     let cin = d.c;
     assert!(x.len() >= d.len() && dy.len() >= d.pixels() * cout && gw.len() >= cout * cin * 9);
-    let (th, tw) = (d.h.div_ceil(2), d.w.div_ceil(2));
-    let tiles = d.n * th * tw;
+    let tiles = tiles(d);
     let block = block_tiles(cin, cout);
     scratch.v.resize(XI * block * cin);
     scratch.dm.resize_with(XI, PackedB::new);
@@ -164,7 +259,7 @@ pub fn weight_grad(
         let t1 = (t0 + block).min(tiles);
         let count = t1 - t0;
         input_transform(x, d, t0, t1, &mut scratch.v);
-        gradient_transform(dy, d, cout, t0, t1, &mut scratch.dm, &mut scratch.rows);
+        gradient_transform(dy, d, cout, t0, t1, &mut scratch.dm);
         for (xi, dm) in scratch.dm.iter().enumerate() {
             matmul(
                 cin,
@@ -184,192 +279,286 @@ pub fn weight_grad(
     if tiles == 0 {
         return;
     }
-    for o in 0..cout {
-        for c in 0..cin {
-            let mut t = [0.0f32; 16];
-            for (xi, v) in t.iter_mut().enumerate() {
-                *v = du[(xi * cin + c) * cout + o];
-            }
-            let g = untransform_gradient(t);
-            for (w, v) in gw[(o * cin + c) * 9..(o * cin + c + 1) * 9]
-                .iter_mut()
-                .zip(g)
-            {
-                *w += v;
+    let (mut half, mut taps) = (vec![0.0f32; 18 * cout], vec![0.0f32; 9 * cout]);
+    for c in 0..cin {
+        untransform_gradients(du, c, cin, &mut half, &mut taps);
+        for o in 0..cout {
+            let g = &mut gw[(o * cin + c) * 9..(o * cin + c + 1) * 9];
+            for (t, w) in g.iter_mut().enumerate() {
+                *w += taps[t * cout + o];
             }
         }
     }
 }
 
-/// Gᵀ dU G (3×3, row-major) of a 4×4 gradient dU, with Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0],
-/// [0, ½, ½, 1]]: the adjoint of [`transform_kernel`]; in f64, rounded once.
-fn untransform_gradient(du: [f32; 16]) -> [f32; 9] {
-    let du = du.map(f64::from);
-    let col =
-        |a: f64, b: f64, c: f64, e: f64| [a + (b + c) / 2.0, (b - c) / 2.0, (b + c) / 2.0 + e];
-    let mut half = [[0.0f64; 4]; 3];
-    for j in 0..4 {
-        let r = col(du[j], du[4 + j], du[8 + j], du[12 + j]);
-        for i in 0..3 {
-            half[i][j] = r[i];
-        }
-    }
-    let mut out = [0.0f32; 9];
-    for i in 0..3 {
-        let r = col(half[i][0], half[i][1], half[i][2], half[i][3]);
-        for j in 0..3 {
-            out[i * 3 + j] = r[j] as f32;
-        }
-    }
-    out
-}
-
-/// The tile `t` of the batch `d` (⌈h/2⌉ × ⌈w/2⌉ tiles per image): (image, top row, left column)
-/// of its 2×2 output pixels.
+/// The tile `t` of the batch `d` (⌈h/4⌉ × ⌈w/4⌉ tiles per image): (image, top row, left column)
+/// of its 4×4 output pixels.
 #[inline(always)]
 fn tile_origin(d: Dims, t: usize) -> (usize, usize, usize) {
-    let (th, tw) = (d.h.div_ceil(2), d.w.div_ceil(2));
+    let (th, tw) = (d.h.div_ceil(TILE), d.w.div_ceil(TILE));
     let (img, rest) = (t / (th * tw), t % (th * tw));
-    (img, 2 * (rest / tw), 2 * (rest % tw))
+    (img, TILE * (rest / tw), TILE * (rest % tw))
 }
 
-/// o = a + b, channel by channel.
+/// L channels of one pixel or patch position.
+type Lanes<const L: usize> = [f32; L];
+
+/// a + b, lane by lane.
 #[inline(always)]
-fn add(o: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-        *o = a + b;
+fn add<const L: usize>(a: Lanes<L>, b: Lanes<L>) -> Lanes<L> {
+    let mut o = a;
+    for (o, b) in o.iter_mut().zip(b) {
+        *o += b;
     }
+    o
 }
 
-/// o = a − b, channel by channel.
+/// a − b, lane by lane.
 #[inline(always)]
-fn sub(o: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-        *o = a - b;
+fn sub<const L: usize>(a: Lanes<L>, b: Lanes<L>) -> Lanes<L> {
+    let mut o = a;
+    for (o, b) in o.iter_mut().zip(b) {
+        *o -= b;
     }
+    o
 }
 
-/// Channels transformed together, one 8-lane vector per patch position, held in registers.
-const LANES: usize = 8;
-
-/// One vector per position of a 4×4 patch.
-type Patch = [[f32; LANES]; 16];
-
-/// Bᵀ p B of a patch in place: Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]
-/// along rows, then along columns.
+/// k·a, lane by lane.
 #[inline(always)]
-fn input_patch(p: &mut Patch) {
-    for (stride, step) in [(1, 4), (4, 1)] {
-        for line in 0..4 {
-            let at = |k: usize| line * step + k * stride;
-            let (a, b, c, e) = (p[at(0)], p[at(1)], p[at(2)], p[at(3)]);
-            for l in 0..LANES {
-                p[at(0)][l] = a[l] - c[l];
-                p[at(1)][l] = b[l] + c[l];
-                p[at(2)][l] = c[l] - b[l];
-                p[at(3)][l] = b[l] - e[l];
-            }
-        }
+fn scale<const L: usize>(k: f32, a: Lanes<L>) -> Lanes<L> {
+    let mut o = a;
+    for o in o.iter_mut() {
+        *o *= k;
     }
+    o
 }
 
-/// Writes V_ξ of one tile (row `row` of `count`) into `v`, its 4×4 patch being the d.c channels
-/// at x[offsets[k]..] ANDed bitwise with `masks[k]`: all ones for a pixel inside the image, 0
-/// for one outside (whose offset is any valid one), so that missing pixels are exact zeros
-/// without a branch. `BORDER = false` skips the masks. The 8-channel vectors are read and
-/// written through raw pointers: with a bounds check per load and store, and the patch's
-/// border handled by branches, this transform took 15.8% of a U-Net training step on one Xeon
-/// core.
+/// Bᵀ d (6 values from 6) lane by lane, with Bᵀ = [[4, 0, −5, 0, 1, 0], [0, −4, −4, 1, 1, 0],
+/// [0, 4, −4, −1, 1, 0], [0, −2, −1, 2, 1, 0], [0, 2, −1, −2, 1, 0], [0, 4, 0, −5, 0, 1]].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn transform_tile<const BORDER: bool>(
-    x: &[f32],
-    cin: usize,
-    offsets: &[usize; 16],
-    masks: &[u32; 16],
-    row: usize,
-    count: usize,
-    v: &mut [f32],
-) {
-    let full = cin / LANES * LANES;
-    let stride = count * cin;
-    assert!(
-        offsets.iter().all(|&o| o + cin <= x.len()),
-        "patch inside x"
-    );
-    assert!(15 * stride + (row + 1) * cin <= v.len(), "tile inside v");
-    let (xp, vp) = (x.as_ptr(), v.as_mut_ptr());
-    let masked = |k: usize, a: [f32; LANES]| {
-        if BORDER {
-            a.map(|e| f32::from_bits(e.to_bits() & masks[k]))
+fn input_1d<const L: usize>(d: &[Lanes<L>; SIDE]) -> [Lanes<L>; SIDE] {
+    let [d0, d1, d2, d3, d4, d5] = *d;
+    let (t1, t2) = (sub(d4, scale(4.0, d2)), sub(d3, scale(4.0, d1)));
+    let (t3, t4) = (sub(d4, d2), scale(2.0, sub(d3, d1)));
+    [
+        add(sub(scale(4.0, d0), scale(5.0, d2)), d4),
+        add(t1, t2),
+        sub(t1, t2),
+        add(t3, t4),
+        sub(t3, t4),
+        add(sub(scale(4.0, d1), scale(5.0, d3)), d5),
+    ]
+}
+
+/// Aᵀ m (4 values from 6) lane by lane, with Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0],
+/// [0, 1, 1, 4, 4, 0], [0, 1, −1, 8, −8, 1]].
+#[inline(always)]
+fn output_1d<const L: usize>(m: &[Lanes<L>; SIDE]) -> [Lanes<L>; TILE] {
+    let [m0, m1, m2, m3, m4, m5] = *m;
+    let (a, b) = (add(m1, m2), sub(m1, m2));
+    let (c, e) = (add(m3, m4), sub(m3, m4));
+    [
+        add(add(m0, a), c),
+        add(b, scale(2.0, e)),
+        add(a, scale(4.0, c)),
+        add(add(b, scale(8.0, e)), m5),
+    ]
+}
+
+/// A y (6 values from 4) lane by lane, the adjoint of [`output_1d`]: A = (Aᵀ)ᵀ.
+#[inline(always)]
+fn gradient_1d<const L: usize>(y: &[Lanes<L>; TILE]) -> [Lanes<L>; SIDE] {
+    let [y0, y1, y2, y3] = *y;
+    let (e, od) = (add(y0, y2), add(y1, y3));
+    let (e4, od4) = (add(y0, scale(4.0, y2)), add(scale(2.0, y1), scale(8.0, y3)));
+    [y0, add(e, od), sub(e, od), add(e4, od4), sub(e4, od4), y3]
+}
+
+/// The `w` values at `p` (all L when `FULL`), zeros past them.
+///
+/// # Safety
+/// `p` reaches L values when `FULL`, else `w` ≤ L.
+#[inline(always)]
+unsafe fn load<const L: usize, const FULL: bool>(p: *const f32, w: usize) -> Lanes<L> {
+    // SAFETY: the function's contract.
+    unsafe {
+        if FULL {
+            p.cast::<Lanes<L>>().read_unaligned()
         } else {
+            let mut a = [0.0f32; L];
+            for (l, v) in a.iter_mut().enumerate().take(w) {
+                *v = *p.add(l);
+            }
             a
         }
-    };
-    for c in (0..full).step_by(LANES) {
-        // A loop rather than `array::from_fn`, which was left as a call (1.5% of a step).
-        let mut p: Patch = [[0.0; LANES]; 16];
-        for (k, pk) in p.iter_mut().enumerate() {
-            // SAFETY: offsets[k] + c + LANES ≤ offsets[k] + cin ≤ x.len() (asserted above).
-            *pk = masked(k, unsafe {
-                xp.add(offsets[k] + c)
-                    .cast::<[f32; LANES]>()
-                    .read_unaligned()
-            });
-        }
-        input_patch(&mut p);
-        for (xi, pk) in p.iter().enumerate() {
-            // SAFETY: xi·stride + row·cin + c + LANES ≤ 15·stride + (row + 1)·cin ≤ v.len().
-            unsafe {
-                vp.add(xi * stride + row * cin + c)
-                    .cast::<[f32; LANES]>()
-                    .write_unaligned(*pk)
-            };
-        }
     }
-    if full < cin {
-        let mut p: Patch = [[0.0; LANES]; 16];
-        for (k, pk) in p.iter_mut().enumerate() {
-            for (e, &b) in pk.iter_mut().zip(&x[offsets[k] + full..offsets[k] + cin]) {
-                *e = b;
-            }
-            *pk = masked(k, *pk);
-        }
-        input_patch(&mut p);
-        for (xi, pk) in p.iter_mut().enumerate() {
-            let at = xi * stride + row * cin;
-            for (a, &b) in v[at + full..at + cin].iter_mut().zip(pk.iter()) {
-                *a = b;
+}
+
+/// Writes the first `w` of `a` (all L when `FULL`) to `p`.
+///
+/// # Safety
+/// `p` reaches L values when `FULL`, else `w` ≤ L.
+#[inline(always)]
+unsafe fn store<const L: usize, const FULL: bool>(p: *mut f32, a: &Lanes<L>, w: usize) {
+    // SAFETY: the function's contract.
+    unsafe {
+        if FULL {
+            p.cast::<Lanes<L>>().write_unaligned(*a)
+        } else {
+            for (l, &v) in a.iter().enumerate().take(w) {
+                *p.add(l) = v;
             }
         }
     }
 }
 
-/// Whether the transforms of `channels` channels run on [`avx512`]'s 16-lane code: the kernels
-/// use AVX-512 and the channels fill whole 16-lane vectors.
+/// Whether the transforms of `channels` channels run 16 lanes wide on AVX-512: the kernels use
+/// AVX-512 and the channels fill whole 16-lane vectors.
 #[cfg(target_arch = "x86_64")]
 fn wide(channels: usize) -> bool {
     channels.is_multiple_of(16) && super::isa::isa() >= super::isa::Isa::Avx512
 }
 
-/// Writes V_ξ = (Bᵀ d B)_ξ of tiles `t0..t1` of the batch `d` into `v` as 16 row-major
-/// (t1 − t0) × d.c matrices, d being the tile's 4×4 patch of x (rows y0 − 1..y0 + 3, columns
-/// x0 − 1..x0 + 3) with zeros outside the image. x is read in place (a zero-bordered copy of
+/// Defines the transform `$name`, which runs `$body::<16>` compiled for AVX-512 (`$wide`) when
+/// [`wide`] holds for `$channels`, else `$body::<8>` (`$narrow`, compiled for AVX2 where the
+/// CPU has it).
+macro_rules! by_lanes {
+    ($(#[$m:meta])* fn $name:ident, $narrow:ident, $wide:ident ($($arg:ident: $ty:ty),*) = $body:ident over $channels:expr) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if wide($channels) {
+                // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
+                unsafe { $wide($($arg),*) };
+                return;
+            }
+            $narrow($($arg),*)
+        }
+
+        /// The 16-lane build.
+        ///
+        /// # Safety
+        /// The CPU supports AVX-512F.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $wide($($arg: $ty),*) {
+            $body::<16>($($arg),*)
+        }
+
+        simd_dispatch! {
+        /// The 8-lane build.
+        #[allow(clippy::too_many_arguments)]
+        fn $narrow($($arg: $ty),*) {
+            $body::<8>($($arg),*)
+        }
+        }
+    };
+}
+
+by_lanes! {
+/// Writes V_ξ = (Bᵀ d B)_ξ of tiles `t0..t1` of the batch `d` into `v` as 36 row-major
+/// (t1 − t0) × d.c matrices, d being the tile's 6×6 patch of x (rows y0 − 1..y0 + 5, columns
+/// x0 − 1..x0 + 5) with zeros outside the image. x is read in place (a zero-bordered copy of
 /// every input cost 5% of a training step); a patch that crosses the border masks its missing
-/// pixels to zero. On AVX-512 with a multiple of 16 channels the patches are transformed 16
-/// channels at a time in 16-lane registers ([`avx512::transform_tile`]), else 8 at a time.
-fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if wide(d.c) {
-        // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
-        unsafe { avx512::input_transform(x, d, t0, t1, v) };
-        return;
+/// pixels to zero.
+fn input_transform, input_transform8, input_transform16(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) = input_body over d.c
+}
+
+/// [`input_transform`] L channels at a time.
+#[inline(always)]
+fn input_body<const L: usize>(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
+    let (cin, count) = (d.c, t1 - t0);
+    let full = cin / L * L;
+    let stride = count * cin;
+    assert!(v.len() >= XI * stride, "V holds the block");
+    let (xp, vp) = (x.as_ptr(), v.as_mut_ptr());
+    // Inlined, so that it is compiled with the caller's target features (a closure is not).
+    patches(
+        d,
+        t0,
+        t1,
+        #[inline(always)]
+        |offsets, masks, border, row| {
+            assert!(
+                offsets.iter().all(|&o| o + cin <= x.len()),
+                "patch inside x"
+            );
+            let at = row * cin;
+            // SAFETY: offsets[k] + cin ≤ x.len() (asserted above) and
+            // xi·stride + at + cin ≤ 36·stride ≤ v.len() for a row < count.
+            unsafe {
+                for c in (0..full).step_by(L) {
+                    if border {
+                        input_tile::<L, true, true>(xp, offsets, masks, c, L, vp, stride, at);
+                    } else {
+                        input_tile::<L, false, true>(xp, offsets, masks, c, L, vp, stride, at);
+                    }
+                }
+                if full < cin {
+                    input_tile::<L, true, false>(
+                        xp,
+                        offsets,
+                        masks,
+                        full,
+                        cin - full,
+                        vp,
+                        stride,
+                        at,
+                    );
+                }
+            }
+        },
+    );
+}
+
+/// Bᵀ d B of channels c..c + w of one patch (the pixels at x + offsets[k], ANDed bitwise with
+/// `masks[k]` when `BORDER`), written to v at ξ·stride + at + c: along the patch's rows, then its
+/// columns. Masking makes a pixel outside the image an exact zero without a branch.
+///
+/// # Safety
+/// x + offsets[k] + c reaches w values (L when `FULL`), and so does v + ξ·stride + at + c.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+#[allow(clippy::needless_range_loop)] // column j is read across the rows
+unsafe fn input_tile<const L: usize, const BORDER: bool, const FULL: bool>(
+    xp: *const f32,
+    offsets: &[usize; XI],
+    masks: &[u32; XI],
+    c: usize,
+    w: usize,
+    vp: *mut f32,
+    stride: usize,
+    at: usize,
+) {
+    // rows[i][j] = (d B)_ij.
+    let rows: [[Lanes<L>; SIDE]; SIDE] = per_index!(i in [0, 1, 2, 3, 4, 5] => {
+        let p = per_index!(j in [0, 1, 2, 3, 4, 5] => {
+            let k = i * SIDE + j;
+            // SAFETY: the function's contract.
+            let a = unsafe { load::<L, FULL>(xp.add(offsets[k] + c), w) };
+            let mut a = a;
+            if BORDER {
+                for e in a.iter_mut() {
+                    *e = f32::from_bits(e.to_bits() & masks[k]);
+                }
+            }
+            a
+        });
+        input_1d(&p)
+    });
+    for j in 0..SIDE {
+        let col = per_index!(i in [0, 1, 2, 3, 4, 5] => rows[i][j]);
+        for (i, o) in input_1d(&col).iter().enumerate() {
+            // SAFETY: the function's contract.
+            unsafe { store::<L, FULL>(vp.add((i * SIDE + j) * stride + at + c), o, w) };
+        }
     }
-    input_transform8(x, d, t0, t1, v);
 }
 
 /// Calls `each(offsets, masks, border, row)` for tiles `t0..t1` of the batch `d`: the offsets in
-/// x of the 16 pixels of the tile's 4×4 patch, and for a patch that crosses the image's border
+/// x of the 36 pixels of the tile's 6×6 patch, and for a patch that crosses the image's border
 /// (`border`) a mask per pixel, all ones inside the image and 0 outside (where the offset is the
 /// tile's own top-left pixel, a valid one).
 #[inline(always)]
@@ -377,28 +566,31 @@ fn patches(
     d: Dims,
     t0: usize,
     t1: usize,
-    mut each: impl FnMut(&[usize; 16], &[u32; 16], bool, usize),
+    mut each: impl FnMut(&[usize; XI], &[u32; XI], bool, usize),
 ) {
     let cin = d.c;
-    let mut step = [0usize; 16];
+    let mut step = [0usize; XI];
     for (k, s) in step.iter_mut().enumerate() {
-        *s = ((k / 4) * d.w + k % 4) * cin;
+        *s = ((k / SIDE) * d.w + k % SIDE) * cin;
     }
     for t in t0..t1 {
         let (img, y0, x0) = tile_origin(d, t);
         let row = t - t0;
-        if y0 >= 1 && x0 >= 1 && y0 + 2 < d.h && x0 + 2 < d.w {
+        if y0 >= 1 && x0 >= 1 && y0 + TILE < d.h && x0 + TILE < d.w {
             let base = ((img * d.h + y0 - 1) * d.w + x0 - 1) * cin;
             let mut offsets = step;
             for o in offsets.iter_mut() {
                 *o += base;
             }
-            each(&offsets, &[!0; 16], false, row);
+            each(&offsets, &[!0; XI], false, row);
         } else {
-            let mut masks = [0u32; 16];
-            let mut offsets = [((img * d.h + y0) * d.w + x0) * cin; 16];
-            for k in 0..16 {
-                let (py, px) = ((y0 + k / 4).wrapping_sub(1), (x0 + k % 4).wrapping_sub(1));
+            let mut masks = [0u32; XI];
+            let mut offsets = [((img * d.h + y0) * d.w + x0) * cin; XI];
+            for k in 0..XI {
+                let (py, px) = (
+                    (y0 + k / SIDE).wrapping_sub(1),
+                    (x0 + k % SIDE).wrapping_sub(1),
+                );
                 if py < d.h && px < d.w {
                     masks[k] = !0;
                     offsets[k] = ((img * d.h + py) * d.w + px) * cin;
@@ -409,251 +601,16 @@ fn patches(
     }
 }
 
-simd_dispatch! {
-/// [`input_transform`] 8 channels at a time.
-fn input_transform8(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
-    let (cin, count) = (d.c, t1 - t0);
-    patches(d, t0, t1, |offsets, masks, border, row| {
-        if border {
-            transform_tile::<true>(x, cin, offsets, masks, row, count, v);
-        } else {
-            transform_tile::<false>(x, cin, offsets, masks, row, count, v);
-        }
-    });
-}
+by_lanes! {
+/// y (+)= Aᵀ M A for tiles `t0..t1`, from the 36 row-major (t1 − t0) × cout products in `m`,
+/// plus the bias unless `add` or it is empty; only pixels inside the image are written.
+fn output_transform, output_transform8, output_transform16(m: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, bias: &[f32], y: &mut [f32], add: bool) = output_body over cout
 }
 
-/// The Winograd transforms in 16-lane AVX-512 registers, for channel counts that are multiples
-/// of 16. They compute the same additions and subtractions in the same order as the 8-lane
-/// versions, so the bits are the same.
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{Dims, PackedB, XI, patches, tile_origin};
-    use std::arch::x86_64::*;
-
-    /// [`super::input_transform`] for d.c a multiple of 16.
-    ///
-    /// # Safety
-    /// The CPU supports AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn input_transform(x: &[f32], d: Dims, t0: usize, t1: usize, v: &mut [f32]) {
-        let (cin, count) = (d.c, t1 - t0);
-        assert!(cin.is_multiple_of(16), "channels in 16-lane vectors");
-        patches(d, t0, t1, |offsets, masks, border, row| {
-            // SAFETY: AVX-512F (the function's contract).
-            unsafe {
-                if border {
-                    transform_tile::<true>(x, cin, offsets, masks, row, count, v)
-                } else {
-                    transform_tile::<false>(x, cin, offsets, masks, row, count, v)
-                }
-            }
-        });
-    }
-
-    /// [`super::output_transform`] for `cout` a multiple of 16: per 16 channels of a tile, the
-    /// row sums s_i0 = (m_i0 + m_i1) + m_i2, s_i1 = (m_i1 − m_i2) − m_i3, then the same along
-    /// the columns, as the 8-lane version.
-    ///
-    /// # Safety
-    /// The CPU supports AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn output_transform(
-        m: &[f32],
-        d: Dims,
-        cout: usize,
-        t0: usize,
-        t1: usize,
-        bias: &[f32],
-        y: &mut [f32],
-        add: bool,
-    ) {
-        let count = t1 - t0;
-        assert!(cout.is_multiple_of(16), "channels in 16-lane vectors");
-        assert!(m.len() >= XI * count * cout && y.len() >= d.pixels() * cout);
-        let with_bias = !add && !bias.is_empty();
-        assert!(!with_bias || bias.len() >= cout);
-        let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
-        for t in t0..t1 {
-            let (img, y0, x0) = tile_origin(d, t);
-            let row = t - t0;
-            for c in (0..cout).step_by(16) {
-                // SAFETY: (xi·count + row)·cout + c + 16 ≤ 16·count·cout ≤ m.len().
-                let mv =
-                    |xi: usize| unsafe { _mm512_loadu_ps(mp.add((xi * count + row) * cout + c)) };
-                // s[j][i]: Aᵀ along row i of M, output column j.
-                let rows = [0, 1, 2, 3].map(|i| {
-                    let (a, b, cc, e) = (mv(i * 4), mv(i * 4 + 1), mv(i * 4 + 2), mv(i * 4 + 3));
-                    [
-                        _mm512_add_ps(_mm512_add_ps(a, b), cc),
-                        _mm512_sub_ps(_mm512_sub_ps(b, cc), e),
-                    ]
-                });
-                let s = [0, 1].map(|j| rows.map(|r| r[j]));
-                let b = if with_bias {
-                    // SAFETY: c + 16 ≤ cout ≤ bias.len().
-                    unsafe { _mm512_loadu_ps(bias.as_ptr().add(c)) }
-                } else {
-                    _mm512_setzero_ps()
-                };
-                for (j, &[a, bb, cc, e]) in s.iter().enumerate() {
-                    let outs = [
-                        _mm512_add_ps(_mm512_add_ps(a, bb), cc),
-                        _mm512_sub_ps(_mm512_sub_ps(bb, cc), e),
-                    ];
-                    for (i, &o) in outs.iter().enumerate() {
-                        let (py, px) = (y0 + i, x0 + j);
-                        if py >= d.h || px >= d.w {
-                            continue;
-                        }
-                        let at = ((img * d.h + py) * d.w + px) * cout + c;
-                        // SAFETY: a pixel inside the image: at + 16 ≤ d.pixels()·cout ≤ y.len().
-                        unsafe {
-                            let dst = yp.add(at);
-                            let v = if add {
-                                _mm512_add_ps(_mm512_loadu_ps(dst), o)
-                            } else if with_bias {
-                                _mm512_add_ps(o, b)
-                            } else {
-                                o
-                            };
-                            _mm512_storeu_ps(dst, v);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// [`super::gradient_transform`] for `cout` a multiple of 16: per 16 channels of a tile,
-    /// A along the columns of dY, (y₀, y₀ + y₁, y₀ − y₁, −y₁), then along the rows, as the
-    /// 8-lane version; written straight into the packed panels.
-    ///
-    /// # Safety
-    /// The CPU supports AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn gradient_transform(
-        dy: &[f32],
-        d: Dims,
-        cout: usize,
-        t0: usize,
-        t1: usize,
-        dm: &mut [PackedB],
-    ) {
-        let count = t1 - t0;
-        assert!(cout.is_multiple_of(16), "channels in 16-lane vectors");
-        assert!(dm.len() == XI && dy.len() >= d.pixels() * cout);
-        for p in dm.iter_mut() {
-            p.shape_for(count, cout);
-        }
-        let zero = _mm512_setzero_ps();
-        // −v as a sign flip (0 − v would turn −0 into +0, unlike the 8-lane version's −v).
-        let sign = _mm512_set1_epi32(i32::MIN);
-        let neg = |v: __m512| _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), sign));
-        for t in t0..t1 {
-            let (img, y0, x0) = tile_origin(d, t);
-            let row = t - t0;
-            for c in (0..cout).step_by(16) {
-                let pixel = |i: usize, j: usize| {
-                    let (py, px) = (y0 + i, x0 + j);
-                    if py < d.h && px < d.w {
-                        let at = ((img * d.h + py) * d.w + px) * cout + c;
-                        // SAFETY: a pixel inside the image: at + 16 ≤ d.pixels()·cout ≤ dy.len().
-                        unsafe { _mm512_loadu_ps(dy.as_ptr().add(at)) }
-                    } else {
-                        zero
-                    }
-                };
-                // cols[j][i]: A along output column j, row i of the result.
-                let cols = [0, 1].map(|j| {
-                    let (a, b) = (pixel(0, j), pixel(1, j));
-                    [a, _mm512_add_ps(a, b), _mm512_sub_ps(a, b), neg(b)]
-                });
-                for i in 0..4 {
-                    let (a, b) = (cols[0][i], cols[1][i]);
-                    let out = [a, _mm512_add_ps(a, b), _mm512_sub_ps(a, b), neg(b)];
-                    for (j, &o) in out.iter().enumerate() {
-                        let dst = dm[i * 4 + j].row_mut(row, c);
-                        // SAFETY: a panel row is 16 aligned f32.
-                        unsafe { _mm512_store_ps(dst.as_mut_ptr(), o) };
-                    }
-                }
-            }
-        }
-    }
-
-    /// Bᵀ p B of 16 channels of a patch (one register per position), along rows then columns
-    /// as [`super::input_patch`].
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    fn input_patch(p: &mut [__m512; 16]) {
-        for (stride, step) in [(1, 4), (4, 1)] {
-            for line in 0..4 {
-                let at = |k: usize| line * step + k * stride;
-                let (a, b, c, e) = (p[at(0)], p[at(1)], p[at(2)], p[at(3)]);
-                p[at(0)] = _mm512_sub_ps(a, c);
-                p[at(1)] = _mm512_add_ps(b, c);
-                p[at(2)] = _mm512_sub_ps(c, b);
-                p[at(3)] = _mm512_sub_ps(b, e);
-            }
-        }
-    }
-
-    /// [`super::transform_tile`] 16 channels at a time; a masked-out pixel is loaded as zeros.
-    ///
-    /// # Safety
-    /// The CPU supports AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn transform_tile<const BORDER: bool>(
-        x: &[f32],
-        cin: usize,
-        offsets: &[usize; 16],
-        masks: &[u32; 16],
-        row: usize,
-        count: usize,
-        v: &mut [f32],
-    ) {
-        let stride = count * cin;
-        assert!(
-            offsets.iter().all(|&o| o + cin <= x.len()),
-            "patch inside x"
-        );
-        assert!(15 * stride + (row + 1) * cin <= v.len(), "tile inside v");
-        let (xp, vp) = (x.as_ptr(), v.as_mut_ptr());
-        let mut keep = [0xFFFFu16; 16];
-        if BORDER {
-            for (k, m) in keep.iter_mut().zip(masks) {
-                *k = if *m == 0 { 0 } else { 0xFFFF };
-            }
-        }
-        for c in (0..cin).step_by(16) {
-            let mut p = [_mm512_setzero_ps(); 16];
-            for (k, pk) in p.iter_mut().enumerate() {
-                // SAFETY: offsets[k] + c + 16 ≤ offsets[k] + cin ≤ x.len() (asserted above).
-                *pk = unsafe {
-                    if BORDER {
-                        _mm512_maskz_loadu_ps(keep[k], xp.add(offsets[k] + c))
-                    } else {
-                        _mm512_loadu_ps(xp.add(offsets[k] + c))
-                    }
-                };
-            }
-            input_patch(&mut p);
-            for (xi, pk) in p.iter().enumerate() {
-                // SAFETY: xi·stride + row·cin + c + 16 ≤ 15·stride + (row + 1)·cin ≤ v.len().
-                unsafe { _mm512_storeu_ps(vp.add(xi * stride + row * cin + c), *pk) };
-            }
-        }
-    }
-}
-
-/// y (+)= Aᵀ M A for tiles `t0..t1`, from the 16 row-major (t1 − t0) × cout products in `m`,
-/// plus the bias unless `add` or it is empty; only pixels inside the image are written. `rows`
-/// is scratch. 16 channels at a time in AVX-512 registers where `cout` is a multiple of 16.
+/// [`output_transform`] L channels at a time.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn output_transform(
+fn output_body<const L: usize>(
     m: &[f32],
     d: Dims,
     cout: usize,
@@ -662,155 +619,196 @@ fn output_transform(
     bias: &[f32],
     y: &mut [f32],
     add: bool,
-    rows: &mut Vec<f32>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if wide(cout) {
-        // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
-        unsafe { avx512::output_transform(m, d, cout, t0, t1, bias, y, add) };
-        return;
-    }
-    output_transform8(m, d, cout, t0, t1, bias, y, add, rows);
-}
-
-simd_dispatch! {
-/// [`output_transform`] 8 channels at a time.
-#[allow(clippy::too_many_arguments)]
-fn output_transform8(m: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, bias: &[f32], y: &mut [f32], add: bool, rows: &mut Vec<f32>) {
     let count = t1 - t0;
-    rows.resize(9 * cout, 0.0);
-    let (s, out) = rows.split_at_mut(8 * cout);
+    assert!(m.len() >= XI * count * cout && y.len() >= d.pixels() * cout);
+    let with_bias = !add && !bias.is_empty();
+    assert!(!with_bias || bias.len() >= cout);
+    let full = cout / L * L;
+    let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
     for t in t0..t1 {
         let (img, y0, x0) = tile_origin(d, t);
         let row = t - t0;
-        let mv = |xi: usize| &m[(xi * count + row) * cout..(xi * count + row + 1) * cout];
-        // Aᵀ along each row of M: s[i][0] = m_i0 + m_i1 + m_i2, s[i][1] = m_i1 − m_i2 − m_i3.
-        for i in 0..4 {
-            let (s0, s1) = s[i * 2 * cout..(i + 1) * 2 * cout].split_at_mut(cout);
-            let (a, b, c, e) = (mv(i * 4), mv(i * 4 + 1), mv(i * 4 + 2), mv(i * 4 + 3));
-            for k in 0..cout {
-                s0[k] = a[k] + b[k] + c[k];
-                s1[k] = b[k] - c[k] - e[k];
+        let mut c = 0;
+        while c < cout {
+            let w = (cout - c).min(L);
+            // SAFETY: (ξ·count + row)·cout + c + w ≤ 36·count·cout ≤ m.len(); the pixels
+            // written lie inside the image, p·cout + c + w ≤ d.pixels()·cout ≤ y.len(); the
+            // bias has cout values.
+            unsafe {
+                if c < full {
+                    output_tile::<L, true>(
+                        mp,
+                        count,
+                        row,
+                        cout,
+                        c,
+                        w,
+                        with_bias,
+                        bias,
+                        add,
+                        d,
+                        (img, y0, x0),
+                        yp,
+                    );
+                } else {
+                    output_tile::<L, false>(
+                        mp,
+                        count,
+                        row,
+                        cout,
+                        c,
+                        w,
+                        with_bias,
+                        bias,
+                        add,
+                        d,
+                        (img, y0, x0),
+                        yp,
+                    );
+                }
             }
+            c += w;
         }
-        let s = &*s;
-        for j in 0..2 {
-            let sv = |i: usize| &s[(i * 2 + j) * cout..(i * 2 + j + 1) * cout];
-            let (a, b, c, e) = (sv(0), sv(1), sv(2), sv(3));
-            for i in 0..2 {
-                let (py, px) = (y0 + i, x0 + j);
-                if py >= d.h || px >= d.w {
-                    continue;
-                }
-                let p = (img * d.h + py) * d.w + px;
-                let dst = &mut y[p * cout..(p + 1) * cout];
-                let out = &mut out[..cout];
-                if i == 0 {
-                    for k in 0..cout {
-                        out[k] = a[k] + b[k] + c[k];
-                    }
-                } else {
-                    for k in 0..cout {
-                        out[k] = b[k] - c[k] - e[k];
-                    }
-                }
+    }
+}
+
+/// Aᵀ M A of channels c..c + w of one tile (row `row` of the block's `count`), along the rows
+/// of M then its columns, written into y's pixels of the tile that lie inside the image.
+///
+/// # Safety
+/// As in [`output_body`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+#[allow(clippy::needless_range_loop)] // column j is read across the rows
+unsafe fn output_tile<const L: usize, const FULL: bool>(
+    mp: *const f32,
+    count: usize,
+    row: usize,
+    cout: usize,
+    c: usize,
+    w: usize,
+    with_bias: bool,
+    bias: &[f32],
+    add: bool,
+    d: Dims,
+    (img, y0, x0): (usize, usize, usize),
+    yp: *mut f32,
+) {
+    // s[i][j] = (M A)_ij.
+    let s: [[Lanes<L>; TILE]; SIDE] = per_index!(i in [0, 1, 2, 3, 4, 5] => {
+        let r = per_index!(j in [0, 1, 2, 3, 4, 5] => {
+            // SAFETY: the function's contract.
+            unsafe { load::<L, FULL>(mp.add(((i * SIDE + j) * count + row) * cout + c), w) }
+        });
+        output_1d(&r)
+    });
+    let b = if with_bias {
+        // SAFETY: c + w ≤ cout ≤ bias.len().
+        unsafe { load::<L, FULL>(bias.as_ptr().add(c), w) }
+    } else {
+        [0.0; L]
+    };
+    for j in 0..TILE {
+        let px = x0 + j;
+        if px >= d.w {
+            break;
+        }
+        let col = per_index!(i in [0, 1, 2, 3, 4, 5] => s[i][j]);
+        for (i, o) in output_1d(&col).iter().enumerate() {
+            let py = y0 + i;
+            if py >= d.h {
+                break;
+            }
+            let at = ((img * d.h + py) * d.w + px) * cout + c;
+            // SAFETY: a pixel inside the image (the function's contract).
+            unsafe {
+                let dst = yp.add(at);
+                let mut v = *o;
                 if add {
-                    for (o, &v) in dst.iter_mut().zip(out.iter()) {
-                        *o += v;
+                    let old = load::<L, FULL>(dst, w);
+                    for l in 0..L {
+                        v[l] += old[l];
                     }
-                } else if bias.is_empty() {
-                    // Not `copy_from_slice`: a `memcpy` call per pixel.
-                    super::simd::copy(dst, out);
-                } else {
-                    for ((o, &v), &bi) in dst.iter_mut().zip(out.iter()).zip(&bias[..cout]) {
-                        *o = v + bi;
+                } else if with_bias {
+                    for l in 0..L {
+                        v[l] += b[l];
                     }
                 }
+                store::<L, FULL>(dst, &v, w);
             }
         }
     }
 }
+
+by_lanes! {
+/// Writes dM_ξ = (A dY Aᵀ)_ξ of tiles `t0..t1` of the output gradient `dy` (batch `d`, `cout`
+/// channels) as 36 packed B operands ((t1 − t0) × cout); output pixels outside the image have
+/// zero gradient.
+fn gradient_transform, gradient_transform8, gradient_transform16(dy: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, dm: &mut [PackedB]) = gradient_body over cout
 }
 
-/// Writes dM_ξ = (A dY Aᵀ)_ξ of tiles `t0..t1` of the output gradient `dy` (batch `d`, `cout`
-/// channels) as 16 packed B operands ((t1 − t0) × cout), with A = [[1, 0], [1, 1], [1, −1],
-/// [0, −1]]; output pixels outside the image have zero gradient. `rows` is scratch. 16 channels
-/// at a time in AVX-512 registers where `cout` is a multiple of 16.
-fn gradient_transform(
+/// [`gradient_transform`] L channels at a time.
+#[inline(always)]
+fn gradient_body<const L: usize>(
     dy: &[f32],
     d: Dims,
     cout: usize,
     t0: usize,
     t1: usize,
     dm: &mut [PackedB],
-    rows: &mut Vec<f32>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if wide(cout) {
-        // SAFETY: the CPU supports AVX-512F (isa() only picks what the CPU runs).
-        unsafe { avx512::gradient_transform(dy, d, cout, t0, t1, dm) };
-        return;
-    }
-    gradient_transform8(dy, d, cout, t0, t1, dm, rows);
-}
-
-simd_dispatch! {
-/// [`gradient_transform`] 8 channels at a time.
-#[allow(clippy::too_many_arguments)]
-fn gradient_transform8(dy: &[f32], d: Dims, cout: usize, t0: usize, t1: usize, dm: &mut [PackedB], rows: &mut Vec<f32>) {
     let count = t1 - t0;
+    assert!(dm.len() == XI && dy.len() >= d.pixels() * cout);
     let pad = cout.next_multiple_of(16) - cout;
     for p in dm.iter_mut() {
         p.shape_for(count, cout);
     }
-    // The columns' transforms (4 rows × 2 columns), a row of the result, then zeros.
-    rows.resize(13 * cout, 0.0);
-    let (s, rest) = rows.split_at_mut(8 * cout);
-    let (out, zeros) = rest.split_at_mut(4 * cout);
-    zeros.fill(0.0);
-    let zeros = &*zeros;
     for t in t0..t1 {
         let (img, y0, x0) = tile_origin(d, t);
         let row = t - t0;
-        let pixel = |i: usize, j: usize| -> &[f32] {
-            let (py, px) = (y0 + i, x0 + j);
-            if py < d.h && px < d.w {
-                let p = ((img * d.h + py) * d.w + px) * cout;
-                &dy[p..p + cout]
-            } else {
-                zeros
-            }
-        };
-        // A along each column of dY: (y₀, y₀ + y₁, y₀ − y₁, −y₁).
-        for j in 0..2 {
-            let (a, b) = (pixel(0, j), pixel(1, j));
-            let at = |i: usize| (i * 2 + j) * cout;
-            s[at(0)..at(0) + cout].copy_from_slice(a);
-            add(&mut s[at(1)..at(1) + cout], a, b);
-            sub(&mut s[at(2)..at(2) + cout], a, b);
-            for (o, &v) in s[at(3)..at(3) + cout].iter_mut().zip(b) {
-                *o = -v;
-            }
-        }
-        let s = &*s;
-        for i in 0..4 {
-            let (a, b) = (&s[(i * 2) * cout..(i * 2 + 1) * cout], &s[(i * 2 + 1) * cout..(i * 2 + 2) * cout]);
-            out[..cout].copy_from_slice(a);
-            add(&mut out[cout..2 * cout], a, b);
-            sub(&mut out[2 * cout..3 * cout], a, b);
-            for (o, &v) in out[3 * cout..].iter_mut().zip(b) {
-                *o = -v;
-            }
-            for j in 0..4 {
-                let p = &mut dm[i * 4 + j];
-                p.put(row, 0, &out[j * cout..(j + 1) * cout]);
-                if pad > 0 {
-                    p.put_zeros(row, cout, pad);
+        let mut c = 0;
+        while c < cout {
+            let w = (cout - c).min(L);
+            // dY's 4×4 pixels, zeros outside the image.
+            let p: [[Lanes<L>; TILE]; TILE] = per_index!(i in [0, 1, 2, 3] => {
+                per_index!(j in [0, 1, 2, 3] => {
+                    let (py, px) = (y0 + i, x0 + j);
+                    let at = ((img * d.h + py) * d.w + px) * cout + c;
+                    // SAFETY: a pixel inside the image: at + w ≤ d.pixels()·cout ≤ dy.len().
+                    unsafe {
+                        if py >= d.h || px >= d.w {
+                            [0.0; L]
+                        } else if w == L {
+                            load::<L, true>(dy.as_ptr().add(at), w)
+                        } else {
+                            load::<L, false>(dy.as_ptr().add(at), w)
+                        }
+                    }
+                })
+            });
+            // cols[j][i] = (A dY)_ij.
+            let cols = per_index!(j in [0, 1, 2, 3] => gradient_1d(&per_index!(i in [0, 1, 2, 3] => p[i][j])));
+            for i in 0..SIDE {
+                let out = gradient_1d(&per_index!(j in [0, 1, 2, 3] => cols[j][i]));
+                for (j, o) in out.iter().enumerate() {
+                    let p = &mut dm[i * SIDE + j];
+                    if L == 16 && w == L {
+                        // A whole 64-byte-aligned panel row (c is a multiple of 16).
+                        p.row_mut(row, c).copy_from_slice(o);
+                    } else {
+                        p.put(row, c, &o[..w]);
+                    }
                 }
+            }
+            c += w;
+        }
+        if pad > 0 {
+            for p in dm.iter_mut() {
+                p.put_zeros(row, cout, pad);
             }
         }
     }
-}
 }
 
 #[cfg(test)]
@@ -866,7 +864,7 @@ mod tests {
         };
         for &(n, h, w, c) in &[(2, 7, 7, 16), (1, 6, 5, 32), (3, 14, 14, 48), (1, 1, 1, 16)] {
             let d = Dims { n, h, w, c };
-            let tiles = n * h.div_ceil(2) * w.div_ceil(2);
+            let tiles = tiles(d);
             let mut x: Vec<f32> = (0..d.len()).map(|_| next()).collect();
             x[0] = -0.0;
             x[1] = 0.0;
@@ -877,7 +875,7 @@ mod tests {
                 let mut v16 = v8.clone();
                 input_transform8(&x, d, t0, t1, &mut v8);
                 // SAFETY: the CPU has AVX-512F (checked above).
-                unsafe { avx512::input_transform(&x, d, t0, t1, &mut v16) };
+                unsafe { input_transform16(&x, d, t0, t1, &mut v16) };
                 assert!(v8.iter().zip(&v16).all(|(a, b)| a.to_bits() == b.to_bits()));
                 // Output transform: plain, with a bias, and added.
                 let m: Vec<f32> = (0..XI * count * c).map(|_| next()).collect();
@@ -885,16 +883,16 @@ mod tests {
                 for (b, add) in [(&[][..], false), (&bias[..], false), (&bias[..], true)] {
                     let start: Vec<f32> = (0..d.pixels() * c).map(|_| next()).collect();
                     let (mut y8, mut y16) = (start.clone(), start);
-                    output_transform8(&m, d, c, t0, t1, b, &mut y8, add, &mut Vec::new());
+                    output_transform8(&m, d, c, t0, t1, b, &mut y8, add);
                     // SAFETY: as above.
-                    unsafe { avx512::output_transform(&m, d, c, t0, t1, b, &mut y16, add) };
+                    unsafe { output_transform16(&m, d, c, t0, t1, b, &mut y16, add) };
                     assert!(y8.iter().zip(&y16).all(|(a, b)| a.to_bits() == b.to_bits()));
                 }
                 // Output-gradient transform.
                 let (mut g8, mut g16) = (vec![PackedB::new(); XI], vec![PackedB::new(); XI]);
-                gradient_transform8(&x, d, c, t0, t1, &mut g8, &mut Vec::new());
+                gradient_transform8(&x, d, c, t0, t1, &mut g8);
                 // SAFETY: as above.
-                unsafe { avx512::gradient_transform(&x, d, c, t0, t1, &mut g16) };
+                unsafe { gradient_transform16(&x, d, c, t0, t1, &mut g16) };
                 for (a, b) in g8.iter().zip(&g16) {
                     assert!(a.bits() == b.bits(), "{n}×{h}×{w}×{c}, tiles {t0}..{t1}");
                 }
@@ -903,8 +901,10 @@ mod tests {
     }
 
     /// Winograd against the direct sum on odd and even sides, channel counts that are and are
-    /// not multiples of 8, blocks that split an image and scratch reused across shapes: within 2·10⁻⁶ of the output's scale
-    /// (f32 rounding of sums of ~100 terms), and `add` adds the same values.
+    /// not multiples of 8, blocks that split an image and scratch reused across shapes: within
+    /// 2·10⁻⁵ of the output's scale and 10⁻⁵ of the weight gradient's (F(4×4, 3×3) measured up
+    /// to 6·10⁻⁶ and 3·10⁻⁶ on these shapes, the direct f32 sum ~10⁻⁷; a wrong transform entry
+    /// is off by O(1)), and `add` adds the same values.
     #[test]
     fn matches_the_direct_convolution() {
         let mut rng = 1u64;
@@ -940,7 +940,7 @@ mod tests {
             let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
             for (a, b) in y.iter().zip(&want) {
                 assert!(
-                    (*a as f64 - b).abs() <= 2e-6 * scale,
+                    (*a as f64 - b).abs() <= 2e-5 * scale,
                     "{a} vs {b} ({n}×{h}×{w}, {cin} → {cout})"
                 );
             }
@@ -973,7 +973,7 @@ mod tests {
             let gscale = want_gw.iter().fold(0.0f64, |a, v| a.max(v.abs()));
             for (a, b) in gw.iter().zip(&want_gw) {
                 assert!(
-                    (*a as f64 - 0.5 - b).abs() <= 4e-6 * gscale.max(1.0),
+                    (*a as f64 - 0.5 - b).abs() <= 1e-5 * gscale.max(1.0),
                     "weight gradient {a} − 0.5 vs {b} ({n}×{h}×{w}, {cin} → {cout})"
                 );
             }
