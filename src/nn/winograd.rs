@@ -627,8 +627,17 @@ fn output_body<const L: usize>(
     let full = cout / L * L;
     let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
     for t in t0..t1 {
-        let (img, y0, x0) = tile_origin(d, t);
-        let row = t - t0;
+        let tile = OutputTile {
+            m: mp,
+            count,
+            row: t - t0,
+            cout,
+            bias: if with_bias { Some(bias) } else { None },
+            add,
+            d,
+            origin: tile_origin(d, t),
+            y: yp,
+        };
         let mut c = 0;
         while c < cout {
             let w = (cout - c).min(L);
@@ -637,35 +646,9 @@ fn output_body<const L: usize>(
             // bias has cout values.
             unsafe {
                 if c < full {
-                    output_tile::<L, true>(
-                        mp,
-                        count,
-                        row,
-                        cout,
-                        c,
-                        w,
-                        with_bias,
-                        bias,
-                        add,
-                        d,
-                        (img, y0, x0),
-                        yp,
-                    );
+                    tile.write::<L, true>(c, w);
                 } else {
-                    output_tile::<L, false>(
-                        mp,
-                        count,
-                        row,
-                        cout,
-                        c,
-                        w,
-                        with_bias,
-                        bias,
-                        add,
-                        d,
-                        (img, y0, x0),
-                        yp,
-                    );
+                    tile.write::<L, false>(c, w);
                 }
             }
             c += w;
@@ -673,69 +656,82 @@ fn output_body<const L: usize>(
     }
 }
 
-/// Aᵀ M A of channels c..c + w of one tile (row `row` of the block's `count`), along the rows
-/// of M then its columns, written into y's pixels of the tile that lie inside the image.
-///
-/// # Safety
-/// As in [`output_body`].
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-#[allow(clippy::needless_range_loop)] // column j is read across the rows
-unsafe fn output_tile<const L: usize, const FULL: bool>(
-    mp: *const f32,
+/// One tile of [`output_transform`]: its row of the block's `count`, the products M it reads
+/// (at `m`, `cout` channels), the pixel its output starts at, (image, top row, left column), and
+/// what its output does: added to y (`add`), or written plus the `bias`.
+struct OutputTile<'a> {
+    m: *const f32,
     count: usize,
     row: usize,
     cout: usize,
-    c: usize,
-    w: usize,
-    with_bias: bool,
-    bias: &[f32],
+    bias: Option<&'a [f32]>,
     add: bool,
     d: Dims,
-    (img, y0, x0): (usize, usize, usize),
-    yp: *mut f32,
-) {
-    // s[i][j] = (M A)_ij.
-    let s: [[Lanes<L>; TILE]; SIDE] = per_index!(i in [0, 1, 2, 3, 4, 5] => {
-        let r = per_index!(j in [0, 1, 2, 3, 4, 5] => {
-            // SAFETY: the function's contract.
-            unsafe { load::<L, FULL>(mp.add(((i * SIDE + j) * count + row) * cout + c), w) }
+    origin: (usize, usize, usize),
+    y: *mut f32,
+}
+
+impl OutputTile<'_> {
+    /// Aᵀ M A of channels c..c + w (all L when `FULL`), along the rows of M then its columns,
+    /// written into y's pixels of the tile that lie inside the image.
+    ///
+    /// # Safety
+    /// As in [`output_body`].
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // column j is read across the rows
+    unsafe fn write<const L: usize, const FULL: bool>(&self, c: usize, w: usize) {
+        let Self {
+            m: mp,
+            count,
+            row,
+            cout,
+            bias,
+            add,
+            d,
+            origin: (img, y0, x0),
+            y: yp,
+        } = *self;
+        // s[i][j] = (M A)_ij.
+        let s: [[Lanes<L>; TILE]; SIDE] = per_index!(i in [0, 1, 2, 3, 4, 5] => {
+            let r = per_index!(j in [0, 1, 2, 3, 4, 5] => {
+                // SAFETY: the function's contract.
+                unsafe { load::<L, FULL>(mp.add(((i * SIDE + j) * count + row) * cout + c), w) }
+            });
+            output_1d(&r)
         });
-        output_1d(&r)
-    });
-    let b = if with_bias {
-        // SAFETY: c + w ≤ cout ≤ bias.len().
-        unsafe { load::<L, FULL>(bias.as_ptr().add(c), w) }
-    } else {
-        [0.0; L]
-    };
-    for j in 0..TILE {
-        let px = x0 + j;
-        if px >= d.w {
-            break;
-        }
-        let col = per_index!(i in [0, 1, 2, 3, 4, 5] => s[i][j]);
-        for (i, o) in output_1d(&col).iter().enumerate() {
-            let py = y0 + i;
-            if py >= d.h {
+        let b = match bias {
+            // SAFETY: c + w ≤ cout ≤ bias.len().
+            Some(bias) => unsafe { load::<L, FULL>(bias.as_ptr().add(c), w) },
+            None => [0.0; L],
+        };
+        for j in 0..TILE {
+            let px = x0 + j;
+            if px >= d.w {
                 break;
             }
-            let at = ((img * d.h + py) * d.w + px) * cout + c;
-            // SAFETY: a pixel inside the image (the function's contract).
-            unsafe {
-                let dst = yp.add(at);
-                let mut v = *o;
-                if add {
-                    let old = load::<L, FULL>(dst, w);
-                    for l in 0..L {
-                        v[l] += old[l];
-                    }
-                } else if with_bias {
-                    for l in 0..L {
-                        v[l] += b[l];
-                    }
+            let col = per_index!(i in [0, 1, 2, 3, 4, 5] => s[i][j]);
+            for (i, o) in output_1d(&col).iter().enumerate() {
+                let py = y0 + i;
+                if py >= d.h {
+                    break;
                 }
-                store::<L, FULL>(dst, &v, w);
+                let at = ((img * d.h + py) * d.w + px) * cout + c;
+                // SAFETY: a pixel inside the image (the function's contract).
+                unsafe {
+                    let dst = yp.add(at);
+                    let mut v = *o;
+                    if add {
+                        let old = load::<L, FULL>(dst, w);
+                        for l in 0..L {
+                            v[l] += old[l];
+                        }
+                    } else if bias.is_some() {
+                        for l in 0..L {
+                            v[l] += b[l];
+                        }
+                    }
+                    store::<L, FULL>(dst, &v, w);
+                }
             }
         }
     }
