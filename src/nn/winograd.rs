@@ -149,33 +149,30 @@ fn untransform_gradients(du: &[f32], c: usize, cin: usize, half: &mut [f32], out
                 let at = ((i * SIDE + j) * cin + c) * cout;
                 &du[at..at + cout]
             });
-            let h = &mut half[(a * SIDE + j) * cout..(a * SIDE + j + 1) * cout];
-            for o in 0..cout {
-                h[o] = g[0] * r[0][o]
-                    + g[1] * r[1][o]
-                    + g[2] * r[2][o]
-                    + g[3] * r[3][o]
-                    + g[4] * r[4][o]
-                    + g[5] * r[5][o];
-            }
+            combine6(&mut half[(a * SIDE + j) * cout..(a * SIDE + j + 1) * cout], g, r);
         }
     }
     for a in 0..3 {
         let h = per_index!(j in [0, 1, 2, 3, 4, 5] => &half[(a * SIDE + j) * cout..(a * SIDE + j + 1) * cout]);
         for b in 0..3 {
             let g = per_index!(j in [0, 1, 2, 3, 4, 5] => G[j][b] as f32);
-            let dst = &mut out[(a * 3 + b) * cout..(a * 3 + b + 1) * cout];
-            for o in 0..cout {
-                dst[o] = g[0] * h[0][o]
-                    + g[1] * h[1][o]
-                    + g[2] * h[2][o]
-                    + g[3] * h[3][o]
-                    + g[4] * h[4][o]
-                    + g[5] * h[5][o];
-            }
+            combine6(&mut out[(a * 3 + b) * cout..(a * 3 + b + 1) * cout], g, h);
         }
     }
 }
+}
+
+/// dst = Σ_k g_k r_k (k = 0..6, added in that order), element by element.
+#[inline(always)]
+fn combine6(dst: &mut [f32], g: [f32; SIDE], r: [&[f32]; SIDE]) {
+    for (o, d) in dst.iter_mut().enumerate() {
+        *d = g[0] * r[0][o]
+            + g[1] * r[1][o]
+            + g[2] * r[2][o]
+            + g[3] * r[3][o]
+            + g[4] * r[4][o]
+            + g[5] * r[5][o];
+    }
 }
 
 /// Tiles per block for `cin` input and `cout` output channels: as many as fit V and M in
