@@ -206,18 +206,39 @@ def run_seconds(folder):
     return sum(float(s["seconds"]) for s in sessions)
 
 
-def mnist28():
-    out = mnist28_run()
-    secs = run_seconds(out)
-    shutil.copyfile(out / "samples" / "seed-0" / "gen-000.png", ROOT / "docs" / "mnist28-unet-gen0.png")
+# Fashion-MNIST's class names (Xiao et al. 2017), in label order.
+FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                   "ankle boot"]
+
+
+def image28(example, out, name, picture, classes):
+    """The generation-0 table of a class-conditional 28 × 28 run folder `out` (made by
+    `examples/<example>.toml`, named `runs/<name>` in the heading), followed by its per-class
+    train-on-synthetic and train-on-real accuracy (class_accuracy.csv, columns labelled by
+    `classes`); copies its sample grid to docs/<picture>."""
+    shutil.copyfile(out / "samples" / "seed-0" / "gen-000.png", ROOT / "docs" / picture)
     r = rows(out / "metrics.csv")[0]
     header = ["train-on-synthetic accuracy", "real-data accuracy", "precision (features)",
               "recall (features)", "frechet (features)"]
     body = [[fmt(r["synthetic_accuracy"]), fmt(r["real_accuracy"]), fmt(r["precision"]), fmt(r["recall"]),
              fmt(r["frechet"])]]
-    took = f"{secs / 60:.0f} min"
-    return (f"`ouro run examples/mnist-unet-conditional.toml --out runs/mnist-unet` ({took} on {processor()}, "
-            "generation 0):"), markdown(header, body)
+    per_class = rows(out / "class_accuracy.csv")
+    by_class = markdown(["accuracy on held-out class"] + [classes[int(c["class"])] for c in per_class],
+                        [["trained on samples"] + [f"{float(c['synthetic_accuracy']):.3f}" for c in per_class],
+                         ["trained on real images"] + [f"{float(c['real_accuracy']):.3f}" for c in per_class]])
+    took = f"{run_seconds(out) / 60:.0f} min"
+    return (f"`ouro run examples/{example}.toml --out runs/{name}` ({took} on {processor()}, generation 0):",
+            markdown(header, body) + "\n\n" + by_class)
+
+
+def mnist28():
+    return image28("mnist-unet-conditional", mnist28_run(), "mnist-unet", "mnist28-unet-gen0.png",
+                   [str(c) for c in range(10)])
+
+
+def fashion28():
+    out = kept_run("fashion-unet-conditional", "fashion-unet")
+    return image28("fashion-unet-conditional", out, "fashion-unet", "fashion28-unet-gen0.png", FASHION_CLASSES)
 
 
 # Samples per sampler setting of the NFE table, drawn from one fitted model.
@@ -510,6 +531,7 @@ TABLES = {
     "mnist14-unet-fresh-objective": mnist14_unet_fresh_objective,
     "reconstruct-unet": reconstruct_unet,
     "mnist28": mnist28,
+    "fashion28": fashion28,
     "nfe": nfe,
     "studies": studies,
     "claims": claims,
