@@ -211,34 +211,44 @@ FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sanda
                    "ankle boot"]
 
 
-def image28(example, out, name, picture, classes):
-    """The generation-0 table of a class-conditional 28 × 28 run folder `out` (made by
-    `examples/<example>.toml`, named `runs/<name>` in the heading), followed by its per-class
-    train-on-synthetic and train-on-real accuracy (class_accuracy.csv, columns labelled by
-    `classes`); copies its sample grid to docs/<picture>."""
+def image28(example, runs, name, picture, classes):
+    """The generation-0 table of class-conditional 28 × 28 runs of `examples/<example>.toml`, one
+    row per (denoiser, run folder, its `--set` overrides...) in `runs` (the first, named
+    `runs/<name>` in the heading, is the example as it is), followed by the per-class train-on-synthetic accuracy of each and the
+    train-on-real accuracy (class_accuracy.csv, columns labelled by `classes`); copies the first
+    run's sample grid to docs/<picture>."""
+    out = runs[0][1]
     shutil.copyfile(out / "samples" / "seed-0" / "gen-000.png", ROOT / "docs" / picture)
-    r = rows(out / "metrics.csv")[0]
-    header = ["train-on-synthetic accuracy", "real-data accuracy", "precision (features)",
+    header = ["denoiser", "train-on-synthetic accuracy", "real-data accuracy", "precision (features)",
               "recall (features)", "frechet (features)"]
-    body = [[fmt(r["synthetic_accuracy"]), fmt(r["real_accuracy"]), fmt(r["precision"]), fmt(r["recall"]),
-             fmt(r["frechet"])]]
-    per_class = rows(out / "class_accuracy.csv")
-    by_class = markdown(["accuracy on held-out class"] + [classes[int(c["class"])] for c in per_class],
-                        [["trained on samples"] + [f"{float(c['synthetic_accuracy']):.3f}" for c in per_class],
-                         ["trained on real images"] + [f"{float(c['real_accuracy']):.3f}" for c in per_class]])
-    took = f"{run_seconds(out) / 60:.0f} min"
-    return (f"`ouro run examples/{example}.toml --out runs/{name}` ({took} on {processor()}, generation 0):",
-            markdown(header, body) + "\n\n" + by_class)
+    body, per_class = [], []
+    for denoiser, folder, *_ in runs:
+        r = rows(folder / "metrics.csv")[0]
+        body.append([denoiser, fmt(r["synthetic_accuracy"]), fmt(r["real_accuracy"]), fmt(r["precision"]),
+                     fmt(r["recall"]), fmt(r["frechet"])])
+        c = rows(folder / "class_accuracy.csv")
+        per_class.append([f"{denoiser}, trained on samples"] + [f"{float(x['synthetic_accuracy']):.3f}" for x in c])
+    per_class.append(["trained on real images"] + [f"{float(x['real_accuracy']):.3f}" for x in c])
+    by_class = markdown(["accuracy on held-out class"] + [classes[int(x["class"])] for x in c], per_class)
+    others = "".join(f"; {d}: `{' '.join(sets)}`, {run_seconds(f) / 60:.0f} min" for d, f, *sets in runs[1:])
+    return (f"`ouro run examples/{example}.toml --out runs/{name}` ({runs[0][0]}: {run_seconds(out) / 60:.0f} min"
+            f"{others}; on {processor()}, generation 0):", markdown(header, body) + "\n\n" + by_class)
 
 
 def mnist28():
-    return image28("mnist-unet-conditional", mnist28_run(), "mnist-unet", "mnist28-unet-gen0.png",
+    mlp = ["--set", 'model.denoiser="mlp"']
+    mlp_v = mlp + ["--set", 'model.objective="v"']
+    runs = [("U-Net", mnist28_run()),
+            ("MLP, ε", kept_run("mnist-unet-conditional", "mnist-mlp", *mlp), *mlp),
+            ("MLP, v", kept_run("mnist-unet-conditional", "mnist-mlp-v", *mlp_v), *mlp_v)]
+    return image28("mnist-unet-conditional", runs, "mnist-unet", "mnist28-unet-gen0.png",
                    [str(c) for c in range(10)])
 
 
 def fashion28():
     out = kept_run("fashion-unet-conditional", "fashion-unet")
-    return image28("fashion-unet-conditional", out, "fashion-unet", "fashion28-unet-gen0.png", FASHION_CLASSES)
+    return image28("fashion-unet-conditional", [("U-Net", out)], "fashion-unet", "fashion28-unet-gen0.png",
+                   FASHION_CLASSES)
 
 
 # Samples per sampler setting of the NFE table, drawn from one fitted model.
