@@ -4,7 +4,7 @@
     python3 docs/make_tables.py             # run every table's command, print the tables
     python3 docs/make_tables.py --write     # ... and replace them in README.md
     python3 docs/make_tables.py reconstruct memorization   # only these tables
-    python3 docs/make_tables.py nfe         # a table README.md does not show yet: printed
+    python3 docs/make_tables.py --write nfe # one table, run, printed and replaced in README.md
 
 Each table sits in README.md between `<!-- table: NAME -->` and `<!-- /table -->`; the line
 before the table names the command. The runs go to `runs/tables/` (kept, so the run folders can
@@ -214,22 +214,24 @@ FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sanda
 def image28(example, runs, name, picture, classes):
     """The generation-0 table of class-conditional 28 × 28 runs of `examples/<example>.toml`, one
     row per (denoiser, run folder, its `--set` overrides...) in `runs` (the first, named
-    `runs/<name>` in the heading, is the example as it is), followed by the per-class train-on-synthetic accuracy of each and the
-    train-on-real accuracy (class_accuracy.csv, columns labelled by `classes`); copies the first
-    run's sample grid to docs/<picture>."""
+    `runs/<name>` in the heading, is the example as it is), followed by each run's per-class
+    train-on-synthetic accuracy and the train-on-real accuracy, the same classifier on the same real
+    images in every run (class_accuracy.csv, columns labelled by `classes`); copies the first run's
+    sample grid to docs/<picture>."""
     out = runs[0][1]
     shutil.copyfile(out / "samples" / "seed-0" / "gen-000.png", ROOT / "docs" / picture)
     header = ["denoiser", "train-on-synthetic accuracy", "real-data accuracy", "precision (features)",
               "recall (features)", "frechet (features)"]
+    real = rows(out / "class_accuracy.csv")
     body, per_class = [], []
     for denoiser, folder, *_ in runs:
         r = rows(folder / "metrics.csv")[0]
         body.append([denoiser, fmt(r["synthetic_accuracy"]), fmt(r["real_accuracy"]), fmt(r["precision"]),
                      fmt(r["recall"]), fmt(r["frechet"])])
-        c = rows(folder / "class_accuracy.csv")
-        per_class.append([f"{denoiser}, trained on samples"] + [f"{float(x['synthetic_accuracy']):.3f}" for x in c])
-    per_class.append(["trained on real images"] + [f"{float(x['real_accuracy']):.3f}" for x in c])
-    by_class = markdown(["accuracy on held-out class"] + [classes[int(x["class"])] for x in c], per_class)
+        per_class.append([f"{denoiser}, trained on samples"] +
+                         [f"{float(x['synthetic_accuracy']):.3f}" for x in rows(folder / "class_accuracy.csv")])
+    per_class.append(["trained on real images"] + [f"{float(x['real_accuracy']):.3f}" for x in real])
+    by_class = markdown(["accuracy on held-out class"] + [classes[int(x["class"])] for x in real], per_class)
     others = "".join(f"; {d}: `{' '.join(sets)}`, {run_seconds(f) / 60:.0f} min" for d, f, *sets in runs[1:])
     return (f"`ouro run examples/{example}.toml --out runs/{name}` ({runs[0][0]}: {run_seconds(out) / 60:.0f} min"
             f"{others}; on {processor()}, generation 0):", markdown(header, body) + "\n\n" + by_class)
@@ -553,8 +555,7 @@ TABLES = {
 def main(argv):
     write = "--write" in argv
     readme = (ROOT / "README.md").read_text()
-    # Without names: the tables README.md shows. A table it does not show yet (mnist28, nfe) is
-    # printed when named.
+    # Without names: the tables README.md shows. A table it does not show is printed when named.
     names = [a for a in argv if not a.startswith("--")] or [
         n for n in TABLES if f"<!-- table: {n} -->" in readme]
     unknown = [n for n in names if n not in TABLES]
